@@ -3,8 +3,8 @@
 from probe.data.base import (
     BC_RULE_LABEL_SPACE,
     BC_RULE_MAJORITY,
-    SpuriousDataset,
     Split,
+    SpuriousDataset,
 )
 from probe.data.colored_mnist import colored_mnist
 from probe.data.parity import parity

@@ -11,14 +11,15 @@ import torch
 
 from probe.data.base import (
     BC_RULE_LABEL_SPACE,
-    SpuriousDataset,
     Split,
+    SpuriousDataset,
     check_rho,
     label_space_bc,
     spurious_attributes,
     unbiased_attributes,
 )
-from probe.data.digits import load_digit_images, resize_images
+from probe.data.digits import resize_images
+from probe.data.mnist import digit_pool
 
 #: One RGB colour per class (attribute), well separated.
 PALETTE = torch.tensor(
@@ -59,10 +60,10 @@ def colored_mnist(
         image_size: side length; ``None`` keeps the source's native size (8 for the embedded digits, 28 for MNIST).
         color_noise: standard deviation of the per-sample Gaussian jitter added to the class colour.
         val_fraction: share of the training pool held out as an unbiased validation split.
-        data_root: folder with MNIST IDX files; ``None`` uses the embedded default digits.
+        data_root: folder with MNIST IDX files (or ``$PROBE_DATA``); ``None`` uses the embedded default digits.
     """
     rho = check_rho(rho, "colored-mnist")
-    digits = load_digit_images(data_root, seed)
+    digits, root = digit_pool(data_root, seed)
     g = torch.Generator().manual_seed(seed)
     pool_images = resize_images(digits.train_images, image_size)
     test_images = resize_images(digits.test_images, image_size)
@@ -104,7 +105,7 @@ def colored_mnist(
         bc_rule=BC_RULE_LABEL_SPACE,
         source=digits.source,
         options=dict(rho=rho, seed=seed, image_size=image_size, color_noise=color_noise,
-                     val_fraction=val_fraction, data_root=data_root),
+                     val_fraction=val_fraction, data_root=root),
         mask_note="none: colour is not spatial; use the counterfactual recolouring (render_spurious)",
         render_spurious=render_spurious,
     )

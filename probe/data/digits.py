@@ -50,9 +50,8 @@ def embedded_digits(seed: int = 0, test_fraction: float = 1 / 3) -> DigitImages:
 
 
 def load_digit_images(data_root: str | None = None, seed: int = 0) -> DigitImages:
-    """Real MNIST from ``data_root`` when given, otherwise the embedded default digits."""
-    if data_root is None:
-        return embedded_digits(seed)
-    from probe.data.mnist import load_mnist  # noqa: PLC0415 (optional reader)
+    """Real MNIST from ``data_root`` (or ``$PROBE_DATA``) when it holds the IDX files, otherwise the embedded
+    default digits (see :func:`probe.data.mnist.digit_pool`)."""
+    from probe.data.mnist import digit_pool
 
-    return load_mnist(data_root)
+    return digit_pool(data_root, seed)[0]

@@ -12,8 +12,8 @@ import torch
 
 from probe.data.base import (
     BC_RULE_LABEL_SPACE,
-    SpuriousDataset,
     Split,
+    SpuriousDataset,
     check_rho,
     label_space_bc,
     spurious_attributes,

@@ -1,0 +1,269 @@
+"""Features of a model on a split: penultimate features and the outputs of named layers, in batches.
+
+``extract_features`` runs ``model.forward_features`` (and, when layers are named, ``model.forward_head`` so that every
+module of the forward pass fires) under ``torch.inference_mode`` in eval mode, batch by batch, and returns numpy
+arrays in the split's sample order. ``cached_features`` keeps the penultimate features of one (run, epoch, split) as
+an ``.npy`` file under the analysis cache so that every analysis of ``probe analyze`` and every re-run reuses them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from probe.errors import ProbeInputError
+
+if TYPE_CHECKING:
+    from probe.analyses.base import AnalysisContext
+
+#: Key of the penultimate features in the dict :func:`extract_features` returns.
+PENULTIMATE = "penultimate"
+
+#: Default number of samples per forward pass.
+DEFAULT_BATCH_SIZE = 512
+
+
+def relu_layers(model: nn.Module) -> list[str]:
+    """Names (as ``model.named_modules()`` spells them) of every ``nn.ReLU`` module, in registration order."""
+    return [name for name, module in model.named_modules() if isinstance(module, nn.ReLU)]
+
+
+def input_batches(
+    source: Any, batch_size: int = DEFAULT_BATCH_SIZE, device: torch.device | str | None = None
+) -> Iterator[torch.Tensor]:
+    """Input batches of ``source`` in sample order: a :class:`probe.data.Split` (anything with ``.batches``), a
+    tensor or an array of shape ``(n, *input_shape)``; each batch is moved to ``device`` when given."""
+    if batch_size < 1:
+        raise ProbeInputError(f"batch_size must be >= 1, got {batch_size}")
+    if hasattr(source, "batches"):
+        for _, xb in source.batches(batch_size, device=device):
+            yield xb.float()
+        return
+    try:
+        x = torch.as_tensor(source)
+    except (TypeError, ValueError, RuntimeError):
+        raise ProbeInputError(f"cannot read inputs from a {type(source).__name__}; give a Split or a tensor") from None
+    if x.ndim < 2:
+        raise ProbeInputError(f"inputs need shape (n, *input_shape), got shape {tuple(x.shape)}")
+    for start in range(0, len(x), batch_size):
+        xb = x[start : start + batch_size].float()
+        yield xb if device is None else xb.to(device)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (CPU for a model without parameters)."""
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+@contextmanager
+def activation_hooks(model: nn.Module, layers: Sequence[str], on_output: Callable[[str, torch.Tensor], None]):
+    """Within the block, every forward call of module ``name`` (for ``name`` in ``layers``) hands its output to
+    ``on_output(name, output)``. A module called several times per forward (a ResNet block reuses one ReLU) reports
+    each call. Unknown names raise :class:`ProbeInputError`."""
+    modules = dict(model.named_modules())
+    unknown = [name for name in layers if name not in modules or name == ""]
+    if unknown:
+        raise ProbeInputError(
+            f"model has no layer {', '.join(map(repr, unknown))}; its ReLU layers are {', '.join(relu_layers(model))}"
+        )
+    handles = []
+    for name in layers:
+        def hook(_module, _inputs, output, _name=name):
+            on_output(_name, output)
+
+        handles.append(modules[name].register_forward_hook(hook))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def eval_mode(model: nn.Module):
+    """Within the block the model is in eval mode; its training flag is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def extract_features(
+    model: nn.Module,
+    split_or_tensor: Any,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    device: torch.device | str | None = None,
+    layers: Sequence[str] | None = None,
+) -> dict[str, np.ndarray]:
+    """Penultimate features and, optionally, the outputs of named layers, for every sample in order.
+
+    Args:
+        model: a :class:`probe.models.FeatureModel` (has ``forward_features`` and ``forward_head``). Run in eval
+            mode (BatchNorm uses running statistics); its training flag is restored afterwards.
+        split_or_tensor: a :class:`probe.data.Split` or a tensor / array ``(n, *input_shape)``.
+        batch_size: samples per forward pass (default 512).
+        device: where to run; the model is moved there (``nn.Module.to``, in place). Default: the model's device.
+        layers: module names whose outputs to keep (e.g. ``relu_layers(model)``); default none.
+
+    Returns:
+        ``{"penultimate": (n, F) float32, <layer>: (n, D_layer) float32 ...}``; a layer's output is flattened per
+        sample, and a module called several times per forward has its calls concatenated along the second axis.
+
+    Example:
+        >>> from probe.models import build_model
+        >>> model = build_model("mlp", (20,), 2, width=8)
+        >>> out = extract_features(model, torch.randn(5, 20), layers=relu_layers(model))
+        >>> out["penultimate"].shape, out["features.2"].shape
+        ((5, 8), (5, 8))
+    """
+    layers = list(layers or [])
+    if PENULTIMATE in layers:
+        raise ProbeInputError(f"{PENULTIMATE!r} names the penultimate features; it cannot also be a layer name")
+    if device is not None:
+        model.to(device)
+    device = model_device(model)
+    feats: list[torch.Tensor] = []
+    outputs: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+    current: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+
+    def keep(name: str, output: torch.Tensor) -> None:
+        # copy to the CPU at once: a later in-place operation must not alter what was recorded
+        current[name].append(output.detach().flatten(1).to("cpu", torch.float32, copy=True))
+
+    with eval_mode(model), activation_hooks(model, layers, keep), torch.inference_mode():
+        for xb in input_batches(split_or_tensor, batch_size, device):
+            f = model.forward_features(xb)
+            if layers:
+                model.forward_head(f)
+            feats.append(f.detach().flatten(1).to("cpu", torch.float32))
+            for name in layers:
+                if not current[name]:
+                    raise ProbeInputError(f"layer {name!r} did not run in the forward pass")
+                outputs[name].append(torch.cat(current[name], dim=1))
+                current[name] = []
+    if not feats:
+        raise ProbeInputError("no samples to extract features from")
+    out = {PENULTIMATE: torch.cat(feats).numpy()}
+    for name in layers:
+        out[name] = torch.cat(outputs[name]).numpy()
+    return out
+
+
+# -- cache -----------------------------------------------------------------------------------------------------------
+
+
+def feature_cache_path(cache_dir: str | os.PathLike, run_name: str, epoch: int, split: str) -> Path:
+    """``<cache_dir>/features/<run_name>/epoch_XXXXX_<split>.npy``."""
+    return Path(cache_dir) / "features" / run_name / f"epoch_{int(epoch):05d}_{split}.npy"
+
+
+def _cache_key(ctx: AnalysisContext, epoch: int, n: int) -> dict[str, Any]:
+    """What identifies cached features: the run, the epoch file's sha256 (when the manifest records it), the split
+    size and the model config; a change in any of them invalidates the cache entry."""
+    sha = None
+    manifest = getattr(ctx.run, "manifest", None)
+    if isinstance(manifest, dict):
+        for entry in manifest.get("epochs", []):
+            if entry.get("epoch") == epoch:
+                sha = entry.get("sha256")
+    config = getattr(ctx.run, "config", {}) or {}
+    model_cfg = json.dumps([config.get("model"), config.get("model_options")], sort_keys=True, default=str)
+    return {
+        "run": ctx.run.name,
+        "epoch": int(epoch),
+        "epoch_sha256": sha,
+        "n": int(n),
+        "model": hashlib.sha256(model_cfg.encode()).hexdigest()[:16],
+    }
+
+
+def _write_atomic_npy(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        np.save(f, array, allow_pickle=False)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def cached_features(
+    ctx: AnalysisContext,
+    epoch: int,
+    split: str,
+    model: nn.Module | None = None,
+    batch_size: int | None = None,
+) -> np.ndarray:
+    """Penultimate features ``(n, F)`` of ``split`` at ``epoch``, read from the cache when a matching entry exists,
+    otherwise extracted (with ``model``, or ``ctx.model(epoch)`` when not given) and stored.
+
+    The entry is ``ctx.cache_dir/features/<run>/epoch_XXXXX_<split>.npy`` (``np.save``, ``allow_pickle=False``) with
+    a ``.json`` sidecar holding its key (run, epoch, the epoch file's sha256, split size, model config). Without a
+    ``ctx.cache_dir`` nothing is stored. ``batch_size`` defaults to ``ctx.options["batch_size"]`` or 512.
+    """
+    ds_split = ctx.dataset.split(split)
+    n = len(ds_split)
+    key = _cache_key(ctx, epoch, n)
+    path = None
+    if ctx.cache_dir is not None:
+        path = feature_cache_path(ctx.cache_dir, ctx.run.name, epoch, split)
+        sidecar = path.with_suffix(".json")
+        if path.is_file() and sidecar.is_file():
+            try:
+                stored_key = json.loads(sidecar.read_text())
+                if stored_key == key:
+                    array = np.load(path, allow_pickle=False)
+                    if array.ndim == 2 and array.shape[0] == n:
+                        return array
+            except (OSError, ValueError):
+                pass  # unreadable entry: extract again and overwrite it
+    if model is None:
+        model = ctx.model(epoch)
+    bs = int(batch_size or ctx.options.get("batch_size", DEFAULT_BATCH_SIZE))
+    array = extract_features(model, ds_split, batch_size=bs, device=ctx.device)[PENULTIMATE]
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic_npy(path, array)
+        tmp = sidecar.with_name(sidecar.name + f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(key, sort_keys=True))
+        os.replace(tmp, sidecar)
+    return array
+
+
+class EpochFeatures:
+    """Penultimate features of several splits at one epoch, loading the model at most once (only on a cache miss)."""
+
+    def __init__(self, ctx: AnalysisContext, epoch: int):
+        self.ctx = ctx
+        self.epoch = epoch
+        self._model: nn.Module | None = None
+        self._features: dict[str, np.ndarray] = {}
+
+    @property
+    def model(self) -> nn.Module:
+        if self._model is None:
+            self._model = self.ctx.model(self.epoch)
+        return self._model
+
+    def __getitem__(self, split: str) -> np.ndarray:
+        if split not in self._features:
+            ctx = self.ctx
+            cached = None
+            if ctx.cache_dir is not None:
+                path = feature_cache_path(ctx.cache_dir, ctx.run.name, self.epoch, split)
+                cached = path if path.is_file() else None
+            model = None if cached is not None else self.model
+            self._features[split] = cached_features(ctx, self.epoch, split, model=model)
+        return self._features[split]

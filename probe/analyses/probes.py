@@ -1,0 +1,280 @@
+"""Linear probes and deep feature reweighting (DFR) on frozen features.
+
+- ``probe_core`` / ``probe_spurious``: balanced accuracy of a linear probe (standardised features, L2 logistic
+  regression) predicting ``y`` / ``a``, fit on a group-balanced subset of a held-out split and scored on a disjoint,
+  equally group-balanced subset (:func:`balanced_probe_split`).
+- ``dfr_wga``: worst-group test accuracy of a last layer retrained on group-balanced held-out data (Kirichenko,
+  Izmailov, Wilson, "Last Layer Re-Training is Sufficient for Robustness to Spurious Correlations", ICLR 2023):
+  L1 logistic regression (liblinear, one-vs-rest for more than two classes) on standardised features; C chosen by
+  worst-group accuracy on one half of the held-out split after fitting on a group-balanced subsample of the other
+  half; then refit on ``num_retrains`` group-balanced subsamples of the whole held-out split and average the weights.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import balanced_accuracy_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from probe.analyses.base import AnalysisContext, EpochMetrics, register_epoch_analysis
+from probe.analyses.features import EpochFeatures
+from probe.errors import ProbeInputError
+
+#: C grid of the DFR reference implementation.
+DFR_C_GRID = (1.0, 0.7, 0.3, 0.1, 0.07, 0.03, 0.01)
+
+
+def _as_labels(values, n: int | None, name: str) -> np.ndarray:
+    arr = np.asarray(values).reshape(-1)
+    if n is not None and len(arr) != n:
+        raise ProbeInputError(f"{name} has {len(arr)} entries, expected {n}")
+    if arr.dtype.kind not in "iub":
+        raise ProbeInputError(f"{name} must hold integer labels, got dtype {arr.dtype}")
+    return arr.astype(np.int64)
+
+
+def _as_features(features, name: str = "features") -> np.ndarray:
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim != 2:
+        raise ProbeInputError(f"{name} must have shape (n, F), got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ProbeInputError(f"{name} contain non-finite values")
+    return x
+
+
+def _group_ids(y: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """One id per distinct ``(y, a)`` pair present."""
+    return np.unique(np.stack([y, a], axis=1), axis=0, return_inverse=True)[1].reshape(-1)
+
+
+def balanced_probe_split(y, a, seed: int = 0, *, min_group_size: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint, group-balanced fit and score index sets.
+
+    Groups are the ``(y, a)`` pairs present. Groups with fewer than ``min_group_size`` (>= 2) samples are left out
+    (they cannot appear on both sides). With ``m`` the size of the smallest remaining group, each group contributes
+    ``m // 2`` randomly drawn samples to the fit set and ``m // 2`` other samples to the score set, so both sets hold
+    every kept group exactly equally often.
+
+    Returns:
+        ``(fit_idx, score_idx)``: sorted int64 positions into ``y``.
+    """
+    y = _as_labels(y, None, "y")
+    a = _as_labels(a, len(y), "a")
+    if min_group_size < 2:
+        raise ProbeInputError(f"min_group_size must be >= 2, got {min_group_size}")
+    groups = _group_ids(y, a)
+    counts = np.bincount(groups)
+    kept = np.flatnonzero(counts >= min_group_size)
+    if len(kept) == 0:
+        raise ProbeInputError(f"no (y, a) group has {min_group_size} or more samples; cannot split for a probe")
+    per_side = int(counts[kept].min()) // 2
+    rng = np.random.default_rng(seed)
+    fit, score = [], []
+    for g in kept:
+        members = rng.permutation(np.flatnonzero(groups == g))
+        fit.append(members[:per_side])
+        score.append(members[per_side : 2 * per_side])
+    return np.sort(np.concatenate(fit)), np.sort(np.concatenate(score))
+
+
+def linear_probe(features, target, fit_idx, score_idx, *, C: float = 1.0, max_iter: int = 2000) -> float:
+    """Balanced accuracy on ``score_idx`` of ``StandardScaler + LogisticRegression(C)`` fit on ``fit_idx``.
+
+    Balanced accuracy = mean over the target values present in the score set of the recall of that value
+    (``sklearn.metrics.balanced_accuracy_score``); chance is ``1 / #values``.
+    """
+    x = _as_features(features)
+    t = _as_labels(target, len(x), "target")
+    fit_idx, score_idx = np.asarray(fit_idx, dtype=np.int64), np.asarray(score_idx, dtype=np.int64)
+    if len(np.intersect1d(fit_idx, score_idx)) > 0:
+        raise ProbeInputError("fit and score sets of a probe must be disjoint")
+    if len(np.unique(t[fit_idx])) < 2:
+        raise ProbeInputError("the probe's fit set holds a single target value; nothing to decode")
+    if len(score_idx) == 0:
+        raise ProbeInputError("the probe's score set is empty")
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(x[fit_idx], t[fit_idx])
+    return float(balanced_accuracy_score(t[score_idx], model.predict(x[score_idx])))
+
+
+def probe_core(features, y, a, seed: int = 0) -> float:
+    """``probe_core``: balanced accuracy of a linear probe predicting ``y`` (split by :func:`balanced_probe_split`)."""
+    fit_idx, score_idx = balanced_probe_split(y, a, seed)
+    return linear_probe(features, y, fit_idx, score_idx)
+
+
+def probe_spurious(features, y, a, seed: int = 0) -> float:
+    """``probe_spurious``: balanced accuracy of a linear probe predicting ``a`` (same split as :func:`probe_core`)."""
+    fit_idx, score_idx = balanced_probe_split(y, a, seed)
+    return linear_probe(features, a, fit_idx, score_idx)
+
+
+# -- deep feature reweighting -------------------------------------------------------------------------------------
+
+
+@dataclass
+class DFRLastLayer:
+    """A retrained last layer: ``scores = ((x - mean_) / scale_) @ coef_.T + intercept_``.
+
+    ``classes_`` holds the labels; with two classes ``coef_`` has one row and the prediction is ``classes_[1]``
+    where the score is positive; otherwise one row per class (one-vs-rest) and the prediction is the argmax.
+    """
+
+    C: float
+    classes_: np.ndarray
+    mean_: np.ndarray
+    scale_: np.ndarray
+    coef_: np.ndarray
+    intercept_: np.ndarray
+
+    def predict(self, features) -> np.ndarray:
+        x = (_as_features(features) - self.mean_) / self.scale_
+        scores = x @ self.coef_.T + self.intercept_
+        if len(self.classes_) == 2:
+            return self.classes_[(scores[:, 0] > 0).astype(np.int64)]
+        return self.classes_[np.argmax(scores, axis=1)]
+
+
+def _fit_l1(x: np.ndarray, y: np.ndarray, classes: np.ndarray, C: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """L1 logistic regression (liblinear); one-vs-rest over ``classes`` when there are more than two."""
+    targets = [y == classes[1]] if len(classes) == 2 else [y == c for c in classes]
+    coefs, intercepts = [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for t in targets:
+            if t.all() or not t.any():
+                raise ProbeInputError("a DFR fit set lacks a class; the held-out split is too small for DFR")
+            clf = LogisticRegression(l1_ratio=1.0, C=C, solver="liblinear", random_state=seed)
+            clf.fit(x, t.astype(np.int64))
+            coefs.append(clf.coef_[0])
+            intercepts.append(clf.intercept_[0])
+    return np.array(coefs), np.array(intercepts)
+
+
+def _balanced_subsample(groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """As many samples from every non-empty group as the smallest non-empty group has."""
+    present = np.unique(groups)
+    m = min(int((groups == g).sum()) for g in present)
+    return np.concatenate([rng.permutation(np.flatnonzero(groups == g))[:m] for g in present])
+
+
+def worst_group_accuracy(pred, y, groups) -> float:
+    """Minimum over the non-empty groups of the accuracy within the group."""
+    pred, y, groups = np.asarray(pred), np.asarray(y), np.asarray(groups)
+    return float(min((pred[groups == g] == y[groups == g]).mean() for g in np.unique(groups)))
+
+
+def dfr_last_layer(
+    features,
+    y,
+    groups,
+    *,
+    c_grid: Sequence[float] = DFR_C_GRID,
+    num_retrains: int = 20,
+    tune_retrains: int = 1,
+    seed: int = 0,
+) -> DFRLastLayer:
+    """Retrain the last layer on held-out ``features`` per the DFR protocol (see the module docstring).
+
+    Args:
+        features: ``(n, F)`` held-out features (the validation split).
+        y: ``(n,)`` labels. groups: ``(n,)`` group ids (``y * A + a``).
+        c_grid: inverse L1 strengths tried (default the reference grid 1 ... 0.01).
+        num_retrains: group-balanced resamples whose weights are averaged (default 20).
+        tune_retrains: random halvings whose worst-group accuracies are summed per C when tuning (default 1).
+        seed: seed of every draw.
+    """
+    x = _as_features(features)
+    y = _as_labels(y, len(x), "y")
+    groups = _as_labels(groups, len(x), "groups")
+    if num_retrains < 1 or tune_retrains < 1:
+        raise ProbeInputError("num_retrains and tune_retrains must be >= 1")
+    if not c_grid:
+        raise ProbeInputError("c_grid is empty")
+    classes = np.unique(y)
+    if len(classes) < 2:
+        raise ProbeInputError("DFR needs at least two classes in the held-out split")
+    rng = np.random.default_rng(seed)
+
+    # choose C: fit on a balanced subsample of one half, worst-group accuracy on the other half
+    totals = np.zeros(len(c_grid))
+    for _ in range(tune_retrains):
+        order = rng.permutation(len(x))
+        score_half, fit_half = order[: len(x) // 2], order[len(x) // 2 :]
+        fit_half = fit_half[_balanced_subsample(groups[fit_half], rng)]
+        scaler = StandardScaler().fit(x[fit_half])
+        x_fit, x_score = scaler.transform(x[fit_half]), scaler.transform(x[score_half])
+        for i, C in enumerate(c_grid):
+            coef, intercept = _fit_l1(x_fit, y[fit_half], classes, C, seed)
+            layer = DFRLastLayer(C, classes, np.zeros(x.shape[1]), np.ones(x.shape[1]), coef, intercept)
+            totals[i] += worst_group_accuracy(layer.predict(x_score), y[score_half], groups[score_half])
+    best_c = float(c_grid[int(np.argmax(totals))])
+
+    # final layer: standardise with the whole held-out split, average weights over balanced resamples
+    scaler = StandardScaler().fit(x)
+    xs = scaler.transform(x)
+    coefs, intercepts = [], []
+    for _ in range(num_retrains):
+        idx = _balanced_subsample(groups, rng)
+        coef, intercept = _fit_l1(xs[idx], y[idx], classes, best_c, seed)
+        coefs.append(coef)
+        intercepts.append(intercept)
+    return DFRLastLayer(best_c, classes, scaler.mean_, scaler.scale_, np.mean(coefs, 0), np.mean(intercepts, 0))
+
+
+def dfr_wga(
+    val_features,
+    val_y,
+    val_groups,
+    test_features,
+    test_y,
+    test_groups,
+    *,
+    c_grid: Sequence[float] = DFR_C_GRID,
+    num_retrains: int = 20,
+    seed: int = 0,
+) -> float:
+    """``dfr_wga``: worst-group test accuracy of the last layer :func:`dfr_last_layer` retrains on the held-out
+    (validation) features."""
+    layer = dfr_last_layer(val_features, val_y, val_groups, c_grid=c_grid, num_retrains=num_retrains, seed=seed)
+    test_x = _as_features(test_features, "test_features")
+    test_y = _as_labels(test_y, len(test_x), "test_y")
+    test_groups = _as_labels(test_groups, len(test_x), "test_groups")
+    return worst_group_accuracy(layer.predict(test_x), test_y, test_groups)
+
+
+# -- run wrapper ----------------------------------------------------------------------------------------------------
+
+
+@register_epoch_analysis("probes", needs_model=True)
+def probes_analysis(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
+    """``val``: ``probe_core``, ``probe_spurious``, ``probe_gap`` = core - spurious (penultimate features of the
+    validation split); ``test``: ``dfr_wga`` (last layer retrained on validation, scored on test). Options:
+    ``probe_seed`` (default 0), ``dfr_retrains`` (default 20). A dataset with one attribute value gets
+    ``probe_core`` and ``dfr_wga`` only."""
+    seed = int(ctx.options.get("probe_seed", 0))
+    feats = EpochFeatures(ctx, epoch)
+    val, test = ctx.dataset.split("val"), ctx.dataset.split("test")
+    val_y, val_a = val.y.cpu().numpy(), val.a.cpu().numpy()
+    fit_idx, score_idx = balanced_probe_split(val_y, val_a, seed)
+    out: EpochMetrics = {"val": {"probe_core": linear_probe(feats["val"], val_y, fit_idx, score_idx)}}
+    if ctx.dataset.num_attrs > 1:
+        out["val"]["probe_spurious"] = linear_probe(feats["val"], val_a, fit_idx, score_idx)
+        out["val"]["probe_gap"] = out["val"]["probe_core"] - out["val"]["probe_spurious"]
+    out["test"] = {
+        "dfr_wga": dfr_wga(
+            feats["val"], val_y, val.group.cpu().numpy(),
+            feats["test"], test.y.cpu().numpy(), test.group.cpu().numpy(),
+            num_retrains=int(ctx.options.get("dfr_retrains", 20)), seed=seed,
+        )
+    }
+    return out

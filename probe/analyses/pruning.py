@@ -1,0 +1,252 @@
+"""Compressibility: global magnitude pruning without fine-tuning, and norm-based compressibility.
+
+Prunable weights are the ``weight`` of every ``nn.Linear`` and convolution (``nn.Conv1d/2d/3d`` and transposed)
+module, the head included; biases and normalisation parameters are never pruned. Global unstructured magnitude
+pruning at sparsity ``s`` concatenates all prunable weights (``N`` entries, in ``named_modules`` order) and zeroes
+the ``round(s * N)`` of smallest magnitude: the same masks as ``torch.nn.utils.prune.global_unstructured`` with
+``prune.L1Unstructured``. Pruning always works on a deep copy; the model passed in is never changed.
+
+- ``prune_curve``: ``acc``, ``wga`` and ``unbiased_acc`` of the pruned copy at each sparsity (no fine-tuning).
+- ``retention@s`` = ``acc(s) / acc(0)``.
+- ``max_sparsity@0.95`` = the largest sparsity of the curve whose retention is >= 0.95 (curve points only, no
+  interpolation; 0 when none above 0 qualifies).
+- ``norm_compressibility@kappa`` = ``1 - ||w - top_kappa(w)||_2 / ||w||_2`` with ``w`` all prunable weights
+  concatenated and ``top_kappa(w)`` keeping the ``round(kappa * N)`` entries of largest magnitude (kappa is the *kept*
+  fraction) and zeroing the rest: the share of the weight norm the top kappa fraction captures, in the sense of
+  compressible signals (values near 1: a few weights carry almost all of the norm).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from probe.analyses.base import AnalysisContext, EpochMetrics, register_epoch_analysis
+from probe.analyses.features import DEFAULT_BATCH_SIZE, eval_mode, input_batches, model_device
+from probe.analyses.groups import group_accuracy_metrics
+from probe.errors import ProbeInputError
+
+#: Sparsities of the SPEC's pruning curve.
+DEFAULT_SPARSITIES = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
+
+#: Kept fractions reported as ``norm_compressibility@kappa``.
+DEFAULT_KAPPAS = (0.1, 0.05, 0.01)
+
+_PRUNABLE = (nn.Linear, nn.modules.conv._ConvNd)
+
+
+def prunable_weights(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(module_name, module)`` for every Linear and convolution module with a weight, in ``named_modules`` order."""
+    return [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, _PRUNABLE) and getattr(module, "weight", None) is not None
+    ]
+
+
+def _check_fraction(value: float, name: str) -> float:
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        raise ProbeInputError(f"{name} must lie in [0, 1], got {value}")
+    return value
+
+
+def global_magnitude_masks(model: nn.Module, sparsity: float) -> dict[str, torch.Tensor]:
+    """Keep-masks (bool, True = kept) of global unstructured magnitude pruning at ``sparsity``, by module name.
+
+    Exactly ``round(sparsity * N)`` of the ``N`` prunable weights are pruned: those of smallest ``|w|`` over all
+    prunable weights concatenated (``torch.topk(..., largest=False)``, as ``prune.L1Unstructured`` does).
+    """
+    sparsity = _check_fraction(sparsity, "sparsity")
+    params = prunable_weights(model)
+    if not params:
+        raise ProbeInputError("the model has no Linear or convolution weights to prune")
+    with torch.no_grad():
+        scores = torch.cat([m.weight.detach().abs().reshape(-1) for _, m in params])
+        n_prune = round(sparsity * scores.numel())
+        keep = torch.ones_like(scores, dtype=torch.bool)
+        if n_prune > 0:
+            keep[torch.topk(scores, n_prune, largest=False).indices] = False
+    masks, start = {}, 0
+    for name, module in params:
+        n = module.weight.numel()
+        masks[name] = keep[start : start + n].view_as(module.weight)
+        start += n
+    return masks
+
+
+def pruned_copy(model: nn.Module, sparsity: float) -> nn.Module:
+    """A deep copy of ``model`` whose prunable weights are multiplied by :func:`global_magnitude_masks`."""
+    masks = global_magnitude_masks(model, sparsity)
+    pruned = copy.deepcopy(model)
+    modules = dict(pruned.named_modules())
+    with torch.no_grad():
+        for name, mask in masks.items():
+            modules[name].weight.mul_(mask.to(modules[name].weight.dtype))
+    return pruned
+
+
+def predict(model: nn.Module, split_or_tensor: Any, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+    """``argmax`` of the logits for every sample, in eval mode under ``torch.inference_mode``."""
+    device = model_device(model)
+    preds = []
+    with eval_mode(model), torch.inference_mode():
+        for xb in input_batches(split_or_tensor, batch_size, device):
+            preds.append(model(xb).argmax(dim=1).cpu())
+    return torch.cat(preds).numpy()
+
+
+def prune_curve(
+    model: nn.Module,
+    split: Any,
+    sparsities: Sequence[float] = DEFAULT_SPARSITIES,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    device: torch.device | str | None = None,
+    num_classes: int | None = None,
+    train_group_counts: Any = None,
+) -> pd.DataFrame:
+    """Accuracy of the magnitude-pruned model at each sparsity, without fine-tuning.
+
+    Args:
+        model: the dense model (unchanged: each sparsity is applied to one working copy).
+        split: a :class:`probe.data.Split` (inputs, ``y``, ``a``, ``is_bc``, ``num_attrs``).
+        sparsities: fractions of prunable weights removed (default 0, .5, .7, .8, .9, .95, .98, .99); 0 is added
+            when missing, since retention is relative to the dense model.
+        batch_size: samples per forward pass (default 512).
+        device: where to run (default the model's device).
+        num_classes: ``K`` (default ``model.head.out_features``).
+        train_group_counts: training-split group counts, passed on to ``group_accuracy_metrics``.
+
+    Returns:
+        One row per sparsity, sorted: ``sparsity``, ``reached_sparsity`` (pruned / prunable weights), ``acc``,
+        ``wga``, ``unbiased_acc``.
+    """
+    for attr in ("y", "a", "is_bc", "num_attrs"):
+        if not hasattr(split, attr):
+            raise ProbeInputError(f"prune_curve needs a dataset split (with {attr}), got a {type(split).__name__}")
+    levels = sorted({0.0, *(_check_fraction(s, "sparsity") for s in sparsities)})
+    work = copy.deepcopy(model)
+    if device is not None:
+        work.to(device)
+    if num_classes is None:
+        num_classes = int(work.head.out_features)
+    y, a = split.y.cpu().numpy(), split.a.cpu().numpy()
+    is_bc = split.is_bc.cpu().numpy()
+    params = dict(prunable_weights(work))
+    dense = {name: m.weight.detach().clone() for name, m in params.items()}
+    total = sum(w.numel() for w in dense.values())
+    rows = []
+    for s in levels:
+        with torch.no_grad():
+            for name, m in params.items():
+                m.weight.copy_(dense[name])
+        masks = global_magnitude_masks(work, s)
+        with torch.no_grad():
+            for name, m in params.items():
+                m.weight.mul_(masks[name].to(m.weight.dtype))
+        pred = predict(work, split, batch_size)
+        metrics = group_accuracy_metrics(pred, y, a, is_bc, num_classes, split.num_attrs, train_group_counts)
+        pruned = sum(int((~mask).sum()) for mask in masks.values())
+        rows.append(
+            {
+                "sparsity": s,
+                "reached_sparsity": pruned / total,
+                "acc": metrics["acc"],
+                "wga": metrics["wga"],
+                "unbiased_acc": metrics["unbiased_acc"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _row(curve: pd.DataFrame, s: float) -> pd.Series:
+    hit = np.isclose(curve["sparsity"].to_numpy(dtype=float), float(s), rtol=0, atol=1e-9)
+    if not hit.any():
+        raise ProbeInputError(f"sparsity {s} is not on the pruning curve; it has {curve['sparsity'].tolist()}")
+    return curve.loc[hit].iloc[0]
+
+
+def retention(curve: pd.DataFrame, s: float, column: str = "acc") -> float:
+    """``retention@s`` = ``column`` at sparsity ``s`` / ``column`` of the dense model (sparsity 0); ``nan`` when the
+    dense value is 0."""
+    dense = float(_row(curve, 0.0)[column])
+    return float(_row(curve, s)[column]) / dense if dense > 0 else float("nan")
+
+
+def max_sparsity_at(curve: pd.DataFrame, fraction: float = 0.95, column: str = "acc") -> float:
+    """``max_sparsity@fraction``: the largest sparsity of the curve with retention >= ``fraction``."""
+    fraction = _check_fraction(fraction, "fraction")
+    dense = float(_row(curve, 0.0)[column])
+    if not dense > 0:
+        return float("nan")
+    kept = curve.loc[curve[column].to_numpy(dtype=float) >= fraction * dense, "sparsity"]
+    return float(kept.max()) if len(kept) else 0.0
+
+
+def _weight_vector(weights: nn.Module | Mapping[str, torch.Tensor]) -> torch.Tensor:
+    if isinstance(weights, nn.Module):
+        tensors = [m.weight.detach() for _, m in prunable_weights(weights)]
+    elif isinstance(weights, Mapping):
+        # Linear matrices and conv kernels of a state dict: tensors named "...weight" with two or more dimensions
+        tensors = [t for name, t in weights.items() if name.endswith("weight") and torch.as_tensor(t).ndim >= 2]
+    else:
+        raise ProbeInputError(f"norm_compressibility takes a model or a state dict, got a {type(weights).__name__}")
+    if not tensors:
+        raise ProbeInputError("no weight matrices or conv kernels found")
+    return torch.cat([torch.as_tensor(t).detach().reshape(-1).to(torch.float64).cpu() for t in tensors])
+
+
+def norm_compressibility(weights: nn.Module | Mapping[str, torch.Tensor], kappa: float) -> float:
+    """``1 - ||w - top_kappa(w)||_2 / ||w||_2`` over all weight matrices and conv kernels concatenated (from a model,
+    its prunable weights; from a state dict, the tensors named ``...weight`` with >= 2 dimensions). ``top_kappa``
+    keeps the ``round(kappa * N)`` largest-magnitude entries. ``nan`` when ``w`` is all zero."""
+    kappa = _check_fraction(kappa, "kappa")
+    w = _weight_vector(weights)
+    total = float(torch.sum(w**2))
+    if total == 0:
+        return float("nan")
+    k = round(kappa * w.numel())
+    kept = float(torch.sum(torch.topk(w.abs(), k).values ** 2)) if k > 0 else 0.0
+    return 1.0 - float(np.sqrt(max(total - kept, 0.0) / total))
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}"
+
+
+@register_epoch_analysis("pruning", needs_model=True)
+def pruning_analysis(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
+    """``test``: ``retention@s``, ``prune_acc@s``, ``prune_wga@s``, ``prune_unbiased_acc@s`` for each sparsity of
+    the curve and ``max_sparsity@0.95``; ``model``: ``norm_compressibility@kappa`` for kappa in 0.1, 0.05, 0.01.
+    Options: ``prune_sparsities`` (default the SPEC's), ``batch_size``."""
+    model = ctx.model(epoch)
+    sparsities = ctx.options.get("prune_sparsities") or DEFAULT_SPARSITIES
+    train = ctx.dataset.splits.get("train")
+    counts = None
+    if train is not None:
+        counts = torch.bincount(train.group.cpu(), minlength=ctx.dataset.num_groups).numpy()
+    curve = prune_curve(
+        model,
+        ctx.dataset.split("test"),
+        sparsities,
+        batch_size=int(ctx.options.get("batch_size", DEFAULT_BATCH_SIZE)),
+        num_classes=ctx.dataset.num_classes,
+        train_group_counts=counts,
+    )
+    test: dict[str, float] = {}
+    for row in curve.itertuples(index=False):
+        s = _fmt(row.sparsity)
+        test[f"retention@{s}"] = retention(curve, row.sparsity)
+        test[f"prune_acc@{s}"] = float(row.acc)
+        test[f"prune_wga@{s}"] = float(row.wga)
+        test[f"prune_unbiased_acc@{s}"] = float(row.unbiased_acc)
+    test["max_sparsity@0.95"] = max_sparsity_at(curve, 0.95)
+    weights = {f"norm_compressibility@{_fmt(k)}": norm_compressibility(model, k) for k in DEFAULT_KAPPAS}
+    return {"test": test, "model": weights}

@@ -1,0 +1,312 @@
+"""The ``probe`` command line.
+
+Every sub-command validates its input before writing anything; bad input prints one line
+``probe: error: <what is wrong>`` and exits with code 2. ``probe train`` exits with code 3 when the loss became
+non-finite (the run directory keeps every committed epoch and ``diverged.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from probe.errors import ProbeError, ProbeInputError
+
+EXIT_BAD_INPUT = 2
+
+
+def _parse_value(text: str) -> Any:
+    """``3`` -> 3, ``0.5`` -> 0.5, ``true`` -> True, ``none`` -> None, anything else stays a string."""
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_options(pairs: Sequence[str] | None, flag: str) -> dict[str, Any]:
+    """``["width=64", "depth=3"]`` -> ``{"width": 64, "depth": 3}``."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ProbeInputError(f"{flag} takes key=value, got {pair!r}")
+        out[key.replace("-", "_")] = _parse_value(value)
+    return out
+
+
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", required=True, help="dataset name (see docs/datasets.md), e.g. colored-mnist, parity")
+    g.add_argument("--data-root", help="folder with the dataset's files (default: $PROBE_DATA; MNIST-based sets fall "
+                                       "back to the embedded digits)")
+    g.add_argument("--rho", type=float, help="fraction of bias-aligned training samples")
+    g.add_argument("--image-size", type=int, help="image side length (default: the dataset's own)")
+    g.add_argument("--data-seed", type=int, help="seed of the dataset's draws (default: 0)")
+    g.add_argument("--data-option", action="append", metavar="KEY=VALUE", help="any other dataset option (repeatable)")
+
+
+def dataset_options_from(args: argparse.Namespace) -> dict[str, Any]:
+    opts = parse_options(args.data_option, "--data-option")
+    for key, value in (("data_root", args.data_root), ("rho", args.rho), ("image_size", args.image_size),
+                       ("seed", args.data_seed)):
+        if value is not None:
+            opts[key] = value
+    return opts
+
+
+def add_train_arguments(p: argparse.ArgumentParser, *, sweep: bool) -> None:
+    add_data_arguments(p)
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default="mlp", help="mlp, cnn, resnet18 or resnet50 (default: mlp)")
+    g.add_argument("--model-option", action="append", metavar="KEY=VALUE",
+                   help="model option, e.g. width=256 depth=2 for mlp (repeatable)")
+    g = p.add_argument_group("optimisation")
+    if sweep:
+        g.add_argument("--lr", type=float, nargs="+", required=True, help="learning rates to sweep")
+        g.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default: 0)")
+        g.add_argument("--batch-size", type=int, nargs="+", default=[64], help="batch sizes (default: 64)")
+        g.add_argument("--momentum", type=float, nargs="+", default=[0.0], help="SGD momentum values (default: 0)")
+        g.add_argument("--weight-decay", type=float, nargs="+", default=[0.0], help="weight decays (default: 0)")
+        g.add_argument("--budget", choices=["fixed", "matched"], default="fixed",
+                       help="fixed: every rate trains --steps/--epochs; matched: rate x steps held fixed, the "
+                            "largest rate trains --steps")
+        g.add_argument("--jobs", type=int, default=1, help="runs trained at once in separate processes (default: 1)")
+    else:
+        g.add_argument("--lr", type=float, help="learning rate (required unless --resume)")
+        g.add_argument("--seed", type=int, default=None, help="seed of initialisation and minibatch order (default 0)")
+        g.add_argument("--batch-size", type=int, default=None, help="minibatch size (default: 64)")
+        g.add_argument("--momentum", type=float, default=None, help="SGD momentum (default: 0)")
+        g.add_argument("--weight-decay", type=float, default=None, help="weight decay (default: 0)")
+    g.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd", help="default: sgd")
+    g.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
+    g.add_argument("--schedule", choices=["constant", "cosine", "step"], default="constant", help="default: constant")
+    g.add_argument("--warmup-steps", type=int, default=0, help="linear warm-up steps (default: 0)")
+    length = g.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=int, help="training length in epochs")
+    length.add_argument("--steps", type=int, help="training length in optimiser steps")
+    g = p.add_argument_group("recording and hardware")
+    g.add_argument("--record", default="all", help="recorded epochs: all, every:K or log:N (epoch 0 and the last "
+                                                   "are always recorded; default: all)")
+    g.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+    g.add_argument("--amp", action="store_true", help="bfloat16 mixed precision on CUDA")
+    g.add_argument("--out", required=True, help="run directory to write" if not sweep else "sweep directory to write")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing directory")
+    g.add_argument("--resume", action="store_true", help="continue from the last committed epoch")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _config_from(args: argparse.Namespace, *, sweep: bool):
+    from probe.train import TrainConfig
+
+    epochs, steps = args.epochs, args.steps
+    if epochs is None and steps is None:
+        raise ProbeInputError("give the training length with --epochs or --steps")
+    common = dict(
+        dataset=args.dataset,
+        dataset_options=dataset_options_from(args),
+        model=args.model,
+        model_options=parse_options(args.model_option, "--model-option"),
+        optimizer=args.optimizer,
+        nesterov=args.nesterov,
+        schedule=args.schedule,
+        warmup_steps=args.warmup_steps,
+        epochs=epochs,
+        steps=steps,
+        record=args.record,
+        device=args.device,
+        amp=args.amp,
+    )
+    if sweep:
+        cfg = TrainConfig(lr=args.lr[0], seed=args.seeds[0], batch_size=args.batch_size[0],
+                          momentum=args.momentum[0], weight_decay=args.weight_decay[0], **common)
+    else:
+        if args.lr is None:
+            raise ProbeInputError("--lr is required")
+        cfg = TrainConfig(lr=args.lr, seed=0 if args.seed is None else args.seed,
+                          batch_size=64 if args.batch_size is None else args.batch_size,
+                          momentum=0.0 if args.momentum is None else args.momentum,
+                          weight_decay=0.0 if args.weight_decay is None else args.weight_decay, **common)
+    return cfg.validate()
+
+
+def _prepare(cfg) -> None:
+    """Build the dataset and the model once, so that unknown names and bad options fail before any write."""
+    from probe.data import build_dataset
+    from probe.models import build_model
+    from probe.train.device import resolve_device
+
+    resolve_device(cfg.device)
+    ds = build_dataset(cfg.dataset, **cfg.dataset_options)
+    build_model(cfg.model, ds.input_shape, ds.num_classes, **cfg.model_options)
+    for s in cfg.record_splits or []:
+        ds.split(s)
+    return ds
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from probe.store.reader import Run
+    from probe.train import EXIT_DIVERGED, TrainConfig, Trainer
+
+    out = Path(args.out)
+    if args.resume and args.overwrite:
+        raise ProbeInputError("--resume and --overwrite exclude each other")
+    if args.resume:
+        cfg = TrainConfig.from_json(Run(out).config)
+        dataset = _prepare(cfg)
+    else:
+        cfg = _config_from(args, sweep=False)
+        from probe.store.writer import check_new_run_dir
+
+        check_new_run_dir(out, overwrite=args.overwrite)
+        dataset = _prepare(cfg)
+    result = Trainer(cfg, out, dataset=dataset, progress=not args.quiet).fit(resume=args.resume,
+                                                                            overwrite=args.overwrite)
+    if result.status == "diverged":
+        d = result.diverged
+        print(f"{out}: diverged at epoch {d['epoch']}, step {d['step']} (loss {d['loss']}, lr {d['lr']:g}); "
+              f"epochs 0..{d['last_committed_epoch']} are kept", file=sys.stderr)
+        return EXIT_DIVERGED
+    print(f"{out}: complete, {len(result.epochs_committed)} epochs recorded, {result.global_step} steps, "
+          f"{result.seconds:.1f} s")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from probe.train import run_sweep
+    from probe.train.sweep import plan_sweep
+
+    if args.resume and args.overwrite:
+        raise ProbeInputError("--resume and --overwrite exclude each other")
+    if args.budget == "matched" and args.steps is None:
+        raise ProbeInputError("--budget matched needs --steps S (steps of the largest rate)")
+    base = _config_from(args, sweep=True)
+    axes: dict[str, list[Any]] = {"lr": args.lr}
+    for name, values in (("seed", args.seeds), ("batch_size", args.batch_size), ("momentum", args.momentum),
+                         ("weight_decay", args.weight_decay)):
+        if len(values) > 1 or name == "seed":
+            axes[name] = values
+    plan_sweep(base, axes, budget=args.budget, steps=args.steps)
+    if not args.resume:
+        from probe.store.writer import check_new_run_dir
+
+        check_new_run_dir(Path(args.out), overwrite=args.overwrite)
+    _prepare(base)
+    results = run_sweep(base, args.out, axes, budget=args.budget, steps=args.steps, jobs=args.jobs,
+                        resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    for run_dir, status, diverged in results:
+        extra = f" at epoch {diverged['epoch']}, step {diverged['step']}" if diverged else ""
+        print(f"{run_dir}: {status}{extra}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from probe.store.reader import Run, Sweep, open_path
+
+    target = open_path(args.path)
+    runs = target.runs if isinstance(target, Sweep) else [target]
+    summaries = [r.summary() for r in runs]
+    if args.json:
+        payload: dict[str, Any] = {"runs": summaries}
+        if isinstance(target, Sweep):
+            payload["sweep"] = {k: v for k, v in target.config.items() if k != "runs"}
+        print(json.dumps(payload, indent=2))
+        return 0
+    if isinstance(target, Sweep):
+        cfg = target.config
+        base = cfg["base_config"]
+        print(f"sweep {target.path}  budget={cfg.get('budget')}  axes="
+              + ", ".join(f"{k}={v}" for k, v in cfg["axes"].items()))
+        print(f"  dataset={base['dataset']} {base.get('dataset_options') or ''}  model={base['model']} "
+              f"{base.get('model_options') or ''}  optimizer={base['optimizer']}")
+        missing = len(cfg["runs"]) - len(runs)
+        if missing:
+            print(f"  {missing} run(s) not started yet")
+    else:
+        assert isinstance(target, Run)
+        cfg = target.config
+        print(f"run {target.path}")
+        for key in ("dataset", "dataset_options", "model", "model_options", "optimizer", "lr", "momentum",
+                    "weight_decay", "batch_size", "epochs", "steps", "seed", "schedule", "record", "budget"):
+            print(f"  {key:16s} {cfg.get(key)}")
+    header = f"  {'run':28s} {'status':12s} {'lr':>8s} {'seed':>4s} {'epochs':>6s} {'step':>7s} {'MB':>8s}  divergence"
+    print(header)
+    for s in summaries:
+        d = s["diverged"]
+        div = f"epoch {d['epoch']} step {d['step']} loss {d['loss']}" if d else "-"
+        print(f"  {s['name']:28s} {s['status']:12s} {s['lr']:8g} {s['seed']:4d} {s['epochs_committed']:6d} "
+              f"{s['last_step'] if s['last_step'] is not None else '-':>7} {s['bytes'] / 1e6:8.2f}  {div}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from probe import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="probe",
+        description="Train learning-rate sweeps with every epoch kept in HDF5, and analyse spurious-feature "
+                    "reliance and compressibility. See README.md and docs/.",
+    )
+    parser.add_argument("--version", action="version", version=f"probe {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("train", help="train one run", description="Train one run; one HDF5 file per recorded epoch.")
+    add_train_arguments(p, sweep=False)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sweep", help="train a learning-rate sweep",
+                       description="Train one run per combination of learning rate, seed (and batch size, momentum, "
+                                   "weight decay when several are given) into one sweep directory.")
+    add_train_arguments(p, sweep=True)
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("info", help="describe a run or sweep directory",
+                       description="Config, committed epochs, status, sizes and divergence of a run or sweep.")
+    p.add_argument("path", help="run or sweep directory")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_info)
+
+    for module in _command_modules():
+        module.register(sub)
+    return parser
+
+
+def _command_modules() -> list[Any]:
+    """Sub-command modules contributed by the data, analysis and attribution packages."""
+    return []
+
+
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on bad usage, 0 on --help
+        return int(exc.code or 0)
+    try:
+        return int(args.func(args) or 0)
+    except ProbeInputError as err:
+        print(f"probe: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ProbeError as err:
+        print(f"probe: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("probe: interrupted; committed epochs are kept (resume with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""Image files decoded with Pillow and transformed with torch ops, as lazy map-style datasets.
+
+The evaluation transform of a natural image is: resize so the shorter side is ``resize`` (bilinear, antialiased),
+centre-crop ``crop x crop``, scale to [0, 1] and, optionally, normalise per channel with ``(x - mean) / std``.
+A mask goes through exactly the same geometry (bilinear on the soft mask, then ``>= 0.5``), so it lines up with the
+pixels of the transformed image. The optional training augmentation is a random resized crop (scale 0.7-1 of the
+resized image's area) and a horizontal flip with probability 1/2.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from probe.errors import DataFormatError
+
+#: ImageNet channel statistics, the usual normalisation for natural images.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: File suffixes treated as images in class folders.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".tiff")
+
+
+def default_resize(crop: int) -> int:
+    """The resize side that goes with a centre crop, in the 256 -> 224 proportion."""
+    return int(round(crop * 256 / 224))
+
+
+def load_image(path: str | Path, mode: str = "RGB") -> torch.Tensor:
+    """Decode an image file to a ``(C, H, W)`` uint8 tensor (``mode`` "RGB" gives C = 3, "L" gives C = 1)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert(mode), dtype=np.uint8)
+    except FileNotFoundError:
+        raise DataFormatError(f"{path}: image file is missing") from None
+    except Exception as err:  # Pillow raises several types for broken files
+        raise DataFormatError(f"{path}: cannot decode image ({type(err).__name__}: {err})") from None
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+def image_size_of(path: str | Path) -> tuple[int, int]:
+    """``(H, W)`` of an image file, read from its header only."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except FileNotFoundError:
+        raise DataFormatError(f"{path}: image file is missing") from None
+    except Exception as err:
+        raise DataFormatError(f"{path}: cannot read image header ({type(err).__name__}: {err})") from None
+    return h, w
+
+
+def resize_shorter(img: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize a ``(C, H, W)`` float image so that its shorter side is ``size`` (bilinear, antialiased)."""
+    h, w = img.shape[-2:]
+    if min(h, w) == size:
+        return img
+    scale = size / min(h, w)
+    hw = (max(size, int(round(h * scale))), max(size, int(round(w * scale))))
+    return F.interpolate(img[None], size=hw, mode="bilinear", align_corners=False, antialias=True)[0]
+
+
+def center_crop(img: torch.Tensor, size: int) -> torch.Tensor:
+    """The central ``size x size`` window of a ``(..., H, W)`` tensor (top-left offsets rounded as torchvision)."""
+    h, w = img.shape[-2:]
+    if h < size or w < size:
+        raise ValueError(f"cannot centre-crop {size}x{size} from {h}x{w}")
+    top = int(round((h - size) / 2.0))
+    left = int(round((w - size) / 2.0))
+    return img[..., top : top + size, left : left + size]
+
+
+def normalize(img: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """``(img - mean[c]) / std[c]`` per channel."""
+    m = torch.as_tensor(mean, dtype=img.dtype).view(-1, 1, 1)
+    s = torch.as_tensor(std, dtype=img.dtype).view(-1, 1, 1)
+    return (img - m) / s
+
+
+def eval_transform(img: torch.Tensor, resize: int, crop: int, norm: bool) -> torch.Tensor:
+    """uint8 ``(C, H, W)`` -> float ``(C, crop, crop)``: resize shorter side, centre crop, [0, 1], normalise."""
+    x = center_crop(resize_shorter(img.float() / 255.0, resize), crop).clamp_(0, 1)
+    return normalize(x, IMAGENET_MEAN, IMAGENET_STD) if norm else x.contiguous()
+
+
+def train_transform(img: torch.Tensor, resize: int, crop: int, norm: bool, generator: torch.Generator | None = None,
+                    scale: tuple[float, float] = (0.7, 1.0)) -> torch.Tensor:
+    """Training augmentation: resize, random crop covering ``scale`` of the area, resize to ``crop``, random flip."""
+    x = resize_shorter(img.float() / 255.0, resize)
+    h, w = x.shape[-2:]
+    area = float(torch.empty(1).uniform_(*scale, generator=generator)) * min(h, w) ** 2
+    side = min(h, w, max(1, int(round(math.sqrt(area)))))
+    top = int(torch.randint(0, h - side + 1, (1,), generator=generator))
+    left = int(torch.randint(0, w - side + 1, (1,), generator=generator))
+    x = x[:, top : top + side, left : left + side]
+    x = F.interpolate(x[None], size=(crop, crop), mode="bilinear", align_corners=False, antialias=True)[0].clamp_(0, 1)
+    if bool(torch.rand(1, generator=generator) < 0.5):
+        x = x.flip(-1)
+    return normalize(x, IMAGENET_MEAN, IMAGENET_STD) if norm else x.contiguous()
+
+
+def mask_transform(mask: torch.Tensor, resize: int, crop: int, size_hw: tuple[int, int] | None = None,
+                   threshold: float = 0.5) -> torch.Tensor:
+    """uint8 ``(H, W)`` or ``(1, H, W)`` soft mask -> bool ``(crop, crop)`` under the image's geometry.
+
+    ``size_hw`` is the size of the image the mask belongs to; a mask of another size is first resized to it.
+    """
+    m = mask.float().reshape(1, *mask.shape[-2:]) / 255.0
+    if size_hw is not None and tuple(m.shape[-2:]) != tuple(size_hw):
+        m = F.interpolate(m[None], size=tuple(size_hw), mode="bilinear", align_corners=False)[0]
+    m = center_crop(resize_shorter(m, resize), crop)
+    return m[0] >= threshold
+
+
+class ImageFiles(torch.utils.data.Dataset):
+    """Item ``i``: image file ``paths[i]`` decoded and transformed to a float ``(3, crop, crop)`` tensor.
+
+    With ``augment`` the training augmentation is applied (a fresh random draw on every read).
+    """
+
+    def __init__(self, paths: Sequence[str | Path], crop: int, resize: int | None = None, norm: bool = True,
+                 augment: bool = False, mode: str = "RGB"):
+        self.paths = [str(p) for p in paths]
+        self.crop = int(crop)
+        self.resize = int(resize) if resize is not None else default_resize(self.crop)
+        self.norm = bool(norm)
+        self.augment = bool(augment)
+        self.mode = mode
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        img = load_image(self.paths[i], self.mode)
+        if self.augment:
+            return train_transform(img, self.resize, self.crop, self.norm)
+        return eval_transform(img, self.resize, self.crop, self.norm)
+
+
+class MaskFiles(torch.utils.data.Dataset):
+    """Item ``i``: bool ``(crop, crop)`` mask from ``mask_paths[i]``, aligned with ``ImageFiles`` item ``i``.
+
+    ``invert`` gives the complement (e.g. the background of a bird segmentation).
+    """
+
+    def __init__(self, mask_paths: Sequence[str | Path], image_paths: Sequence[str | Path], crop: int,
+                 resize: int | None = None, invert: bool = False):
+        self.mask_paths = [str(p) for p in mask_paths]
+        self.image_paths = [str(p) for p in image_paths]
+        self.crop = int(crop)
+        self.resize = int(resize) if resize is not None else default_resize(self.crop)
+        self.invert = bool(invert)
+
+    def __len__(self) -> int:
+        return len(self.mask_paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        mask = load_image(self.mask_paths[i], "L")
+        m = mask_transform(mask, self.resize, self.crop, image_size_of(self.image_paths[i]))
+        return ~m if self.invert else m
+
+
+def list_files(folder: Path) -> set[str]:
+    """Names of the plain files in ``folder`` (empty if it does not exist), read with one directory scan."""
+    try:
+        with os.scandir(folder) as it:
+            return {e.name for e in it if e.is_file()}
+    except (FileNotFoundError, NotADirectoryError):
+        return set()
+
+
+def check_files_exist(paths: Sequence[Path], source: Path, rows: Sequence[int] | None = None,
+                      what: str = "image file") -> None:
+    """Raise :class:`DataFormatError` naming ``source`` and the row of the first path that does not exist.
+
+    Directories are scanned once each, so this stays fast for hundreds of thousands of files.
+    """
+    cache: dict[Path, set[str]] = {}
+    for k, p in enumerate(paths):
+        parent = p.parent
+        if parent not in cache:
+            cache[parent] = list_files(parent)
+        if p.name not in cache[parent]:
+            row = rows[k] if rows is not None else k
+            raise DataFormatError(f"{source}: row {row}: {what} {str(p)!r} does not exist")

@@ -1,0 +1,7 @@
+"""The run-directory format: atomic writer, readers, schema version (see ``docs/run-directory.md``)."""
+
+from probe.store.reader import Dynamics, Records, Run, Sweep, open_path, open_run, open_sweep
+from probe.store.schema import SCHEMA_VERSION
+from probe.store.writer import RunWriter
+
+__all__ = ["SCHEMA_VERSION", "Dynamics", "Records", "Run", "RunWriter", "Sweep", "open_path", "open_run", "open_sweep"]

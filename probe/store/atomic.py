@@ -1,0 +1,81 @@
+"""Crash-safe file replacement: write a temporary file in the same directory, flush, fsync, rename over the target,
+fsync the directory. A reader sees either the old file or the new one, never a partial one."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+TEMP_PREFIX = ".tmp-"
+
+
+def temp_path_for(path: Path) -> Path:
+    """The temporary sibling a write of ``path`` goes through (recognisable, so leftovers can be cleaned up)."""
+    return path.with_name(f"{TEMP_PREFIX}{path.name}.{os.getpid()}")
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish(temp: Path, path: Path) -> None:
+    """fsync ``temp``, rename it to ``path`` and fsync the directory."""
+    fsync_file(temp)
+    os.replace(temp, path)
+    fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    temp = temp_path_for(path)
+    try:
+        with open(temp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(temp, path)
+        fsync_dir(path.parent)
+    finally:
+        if temp.exists():
+            temp.unlink()
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def read_json(path: Path) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def remove_temp_files(directory: Path) -> list[Path]:
+    """Delete leftovers of interrupted atomic writes in ``directory``; returns what was removed."""
+    removed = []
+    for p in Path(directory).glob(f"{TEMP_PREFIX}*"):
+        p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed

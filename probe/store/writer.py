@@ -1,0 +1,182 @@
+"""The one writer of a run directory: creates it, commits epoch files and keeps ``manifest.json`` and ``run.json``.
+
+Commit protocol for epoch ``e`` (each step survives a crash at any point):
+
+1. write ``.tmp-epoch_{e:05d}.h5.<pid>``, flush and fsync it;
+2. rename it to ``epoch_{e:05d}.h5`` and fsync the directory;
+3. hash the file and replace ``manifest.json`` atomically the same way (this is the commit marker).
+
+Readers trust only what the manifest lists, so an epoch file without a manifest entry (a crash between 2 and 3) is
+invisible and is overwritten on resume.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shutil
+import signal
+from pathlib import Path
+from typing import Any
+
+from probe.errors import RunDirectoryError
+from probe.store.atomic import (
+    atomic_write_json,
+    publish,
+    read_json,
+    remove_temp_files,
+    sha256_file,
+    temp_path_for,
+)
+from probe.store.epoch_file import EpochPayload, write_epoch_h5
+from probe.store.lock import RunLock, is_locked
+from probe.store.schema import SCHEMA_VERSION, check_schema
+
+RUN_JSON = "run.json"
+MANIFEST_JSON = "manifest.json"
+DIVERGED_JSON = "diverged.json"
+
+#: Fault injection for crash tests: ``PROBE_FAULT=<phase>:<epoch>`` SIGKILLs the writer at that point of that
+#: epoch's commit. Phases: before-temp, mid-write, after-rename.
+FAULT_ENV = "PROBE_FAULT"
+
+
+def epoch_filename(epoch: int) -> str:
+    return f"epoch_{epoch:05d}.h5"
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _fault(phase: str, epoch: int) -> None:
+    spec = os.environ.get(FAULT_ENV)
+    if spec and spec == f"{phase}:{epoch}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def check_new_run_dir(run_dir: Path, *, overwrite: bool = False) -> None:
+    """Raise :class:`RunDirectoryError` unless a new run can be written at ``run_dir`` (checked before writing)."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirectoryError(f"{run_dir}: exists and is not a directory")
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise RunDirectoryError(f"{run_dir}: already exists; pass --resume to continue it or --overwrite to replace it")
+        if is_locked(run_dir):
+            raise RunDirectoryError(f"{run_dir}: another process is writing this run; it cannot be overwritten")
+    parent = run_dir if run_dir.exists() else _existing_ancestor(run_dir)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise RunDirectoryError(f"{run_dir}: not writable ({parent} does not allow writing)")
+
+
+def _existing_ancestor(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists():
+        path = path.parent
+    if not path.is_dir():
+        raise RunDirectoryError(f"{path}: is a file, cannot create a run directory below it")
+    return path
+
+
+class RunWriter:
+    """Writes one run directory. Holds the writer lock from :meth:`create` / :meth:`resume` until :meth:`close`."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self._lock = RunLock(self.run_dir)
+        self.manifest: dict[str, Any] = {}
+        self.run_info: dict[str, Any] = {}
+
+    # -- opening -------------------------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, run_dir: Path, run_info: dict[str, Any], *, overwrite: bool = False) -> RunWriter:
+        """Start a new run directory with ``run_info`` (config, versions ...) as ``run.json``."""
+        run_dir = Path(run_dir)
+        check_new_run_dir(run_dir, overwrite=overwrite)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        writer = cls(run_dir)
+        writer._lock.acquire()
+        try:
+            if overwrite:
+                for child in run_dir.iterdir():
+                    if child.name == ".lock":
+                        continue
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+            writer.run_info = {"schema_version": SCHEMA_VERSION, **run_info, "status": "running",
+                               "created": now_iso(), "updated": now_iso()}
+            atomic_write_json(run_dir / RUN_JSON, writer.run_info)
+            writer.manifest = {"schema_version": SCHEMA_VERSION, "epochs": []}
+            atomic_write_json(run_dir / MANIFEST_JSON, writer.manifest)
+        except BaseException:
+            writer._lock.release()
+            raise
+        return writer
+
+    @classmethod
+    def resume(cls, run_dir: Path) -> RunWriter:
+        """Reopen an existing run for writing; uncommitted leftovers of a crash are removed."""
+        run_dir = Path(run_dir)
+        if not (run_dir / RUN_JSON).is_file() or not (run_dir / MANIFEST_JSON).is_file():
+            raise RunDirectoryError(f"{run_dir}: not a run directory (run.json or manifest.json missing); nothing to resume")
+        writer = cls(run_dir)
+        writer._lock.acquire()
+        try:
+            writer.run_info = read_json(run_dir / RUN_JSON)
+            writer.manifest = read_json(run_dir / MANIFEST_JSON)
+            check_schema(writer.run_info.get("schema_version"), str(run_dir / RUN_JSON))
+            check_schema(writer.manifest.get("schema_version"), str(run_dir / MANIFEST_JSON))
+            remove_temp_files(run_dir)
+            committed = {e["file"] for e in writer.manifest["epochs"]}
+            for p in run_dir.glob("epoch_*.h5"):
+                if p.name not in committed:
+                    p.unlink()
+            (run_dir / DIVERGED_JSON).unlink(missing_ok=True)
+            writer.set_status("running")
+        except BaseException:
+            writer._lock.release()
+            raise
+        return writer
+
+    # -- writing -------------------------------------------------------------------------------------------------
+    @property
+    def committed_epochs(self) -> list[int]:
+        return [e["epoch"] for e in self.manifest["epochs"]]
+
+    def commit_epoch(self, payload: EpochPayload) -> dict[str, Any]:
+        """Write, publish and commit one epoch file; returns its manifest entry."""
+        epoch = payload.epoch
+        path = self.run_dir / epoch_filename(epoch)
+        temp = temp_path_for(path)
+        _fault("before-temp", epoch)
+        write_epoch_h5(temp, payload, fault_hook=lambda phase: _fault(phase, epoch))
+        publish(temp, path)
+        _fault("after-rename", epoch)
+        entry = {
+            "epoch": epoch,
+            "file": path.name,
+            "size": path.stat().st_size,
+            "sha256": sha256_file(path),
+            "global_step": payload.global_step,
+            "committed": now_iso(),
+        }
+        epochs = [e for e in self.manifest["epochs"] if e["epoch"] != epoch] + [entry]
+        self.manifest = {**self.manifest, "epochs": sorted(epochs, key=lambda e: e["epoch"])}
+        atomic_write_json(self.run_dir / MANIFEST_JSON, self.manifest)
+        return entry
+
+    def set_status(self, status: str, **fields: Any) -> None:
+        self.run_info = {**self.run_info, **fields, "status": status, "updated": now_iso()}
+        atomic_write_json(self.run_dir / RUN_JSON, self.run_info)
+
+    def write_diverged(self, record: dict[str, Any]) -> None:
+        atomic_write_json(self.run_dir / DIVERGED_JSON, record)
+
+    def close(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

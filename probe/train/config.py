@@ -1,0 +1,121 @@
+"""Training configuration, validated in one place before anything is written."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from probe.errors import ProbeInputError
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("constant", "cosine", "step")
+BUDGETS = ("fixed", "matched")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines one training run (stored verbatim in ``run.json``).
+
+    Attributes:
+        dataset, dataset_options: registry name and builder options (``rho``, ``seed``, ``image_size`` ...).
+        model, model_options: registry name and options (``width``, ``depth`` ...).
+        lr: base learning rate (> 0).
+        optimizer: ``sgd`` (with ``momentum``, ``nesterov``, ``weight_decay``) or ``adamw``.
+        schedule: ``constant``, ``cosine`` (to 0 at the last step) or ``step`` (times ``gamma`` at each milestone,
+            given as fractions of the total steps); ``warmup_steps`` of linear warm-up first.
+        batch_size: minibatch size.
+        epochs / steps: training length, exactly one of them (steps may end inside an epoch).
+        seed: seeds the model initialisation and the minibatch order (the dataset has its own seed).
+        record: ``all``, ``every:K`` (every K-th epoch) or ``log:N`` (about N log-spaced epochs); epoch 0 and the
+            last epoch are always recorded.
+        record_splits: splits recorded each epoch (default: all of the dataset's splits).
+        device: ``auto`` (CUDA, then MPS, then CPU) or a torch device string.
+        amp: bfloat16 autocast on CUDA.
+        eval_batch_size: batch size of the per-epoch evaluation passes.
+        budget: ``fixed`` or ``matched`` (metadata written by ``probe sweep --budget``).
+    """
+
+    dataset: str
+    model: str
+    lr: float
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    model_options: dict[str, Any] = field(default_factory=dict)
+    optimizer: str = "sgd"
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    milestones: tuple[float, ...] = (0.5, 0.75)
+    gamma: float = 0.1
+    batch_size: int = 64
+    epochs: int | None = None
+    steps: int | None = None
+    seed: int = 0
+    record: str = "all"
+    record_splits: list[str] | None = None
+    device: str = "auto"
+    amp: bool = False
+    eval_batch_size: int = 2048
+    budget: str = "fixed"
+
+    def validate(self) -> TrainConfig:
+        """Raise :class:`ProbeInputError` naming the first bad field; returns self."""
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ProbeInputError(f"lr must be a positive number, got {self.lr}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ProbeInputError(f"unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ProbeInputError(f"unknown schedule {self.schedule!r}; known: {', '.join(SCHEDULES)}")
+        if self.budget not in BUDGETS:
+            raise ProbeInputError(f"unknown budget {self.budget!r}; known: {', '.join(BUDGETS)}")
+        if (self.epochs is None) == (self.steps is None):
+            raise ProbeInputError("give the training length as exactly one of epochs or steps")
+        if self.epochs is not None and self.epochs < 1:
+            raise ProbeInputError(f"epochs must be >= 1, got {self.epochs}")
+        if self.steps is not None and self.steps < 1:
+            raise ProbeInputError(f"steps must be >= 1, got {self.steps}")
+        if self.batch_size < 1:
+            raise ProbeInputError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.eval_batch_size < 1:
+            raise ProbeInputError(f"eval batch size must be >= 1, got {self.eval_batch_size}")
+        if not 0 <= self.momentum < 1:
+            raise ProbeInputError(f"momentum must lie in [0, 1), got {self.momentum}")
+        if self.nesterov and self.momentum == 0:
+            raise ProbeInputError("nesterov needs momentum > 0")
+        if self.weight_decay < 0:
+            raise ProbeInputError(f"weight decay must be >= 0, got {self.weight_decay}")
+        if self.warmup_steps < 0:
+            raise ProbeInputError(f"warmup steps must be >= 0, got {self.warmup_steps}")
+        if not all(0 < m < 1 for m in self.milestones):
+            raise ProbeInputError(f"step milestones are fractions of training in (0, 1), got {list(self.milestones)}")
+        parse_record(self.record)
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["betas"] = list(self.betas)
+        out["milestones"] = list(self.milestones)
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        if "betas" in kwargs:
+            kwargs["betas"] = tuple(kwargs["betas"])
+        if "milestones" in kwargs:
+            kwargs["milestones"] = tuple(kwargs["milestones"])
+        return cls(**kwargs)
+
+
+def parse_record(spec: str) -> tuple[str, int]:
+    """``all`` -> ("all", 1); ``every:K`` -> ("every", K); ``log:N`` -> ("log", N)."""
+    if spec == "all":
+        return "all", 1
+    kind, _, num = spec.partition(":")
+    if kind in ("every", "log") and num.isdigit() and int(num) >= 1:
+        return kind, int(num)
+    raise ProbeInputError(f"record schedule must be 'all', 'every:K' or 'log:N' with K, N >= 1, got {spec!r}")

@@ -1,0 +1,308 @@
+"""The trainer: minibatch SGD (or AdamW) on a :class:`~probe.data.SpuriousDataset`, one committed HDF5 file per
+recorded epoch.
+
+Per optimiser step it keeps, on the device, the per-sample losses and logits of the minibatch (free: they are the
+training forward pass). After each recorded epoch it evaluates every split in eval mode and commits model,
+optimiser and RNG states with the per-sample records, so that any committed epoch can be resumed bit-identically.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import probe
+from probe.data import build_dataset
+from probe.data.base import Split, SpuriousDataset
+from probe.errors import RunDirectoryError
+from probe.models import build_model
+from probe.store.epoch_file import EpochPayload
+from probe.store.reader import Run
+from probe.store.writer import RunWriter, check_new_run_dir
+from probe.train.config import TrainConfig
+from probe.train.device import resolve_device
+from probe.train.schedule import lr_at, recorded_epochs
+
+#: ``probe train`` exit code for a run whose loss became non-finite.
+EXIT_DIVERGED = 3
+
+
+@dataclass
+class TrainResult:
+    status: str  # "complete" or "diverged"
+    run_dir: Path
+    epochs_committed: list[int]
+    global_step: int
+    diverged: dict[str, Any] | None
+    seconds: float
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                               weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+
+
+def versions() -> dict[str, str]:
+    import h5py
+
+    return {"probe": probe.__version__, "torch": torch.__version__, "numpy": np.__version__,
+            "h5py": h5py.__version__, "python": platform.python_version()}
+
+
+def plan_length(n_train: int, cfg: TrainConfig) -> tuple[int, int, int]:
+    """``(steps_per_epoch, num_epochs, total_steps)``; the last batch of an epoch may be smaller."""
+    steps_per_epoch = math.ceil(n_train / cfg.batch_size)
+    if cfg.steps is not None:
+        return steps_per_epoch, math.ceil(cfg.steps / steps_per_epoch), cfg.steps
+    return steps_per_epoch, cfg.epochs, cfg.epochs * steps_per_epoch
+
+
+@torch.inference_mode()
+def evaluate_split(model: torch.nn.Module, split: Split, device: torch.device, batch_size: int,
+                   autocast) -> dict[str, np.ndarray]:
+    """Per-sample logits and cross-entropy of ``split`` in eval mode, as host arrays."""
+    logits_parts, loss_parts = [], []
+    y = split.y.to(device)
+    for positions, xb in split.batches(batch_size, device=device):
+        with autocast():
+            logits = model(xb)
+        logits = logits.float()
+        logits_parts.append(logits)
+        loss_parts.append(F.cross_entropy(logits, y[positions.to(device)], reduction="none"))
+    logits = torch.cat(logits_parts).cpu().numpy()
+    return {
+        "index": split.index.cpu().numpy(),
+        "y": split.y.cpu().numpy(),
+        "a": split.a.cpu().numpy(),
+        "group": split.group.cpu().numpy(),
+        "is_bc": split.is_bc.cpu().numpy(),
+        "logits": logits,
+        "loss": torch.cat(loss_parts).cpu().numpy(),
+    }
+
+
+class Trainer:
+    """Trains one run. Use :func:`train` unless you need the pieces."""
+
+    def __init__(self, cfg: TrainConfig, out: str | Path, *, dataset: SpuriousDataset | None = None,
+                 progress: bool = False):
+        self.cfg = cfg.validate()
+        self.out = Path(out)
+        self.device = resolve_device(cfg.device)
+        self.dataset = dataset if dataset is not None else build_dataset(cfg.dataset, **cfg.dataset_options)
+        splits = cfg.record_splits or list(self.dataset.splits)
+        for s in splits:
+            self.dataset.split(s)
+        self.record_splits = splits
+        self.progress = progress
+
+    # -- setup ---------------------------------------------------------------------------------------------------
+    def _fresh_model(self) -> torch.nn.Module:
+        torch.manual_seed(self.cfg.seed)
+        return build_model(self.cfg.model, self.dataset.input_shape, self.dataset.num_classes,
+                           **self.cfg.model_options).to(self.device)
+
+    def _autocast(self):
+        if self.cfg.amp and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def run_info(self) -> dict[str, Any]:
+        ds = self.dataset.describe()
+        return {
+            "name": self.out.name,
+            "config": self.cfg.to_json(),
+            "dataset": ds,
+            "recorded_splits": self.record_splits,
+            "device": str(self.device),
+            "versions": versions(),
+            "command": " ".join(sys.argv),
+        }
+
+    # -- main loop -----------------------------------------------------------------------------------------------
+    def fit(self, *, resume: bool = False, overwrite: bool = False) -> TrainResult:
+        cfg = self.cfg
+        started = time.perf_counter()
+        if self.device.type == "cpu":
+            torch.set_flush_denormal(True)
+        if not resume:
+            check_new_run_dir(self.out, overwrite=overwrite)
+        model = self._fresh_model()
+        optimizer = build_optimizer(model, cfg)
+        shuffle = torch.Generator().manual_seed(cfg.seed)
+        train = self.dataset.train.to(self.device) if self.dataset.train.in_memory else self.dataset.train
+        n_train = len(train)
+        steps_per_epoch, num_epochs, total_steps = plan_length(n_train, cfg)
+        to_record = set(recorded_epochs(num_epochs, cfg.record))
+        eval_splits = {s: (self.dataset.split(s).to(self.device) if self.dataset.split(s).in_memory
+                           else self.dataset.split(s)) for s in self.record_splits}
+
+        if resume:
+            writer = RunWriter.resume(self.out)
+            start_epoch, global_step = self._restore(writer, model, optimizer, shuffle)
+        else:
+            writer = RunWriter.create(self.out, self.run_info(), overwrite=overwrite)
+            start_epoch, global_step = 0, 0
+        try:
+            if start_epoch == 0 and 0 not in writer.committed_epochs:
+                self._commit(writer, model, optimizer, shuffle, eval_splits, epoch=0, global_step=0, sgd=None,
+                             lr=lr_at(0, total_steps, cfg))
+            diverged = None
+            bar = _progress(total_steps, global_step, self.progress, desc=self.out.name)
+            y_train = train.y.to(self.device)
+            a_train = train.a.to(self.device)
+            bc_train = train.is_bc.to(self.device)
+            idx_train = train.index.to(self.device)
+            check_every = 1 if self.device.type == "cpu" else 25
+            for epoch in range(start_epoch + 1, num_epochs + 1):
+                model.train()
+                order = torch.randperm(n_train, generator=shuffle)
+                steps_this_epoch = min(steps_per_epoch, total_steps - global_step)
+                buf_pos = torch.empty(0, dtype=torch.long, device=self.device)
+                pos_parts, loss_parts, logit_parts, step_parts = [], [], [], []
+                step_losses = torch.zeros(steps_this_epoch, device=self.device)
+                for i, (positions, xb) in enumerate(train.batches(cfg.batch_size, order=order, device=self.device)):
+                    if i >= steps_this_epoch:
+                        break
+                    lr = lr_at(global_step, total_steps, cfg)
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                    positions = positions.to(self.device)
+                    with self._autocast():
+                        logits = model(xb)
+                    logits = logits.float()
+                    loss_vec = F.cross_entropy(logits, y_train[positions], reduction="none")
+                    loss = loss_vec.mean()
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    step_losses[i] = loss.detach()
+                    pos_parts.append(positions)
+                    loss_parts.append(loss_vec.detach())
+                    logit_parts.append(logits.detach())
+                    step_parts.append(torch.full_like(positions, global_step))
+                    global_step += 1
+                    if (i + 1) % check_every == 0 or i + 1 == steps_this_epoch:
+                        if not bool(torch.isfinite(step_losses[: i + 1]).all()):
+                            bad = int((~torch.isfinite(step_losses[: i + 1])).nonzero()[0])
+                            diverged = {
+                                "epoch": epoch,
+                                "step": global_step - (i + 1) + bad,
+                                "loss": str(float(step_losses[bad])),
+                                "lr": lr_at(global_step - (i + 1) + bad, total_steps, cfg),
+                                "last_committed_epoch": writer.committed_epochs[-1],
+                            }
+                            break
+                    bar.update(1)
+                if diverged is not None:
+                    writer.write_diverged(diverged)
+                    writer.set_status("diverged", diverged=diverged)
+                    bar.close()
+                    return TrainResult("diverged", self.out, writer.committed_epochs, global_step, diverged,
+                                       time.perf_counter() - started)
+                if epoch in to_record:
+                    buf_pos = torch.cat(pos_parts)
+                    sgd = {
+                        "index": idx_train[buf_pos].cpu().numpy(),
+                        "y": y_train[buf_pos].cpu().numpy(),
+                        "a": a_train[buf_pos].cpu().numpy(),
+                        "group": (y_train[buf_pos] * train.num_attrs + a_train[buf_pos]).cpu().numpy(),
+                        "is_bc": bc_train[buf_pos].cpu().numpy(),
+                        "logits": torch.cat(logit_parts).cpu().numpy(),
+                        "loss": torch.cat(loss_parts).cpu().numpy(),
+                        "step": torch.cat(step_parts).cpu().numpy(),
+                    }
+                    self._commit(writer, model, optimizer, shuffle, eval_splits, epoch=epoch,
+                                 global_step=global_step, sgd=sgd, lr=lr_at(global_step - 1, total_steps, cfg))
+                if global_step >= total_steps:
+                    break
+            bar.close()
+            writer.set_status("complete")
+            return TrainResult("complete", self.out, writer.committed_epochs, global_step, None,
+                               time.perf_counter() - started)
+        finally:
+            writer.close()
+
+    def _commit(self, writer, model, optimizer, shuffle, eval_splits, *, epoch, global_step, sgd, lr) -> None:
+        was_training = model.training
+        model.eval()
+        records = {name: evaluate_split(model, split, self.device, self.cfg.eval_batch_size, self._autocast)
+                   for name, split in eval_splits.items()}
+        model.train(was_training)
+        rng = {"shuffle": shuffle.get_state(), "torch_cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        payload = EpochPayload(
+            epoch=epoch,
+            global_step=global_step,
+            lr=float(lr),
+            model_state=model.state_dict(),
+            optimizer_state=optimizer.state_dict(),
+            rng_states=rng,
+            records=records,
+            sgd=sgd,
+        )
+        writer.commit_epoch(payload)
+
+    def _restore(self, writer: RunWriter, model, optimizer, shuffle) -> tuple[int, int]:
+        committed = writer.committed_epochs
+        if not committed:
+            return 0, 0
+        run = Run(self.out)
+        last = committed[-1]
+        model.load_state_dict(run.state_dict(last))
+        opt_state = run.optimizer_state(last)
+        if opt_state is not None:
+            optimizer.load_state_dict(opt_state)
+        rng = run.rng_states(last)
+        shuffle.set_state(rng["shuffle"])
+        torch.set_rng_state(rng["torch_cpu"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        return last, run.step_of(last)
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, initial: int, enabled: bool, desc: str):
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True, leave=False)
+
+
+def train(cfg: TrainConfig, out: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,
+          progress: bool = False, dataset: SpuriousDataset | None = None) -> TrainResult:
+    """Train one run into the run directory ``out``.
+
+    Example:
+        >>> from probe.train import TrainConfig, train
+        >>> cfg = TrainConfig(dataset="parity", model="mlp", lr=0.1, epochs=3)
+        >>> result = train(cfg, "checkpoints/parity_lr0.1")      # doctest: +SKIP
+    """
+    if out is None:
+        raise RunDirectoryError("an output run directory is required")
+    if resume:
+        stored = Run(out).config
+        cfg = TrainConfig.from_json(stored)
+    return Trainer(cfg, out, dataset=dataset, progress=progress).fit(resume=resume, overwrite=overwrite)
