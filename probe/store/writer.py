@@ -62,7 +62,9 @@ def check_new_run_dir(run_dir: Path, *, overwrite: bool = False) -> None:
         raise RunDirectoryError(f"{run_dir}: exists and is not a directory")
     if run_dir.exists() and any(run_dir.iterdir()):
         if not overwrite:
-            raise RunDirectoryError(f"{run_dir}: already exists; pass --resume to continue it or --overwrite to replace it")
+            raise RunDirectoryError(
+                f"{run_dir}: already exists; pass --resume to continue it or --overwrite to replace it"
+            )
         if is_locked(run_dir):
             raise RunDirectoryError(f"{run_dir}: another process is writing this run; it cannot be overwritten")
     parent = run_dir if run_dir.exists() else _existing_ancestor(run_dir)
@@ -118,7 +120,9 @@ class RunWriter:
         """Reopen an existing run for writing; uncommitted leftovers of a crash are removed."""
         run_dir = Path(run_dir)
         if not (run_dir / RUN_JSON).is_file() or not (run_dir / MANIFEST_JSON).is_file():
-            raise RunDirectoryError(f"{run_dir}: not a run directory (run.json or manifest.json missing); nothing to resume")
+            raise RunDirectoryError(
+                f"{run_dir}: not a run directory (run.json or manifest.json missing); nothing to resume"
+            )
         writer = cls(run_dir)
         writer._lock.acquire()
         try:
