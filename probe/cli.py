@@ -47,7 +47,7 @@ def parse_options(pairs: Sequence[str] | None, flag: str) -> dict[str, Any]:
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", required=True, help="dataset name (see docs/datasets.md), e.g. colored-mnist, parity")
+    g.add_argument("--dataset", help="dataset name (see docs/datasets.md), e.g. colored-mnist, parity")
     g.add_argument("--data-root", help="folder with the dataset's files (default: $PROBE_DATA; MNIST-based sets fall "
                                        "back to the embedded digits)")
     g.add_argument("--rho", type=float, help="fraction of bias-aligned training samples")
@@ -110,6 +110,8 @@ def _config_from(args: argparse.Namespace, *, sweep: bool):
     from probe.train import TrainConfig
 
     epochs, steps = args.epochs, args.steps
+    if args.dataset is None:
+        raise ProbeInputError("--dataset is required")
     if epochs is None and steps is None:
         raise ProbeInputError("give the training length with --epochs or --steps")
     common = dict(
@@ -163,6 +165,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ProbeInputError("--resume and --overwrite exclude each other")
     if args.resume:
         cfg = TrainConfig.from_json(Run(out).config)
+        if args.dataset is not None:  # the full command repeated with --resume: it must describe the same run
+            asked = _config_from(args, sweep=False).to_json()
+            stored = cfg.to_json()
+            differ = [k for k in asked if asked[k] != stored.get(k)]
+            if differ:
+                raise ProbeInputError(
+                    f"{out}: --resume continues the run as run.json describes it; these options differ: "
+                    + ", ".join(f"{k} (run.json {stored.get(k)!r}, asked {asked[k]!r})" for k in differ)
+                )
         dataset = _prepare(cfg)
     else:
         cfg = _config_from(args, sweep=False)
@@ -282,9 +293,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+COMMAND_MODULES = ("probe.data.cli", "probe.analyses.cli", "probe.analyses.attribution_cli")
+
+
 def _command_modules() -> list[Any]:
-    """Sub-command modules contributed by the data, analysis and attribution packages."""
-    return []
+    """Sub-command modules contributed by the data, analysis and attribution packages (each has ``register``)."""
+    import importlib
+    import importlib.util
+
+    return [importlib.import_module(name) for name in COMMAND_MODULES if importlib.util.find_spec(name) is not None]
 
 
 

@@ -28,5 +28,5 @@ class CorruptEpochError(ProbeError):
     """An epoch file does not match the size or sha256 recorded for it in ``manifest.json``."""
 
 
-class RunLockedError(ProbeError):
-    """Another process already holds the writer lock of this run directory."""
+class RunLockedError(RunDirectoryError):
+    """Another process already holds the writer lock of this run directory (a second writer is refused)."""

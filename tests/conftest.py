@@ -1,0 +1,46 @@
+"""Shared fixtures: tiny runs trained once per test session (seconds on 2 CPU cores)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from probe.train import TrainConfig, run_sweep, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_parity_config(**overrides) -> TrainConfig:
+    base = dict(dataset="parity", dataset_options={"n_train": 256, "n_val": 128, "n_test": 128, "dim": 12},
+                model="mlp", model_options={"width": 32}, lr=0.1, epochs=3, batch_size=32, seed=0)
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="session")
+def tiny_parity_run(tmp_path_factory) -> Path:
+    """A complete parity run directory: MLP width 32, 3 epochs (epochs 0..3 recorded)."""
+    out = tmp_path_factory.mktemp("runs") / "parity_lr0.1"
+    train(tiny_parity_config(), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_colored_sweep(tmp_path_factory) -> Path:
+    """A colored-mnist MLP sweep over lr {0.01, 0.3}, seeds {0, 1}, 2 epochs each."""
+    out = tmp_path_factory.mktemp("sweeps") / "colored"
+    base = TrainConfig(dataset="colored-mnist", model="mlp", model_options={"width": 64}, lr=0.01, epochs=2,
+                       batch_size=64)
+    run_sweep(base, out, {"lr": [0.01, 0.3], "seed": [0, 1]})
+    return out
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``python -m probe.cli ARGS`` in a fresh process."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "probe.cli", *args], capture_output=True, text=True,
+                          env=full_env, timeout=timeout, cwd=REPO)
