@@ -100,6 +100,8 @@ def add_train_arguments(p: argparse.ArgumentParser, *, sweep: bool) -> None:
                                                    "are always recorded; default: all)")
     g.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
     g.add_argument("--amp", action="store_true", help="bfloat16 mixed precision on CUDA")
+    g.add_argument("--workers", type=int, default=2,
+                   help="decoding processes for image datasets streamed from disk (default: 2)")
     g.add_argument("--out", required=True, help="run directory to write" if not sweep else "sweep directory to write")
     g.add_argument("--overwrite", action="store_true", help="replace an existing directory")
     g.add_argument("--resume", action="store_true", help="continue from the last committed epoch")
@@ -128,6 +130,7 @@ def _config_from(args: argparse.Namespace, *, sweep: bool):
         record=args.record,
         device=args.device,
         amp=args.amp,
+        workers=args.workers,
     )
     if sweep:
         cfg = TrainConfig(lr=args.lr[0], seed=args.seeds[0], batch_size=args.batch_size[0],
@@ -168,7 +171,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.dataset is not None:  # the full command repeated with --resume: it must describe the same run
             asked = _config_from(args, sweep=False).to_json()
             stored = cfg.to_json()
-            differ = [k for k in asked if asked[k] != stored.get(k)]
+            differ = [k for k in asked if k != "workers" and asked[k] != stored.get(k)]
             if differ:
                 raise ProbeInputError(
                     f"{out}: --resume continues the run as run.json describes it; these options differ: "

@@ -105,7 +105,9 @@ def _seeded(seed: int | None, device: torch.device) -> Iterator[None]:
     if seed is None:
         yield
         return
-    devices = [device] if device.type == "cuda" else []
+    devices = []
+    if device.type == "cuda":
+        devices = [device.index if device.index is not None else torch.cuda.current_device()]
     np_state = np.random.get_state()
     try:
         with torch.random.fork_rng(devices=devices):

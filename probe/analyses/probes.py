@@ -259,22 +259,27 @@ def dfr_wga(
 def probes_analysis(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
     """``val``: ``probe_core``, ``probe_spurious``, ``probe_gap`` = core - spurious (penultimate features of the
     validation split); ``test``: ``dfr_wga`` (last layer retrained on validation, scored on test). Options:
-    ``probe_seed`` (default 0), ``dfr_retrains`` (default 20). A dataset with one attribute value gets
-    ``probe_core`` and ``dfr_wga`` only."""
+    ``probe_seed`` (default 0), ``dfr_retrains`` (default 20). A dataset with one attribute value gets no
+    ``probe_spurious`` / ``probe_gap``. A dataset without a validation split gets the probes on disjoint halves of
+    the test split (reported under ``test``) and no ``dfr_wga``, which needs held-out data apart from the test set."""
     seed = int(ctx.options.get("probe_seed", 0))
     feats = EpochFeatures(ctx, epoch)
-    val, test = ctx.dataset.split("val"), ctx.dataset.split("test")
-    val_y, val_a = val.y.cpu().numpy(), val.a.cpu().numpy()
-    fit_idx, score_idx = balanced_probe_split(val_y, val_a, seed)
-    out: EpochMetrics = {"val": {"probe_core": linear_probe(feats["val"], val_y, fit_idx, score_idx)}}
+    held_out = "val" if "val" in ctx.dataset.splits else "test"
+    split = ctx.dataset.split(held_out)
+    y, a = split.y.cpu().numpy(), split.a.cpu().numpy()
+    fit_idx, score_idx = balanced_probe_split(y, a, seed)
+    scores = {"probe_core": linear_probe(feats[held_out], y, fit_idx, score_idx)}
     if ctx.dataset.num_attrs > 1:
-        out["val"]["probe_spurious"] = linear_probe(feats["val"], val_a, fit_idx, score_idx)
-        out["val"]["probe_gap"] = out["val"]["probe_core"] - out["val"]["probe_spurious"]
-    out["test"] = {
-        "dfr_wga": dfr_wga(
-            feats["val"], val_y, val.group.cpu().numpy(),
-            feats["test"], test.y.cpu().numpy(), test.group.cpu().numpy(),
-            num_retrains=int(ctx.options.get("dfr_retrains", 20)), seed=seed,
-        )
-    }
+        scores["probe_spurious"] = linear_probe(feats[held_out], a, fit_idx, score_idx)
+        scores["probe_gap"] = scores["probe_core"] - scores["probe_spurious"]
+    out: EpochMetrics = {held_out: scores}
+    if held_out == "val":
+        test = ctx.dataset.split("test")
+        out["test"] = {
+            "dfr_wga": dfr_wga(
+                feats["val"], y, split.group.cpu().numpy(),
+                feats["test"], test.y.cpu().numpy(), test.group.cpu().numpy(),
+                num_retrains=int(ctx.options.get("dfr_retrains", 20)), seed=seed,
+            )
+        }
     return out

@@ -38,7 +38,15 @@ DEFAULT_SPARSITIES = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
 #: Kept fractions reported as ``norm_compressibility@kappa``.
 DEFAULT_KAPPAS = (0.1, 0.05, 0.01)
 
-_PRUNABLE = (nn.Linear, nn.modules.conv._ConvNd)
+_PRUNABLE = (
+    nn.Linear,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+)
 
 
 def prunable_weights(model: nn.Module) -> list[tuple[str, nn.Module]]:

@@ -48,11 +48,22 @@ _ALLOWED_GLOBALS = {
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
+    ("_codecs", "encode"),  # protocol-2 pickles written by Python 3 store bytes as _codecs.encode(text, "latin1")
 }
+
+
+def _latin1_encode(text: str, encoding: str = "latin1", errors: str = "strict") -> bytes:
+    """The only form of ``_codecs.encode`` admitted: text to bytes through latin-1."""
+    if not isinstance(text, str) or encoding.lower().replace("-", "") != "latin1":
+        raise DataFormatError(f"refused _codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1", errors)
 
 
 class RestrictedUnpickler(pickle.Unpickler):
     """An unpickler that builds plain containers, bytes, strings, numbers and numpy arrays, and nothing else.
+
+    Admitted globals: numpy's ``_reconstruct``, ``ndarray`` and ``dtype`` (array reconstruction) and
+    ``_codecs.encode`` restricted to latin-1 (how Python 3 writes bytes in protocol-2 pickles).
 
     Any other global a pickle names (``os.system``, ``builtins.eval``, a class with a ``__reduce__`` ...) is refused
     with :class:`DataFormatError` before it is looked up, so no code from the file runs.
@@ -68,6 +79,8 @@ class RestrictedUnpickler(pickle.Unpickler):
                 f"{self.path}: refused to unpickle global {module}.{name}; a CIFAR python batch holds only "
                 f"containers and numpy arrays"
             )
+        if module == "_codecs":
+            return _latin1_encode
         if name == "_reconstruct":
             try:
                 from numpy._core.multiarray import _reconstruct
@@ -255,17 +268,18 @@ def standard_splits(train_x: torch.Tensor, train_y: torch.Tensor, test_x: Any, t
     """
     g = torch.Generator().manual_seed(seed)
     keep, val = holdout(len(train_y), val_fraction, g)
-
-    def make(name: str, x: Any, y: torch.Tensor, index: torch.Tensor) -> Split:
-        n = len(y)
-        return Split(name=name, x=x, y=y, a=torch.zeros(n, dtype=torch.long), is_bc=torch.zeros(n, dtype=torch.bool),
-                     index=index.long(), num_attrs=1)
-
-    splits = {"train": make("train", train_x[keep], train_y[keep], keep)}
+    splits = {"train": single_attribute_split("train", train_x[keep], train_y[keep], keep)}
     if len(val):
-        splits["val"] = make("val", train_x[val], train_y[val], val)
-    splits["test"] = make("test", test_x, test_y, torch.arange(len(test_y)) + 1_000_000)
+        splits["val"] = single_attribute_split("val", train_x[val], train_y[val], val)
+    splits["test"] = single_attribute_split("test", test_x, test_y, torch.arange(len(test_y)) + 1_000_000)
     return splits
+
+
+def single_attribute_split(name: str, x: Any, y: torch.Tensor, index: torch.Tensor) -> Split:
+    """A split with one attribute: ``a = 0`` and no bias-conflicting sample."""
+    n = len(y)
+    return Split(name=name, x=x, y=y, a=torch.zeros(n, dtype=torch.long), is_bc=torch.zeros(n, dtype=torch.bool),
+                 index=index.long(), num_attrs=1)
 
 
 STANDARD_BC_RULE = "none: one attribute (A = 1), every sample counts as bias-aligned"

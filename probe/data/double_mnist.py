@@ -4,7 +4,7 @@ An image is ``(1, S, 2S)``: the left half holds a digit of class ``y`` scaled to
 the right half a digit of class ``a`` at full brightness. BA/BC rule: label space, bias-aligned iff ``a == y``.
 Training: ``a = y`` with probability ``rho``, else another class uniformly; validation and test: ``a`` independent of
 ``y`` (unbiased). Masks: the left half is the core region, the right half the spurious region. Counterfactuals put
-another digit (of the requested class, drawn from the same split's pool) in the right (spurious) or left (core) half.
+another digit of the requested class in the right (spurious) or left (core) half.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def draw_of_class(labels: torch.Tensor, wanted: torch.Tensor, generator: torch.G
     for c in wanted.unique().tolist():
         pool = torch.nonzero(labels == c).flatten()
         if len(pool) == 0:
-            raise ProbeInputError(f"no digit of class {c} in the pool")
+            raise ProbeInputError(f"no digit of class {c} in the pool of {len(labels)} digits to draw from")
         sel = torch.nonzero(wanted == c).flatten()
         out[sel] = pool[torch.randint(0, len(pool), (len(sel),), generator=generator)]
     return out
@@ -78,17 +78,23 @@ def double_mnist(
     left_half = torch.zeros(side, 2 * side, dtype=torch.bool)
     left_half[:, :side] = True
     pools: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    pair: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    pair: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # (left, right) positions
     splits: dict[str, Split] = {}
+    # the spurious (right) digit of a training or validation sample comes from the whole training pool, that of a
+    # test sample from the test pool
+    right_pools = {"train": (pool_images, digits.train_labels), "val": (pool_images, digits.train_labels),
+                   "test": (test_images, digits.test_labels)}
     for name, (images, y, index) in parts.items():
         n = len(y)
+        if n == 0:
+            continue
         a = spurious_attributes(y, rho, 10, g) if name == "train" else unbiased_attributes(n, 10, g)
-        right = draw_of_class(y, a, g)
+        right = draw_of_class(right_pools[name][1], a, g)
         pools[name] = (images, y)
         pair[name] = (torch.arange(n), right)
         splits[name] = Split(
             name=name,
-            x=compose_pair(images, images[right], core_brightness),
+            x=compose_pair(images, right_pools[name][0][right], core_brightness),
             y=y,
             a=a,
             is_bc=label_space_bc(y, a),
@@ -100,16 +106,16 @@ def double_mnist(
     cf = torch.Generator().manual_seed(seed + 7919)
 
     def render_spurious(split: str, positions: torch.Tensor, new_a: torch.Tensor) -> torch.Tensor:
-        images, labels = pools[split]
+        images, labels = right_pools[split]
         positions = positions.cpu()
         right = draw_of_class(labels, new_a.cpu(), cf)
-        return compose_pair(images[pair[split][0][positions]], images[right], core_brightness)
+        return compose_pair(pools[split][0][positions], images[right], core_brightness)
 
     def render_core(split: str, positions: torch.Tensor, new_y: torch.Tensor) -> torch.Tensor:
         images, labels = pools[split]
         positions = positions.cpu()
         left = draw_of_class(labels, new_y.cpu(), cf)
-        return compose_pair(images[left], images[pair[split][1][positions]], core_brightness)
+        return compose_pair(images[left], right_pools[split][0][pair[split][1][positions]], core_brightness)
 
     return SpuriousDataset(
         name="double-mnist",

@@ -182,9 +182,9 @@ def list_files(folder: Path) -> set[str]:
         return set()
 
 
-def check_files_exist(paths: Sequence[Path], source: Path, rows: Sequence[int] | None = None,
+def check_files_exist(paths: Sequence[Path], source: Path, rows: Sequence[object] | None = None,
                       what: str = "image file") -> None:
-    """Raise :class:`DataFormatError` naming ``source`` and the row of the first path that does not exist.
+    """Raise :class:`DataFormatError` naming ``source`` and the line (``rows[k]``) of the first missing path.
 
     Directories are scanned once each, so this stays fast for hundreds of thousands of files.
     """
@@ -195,4 +195,4 @@ def check_files_exist(paths: Sequence[Path], source: Path, rows: Sequence[int] |
             cache[parent] = list_files(parent)
         if p.name not in cache[parent]:
             row = rows[k] if rows is not None else k
-            raise DataFormatError(f"{source}: row {row}: {what} {str(p)!r} does not exist")
+            raise DataFormatError(f"{source}, line {row}: {what} {str(p)!r} does not exist")

@@ -1,7 +1,7 @@
 """Moon-star: generated images of a moon (y = 0) or a star (y = 1); the spurious cue is the background colour or
 the object's position.
 
-Each image is ``(3, S, S)``: a light-grey shape with random size, rotation and placement, rendered with 4x4
+Each image is ``(3, S, S)``: a light-grey shape with random size, rotation and placement, rendered with 2x2
 supersampling. The cue:
 
 - ``cue="color"`` (default): background tinted orange (``a = 0``) or blue (``a = 1``) with a little jitter; the shape is
@@ -36,7 +36,8 @@ from probe.errors import ProbeInputError
 CUES = ("color", "position")
 BACKGROUNDS = torch.tensor([[0.85, 0.55, 0.20], [0.20, 0.45, 0.85]])
 SHAPE_COLOUR = 0.92
-_SUPERSAMPLE = 4
+_SUPERSAMPLE = 2
+STAR_INNER = 0.45
 
 
 def shape_coverage(shape: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor, radius: torch.Tensor,
@@ -55,18 +56,22 @@ def shape_coverage(shape: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor, radi
     r = radius[:, None, None]
     th = angle[:, None, None]
     dist = torch.sqrt(dx**2 + dy**2)
-    # moon
-    sx, sy = dx - 0.5 * r * torch.cos(th), dy - 0.5 * r * torch.sin(th)
-    moon = (dist <= r) & (torch.sqrt(sx**2 + sy**2) > 0.85 * r)
-    # star: boundary radius along the ray at polar angle phi, within one of the ten half-sectors
-    sector = 2 * math.pi / 5
-    u = torch.remainder(torch.atan2(dy, dx) - th, sector)
-    tt = torch.where(u <= sector / 2, u, sector - u)
-    inner = 0.45
-    p2x, p2y = inner * math.cos(sector / 2), inner * math.sin(sector / 2)
-    boundary = (p2y) / (torch.cos(tt) * p2y - torch.sin(tt) * (p2x - 1.0))
-    star = dist <= boundary * r
-    inside = torch.where(shape[:, None, None].bool(), star, moon).float()
+    inside = torch.zeros_like(dist)
+    is_star = shape.bool()
+    moon, star = torch.nonzero(~is_star).flatten(), torch.nonzero(is_star).flatten()
+    if len(moon):
+        r, th, d = radius[moon, None, None], angle[moon, None, None], dist[moon]
+        sx, sy = dx[moon] - 0.5 * r * torch.cos(th), dy[moon] - 0.5 * r * torch.sin(th)
+        inside[moon] = ((d <= r) & (sx**2 + sy**2 > (0.85 * r) ** 2)).float()
+    if len(star):
+        # boundary radius along the ray at polar angle u, folded into one of the ten half-sectors
+        r, th, d = radius[star, None, None], angle[star, None, None], dist[star]
+        sector = 2 * math.pi / 5
+        u = torch.remainder(torch.atan2(dy[star], dx[star]) - th, sector)
+        tt = torch.where(u <= sector / 2, u, sector - u)
+        p2x, p2y = STAR_INNER * math.cos(sector / 2), STAR_INNER * math.sin(sector / 2)
+        boundary = p2y / (torch.cos(tt) * p2y - torch.sin(tt) * (p2x - 1.0))
+        inside[star] = (d <= boundary * r).float()
     return F.avg_pool2d(inside[:, None], _SUPERSAMPLE)[:, 0]
 
 

@@ -33,6 +33,7 @@ class TrainConfig:
         device: ``auto`` (CUDA, then MPS, then CPU) or a torch device string.
         amp: bfloat16 autocast on CUDA.
         eval_batch_size: batch size of the per-epoch evaluation passes.
+        workers: decoding processes for datasets streamed from disk (in-memory datasets ignore it).
         budget: ``fixed`` or ``matched`` (metadata written by ``probe sweep --budget``).
     """
 
@@ -59,6 +60,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = False
     eval_batch_size: int = 2048
+    workers: int = 2
     budget: str = "fixed"
 
     def validate(self) -> TrainConfig:
@@ -79,6 +81,8 @@ class TrainConfig:
             raise ProbeInputError(f"steps must be >= 1, got {self.steps}")
         if self.batch_size < 1:
             raise ProbeInputError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.workers < 0:
+            raise ProbeInputError(f"workers must be >= 0, got {self.workers}")
         if self.eval_batch_size < 1:
             raise ProbeInputError(f"eval batch size must be >= 1, got {self.eval_batch_size}")
         if not 0 <= self.momentum < 1:

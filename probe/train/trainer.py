@@ -72,11 +72,11 @@ def plan_length(n_train: int, cfg: TrainConfig) -> tuple[int, int, int]:
 
 @torch.inference_mode()
 def evaluate_split(model: torch.nn.Module, split: Split, device: torch.device, batch_size: int,
-                   autocast) -> dict[str, np.ndarray]:
+                   autocast, num_workers: int = 0) -> dict[str, np.ndarray]:
     """Per-sample logits and cross-entropy of ``split`` in eval mode, as host arrays."""
     logits_parts, loss_parts = [], []
     y = split.y.to(device)
-    for positions, xb in split.batches(batch_size, device=device):
+    for positions, xb in split.batches(batch_size, device=device, num_workers=num_workers):
         with autocast():
             logits = model(xb)
         logits = logits.float()
@@ -174,7 +174,9 @@ class Trainer:
                 buf_pos = torch.empty(0, dtype=torch.long, device=self.device)
                 pos_parts, loss_parts, logit_parts, step_parts = [], [], [], []
                 step_losses = torch.zeros(steps_this_epoch, device=self.device)
-                for i, (positions, xb) in enumerate(train.batches(cfg.batch_size, order=order, device=self.device)):
+                for i, (positions, xb) in enumerate(
+                    train.batches(cfg.batch_size, order=order, device=self.device, num_workers=cfg.workers)
+                ):
                     if i >= steps_this_epoch:
                         break
                     lr = lr_at(global_step, total_steps, cfg)
@@ -239,7 +241,8 @@ class Trainer:
     def _commit(self, writer, model, optimizer, shuffle, eval_splits, *, epoch, global_step, sgd, lr) -> None:
         was_training = model.training
         model.eval()
-        records = {name: evaluate_split(model, split, self.device, self.cfg.eval_batch_size, self._autocast)
+        records = {name: evaluate_split(model, split, self.device, self.cfg.eval_batch_size, self._autocast,
+                                        self.cfg.workers)
                    for name, split in eval_splits.items()}
         model.train(was_training)
         rng = {"shuffle": shuffle.get_state(), "torch_cpu": torch.get_rng_state()}

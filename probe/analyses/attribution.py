@@ -1,0 +1,406 @@
+"""Core vs spurious reliance from input attributions, and counterfactual flip rates.
+
+Pure functions over arrays (:func:`attr_shares`, :func:`flip_rate`), dataset-level wrappers
+(:func:`spurious_flip_rate`, :func:`core_flip_rate`, :func:`select_positions`), a run-level API returning arrays and
+tables (:func:`attribute_run`, :func:`attribute_sweep`, :func:`shares_table`) and the epoch analysis
+``"attribution"`` that ``probe analyze`` runs. Attribution methods live in :mod:`probe.analyses.attribution_methods`.
+
+Metric ids (SPEC section 4): ``core_attr_share@<method>``, ``spurious_attr_share@<method>``,
+``pointing_game@<method>``, ``spurious_flip_rate``, ``core_flip_rate``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from probe.analyses.attribution_methods import (
+    METHODS,
+    attribute,
+    best_device,
+    check_method,
+    method_applies,
+)
+from probe.analyses.base import AnalysisContext, EpochMetrics, register_epoch_analysis
+from probe.errors import ProbeInputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from probe.data.base import Split, SpuriousDataset
+    from probe.store.reader import Run, Sweep
+
+__all__ = [
+    "METHODS",
+    "Attributions",
+    "analysis_positions",
+    "attr_shares",
+    "attr_shares_per_sample",
+    "attribute",
+    "attribute_run",
+    "attribute_sweep",
+    "core_flip_rate",
+    "flip_rate",
+    "select_positions",
+    "shares_table",
+    "spurious_flip_rate",
+]
+
+
+# -- shares ------------------------------------------------------------------------------------------------------
+def _mass(attributions: torch.Tensor | np.ndarray, mask_shape: tuple[int, ...]) -> torch.Tensor:
+    """``|attribution|`` summed over the dimensions the mask does not have (the channels of an image)."""
+    a = torch.as_tensor(np.asarray(attributions) if not isinstance(attributions, torch.Tensor) else attributions)
+    a = a.detach().double().abs()
+    extra = a.dim() - len(mask_shape)
+    if extra < 0 or tuple(a.shape[extra + 1 :]) != tuple(mask_shape[1:]) or a.shape[0] != mask_shape[0]:
+        raise ProbeInputError(
+            f"attributions of shape {tuple(a.shape)} do not match masks of shape {tuple(mask_shape)}"
+        )
+    return a.sum(dim=tuple(range(1, extra + 1))) if extra else a
+
+
+def _as_mask(mask: Any) -> torch.Tensor:
+    m = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask)
+    return m.detach().cpu().bool()
+
+
+def attr_shares_per_sample(
+    attributions: torch.Tensor | np.ndarray,
+    core_mask: torch.Tensor | np.ndarray,
+    spurious_mask: torch.Tensor | np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Per-sample shares of attribution mass.
+
+    With ``m_i(p) = sum_c |A_i[c, p]|`` (images: summed over channels; vectors: ``|A_i[p]|``):
+    ``core_attr_share_i = sum_{p in core_i} m_i(p) / sum_p m_i(p)``, ``spurious_attr_share_i`` likewise with the
+    spurious mask, ``pointing_game_i = 1[argmax_p m_i(p) in core_i]`` (first maximum on ties). Samples with zero
+    total mass get NaN shares and NaN pointing.
+
+    Args:
+        attributions: ``(n, C, H, W)`` or ``(n, H, W)`` for images, ``(n, d)`` for feature vectors.
+        core_mask: ``(n, H, W)`` or ``(n, d)`` bool.
+        spurious_mask: same shape, or None (the spurious share is then omitted).
+
+    Returns:
+        ``{"core_attr_share": (n,), "spurious_attr_share": (n,), "pointing_game": (n,)}`` float64 arrays.
+    """
+    core = _as_mask(core_mask)
+    mass = _mass(attributions.cpu() if isinstance(attributions, torch.Tensor) else attributions, tuple(core.shape))
+    flat = mass.reshape(len(mass), -1)
+    total = flat.sum(dim=1)
+    zero = total <= 0
+    safe = torch.where(zero, torch.ones_like(total), total)
+    nan = torch.full_like(total, float("nan"))
+    core_flat = core.reshape(len(core), -1)
+    out = {"core_attr_share": torch.where(zero, nan, (flat * core_flat).sum(dim=1) / safe)}
+    if spurious_mask is not None:
+        spur = _as_mask(spurious_mask)
+        if spur.shape != core.shape:
+            raise ProbeInputError(f"spurious mask shape {tuple(spur.shape)} differs from core mask {tuple(core.shape)}")
+        out["spurious_attr_share"] = torch.where(zero, nan, (flat * spur.reshape(len(spur), -1)).sum(dim=1) / safe)
+    top = flat.argmax(dim=1)
+    hit = core_flat.gather(1, top[:, None])[:, 0].double()
+    out["pointing_game"] = torch.where(zero, nan, hit)
+    return {k: v.numpy() for k, v in out.items()}
+
+
+def attr_shares(
+    attributions: torch.Tensor | np.ndarray,
+    core_mask: torch.Tensor | np.ndarray,
+    spurious_mask: torch.Tensor | np.ndarray | None = None,
+) -> dict[str, float]:
+    """``core_attr_share``, ``spurious_attr_share`` and ``pointing_game``: the means over samples of
+    :func:`attr_shares_per_sample` (each sample weighs the same; samples with zero attribution mass are left out).
+
+    Example:
+        >>> a = torch.tensor([[3.0, -1.0, 0.0]]); core = torch.tensor([[True, False, False]])
+        >>> attr_shares(a, core, ~core)["core_attr_share"]
+        0.75
+    """
+    per = attr_shares_per_sample(attributions, core_mask, spurious_mask)
+    return {k: (float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")) for k, v in per.items()}
+
+
+# -- counterfactual flip rates -----------------------------------------------------------------------------------
+@torch.no_grad()
+def predictions(model: nn.Module, x: torch.Tensor, batch_size: int = 1024,
+                device: torch.device | str | None = None) -> torch.Tensor:
+    """``argmax_k f(x)_k`` per sample, in eval mode, in batches of ``batch_size`` (CPU int64 tensor)."""
+    params = next(iter(model.parameters()), None)
+    device = (params.device if params is not None else torch.device("cpu")) if device is None else device
+    was_training = model.training
+    model.eval()
+    try:
+        out = [model(x[s : s + batch_size].to(device)).argmax(dim=1).cpu() for s in range(0, len(x), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+
+
+def flip_rate(model: nn.Module, x: torch.Tensor, x_counterfactual: torch.Tensor, batch_size: int = 1024,
+              device: torch.device | str | None = None) -> float:
+    """Fraction of samples whose predicted class changes: ``mean_i 1[argmax f(x_i) != argmax f(x'_i)]``."""
+    if x.shape != x_counterfactual.shape:
+        raise ProbeInputError(f"inputs {tuple(x.shape)} and counterfactuals {tuple(x_counterfactual.shape)} differ")
+    if len(x) == 0:
+        raise ProbeInputError("flip_rate needs at least one sample")
+    p, q = predictions(model, x, batch_size, device), predictions(model, x_counterfactual, batch_size, device)
+    return float((p != q).double().mean())
+
+
+def other_values(values: torch.Tensor, num_values: int, seed: int = 0) -> torch.Tensor:
+    """A different value per sample, drawn deterministically: ``(v + u) mod V`` with ``u`` uniform on
+    ``1..V-1`` from a generator seeded with ``seed``."""
+    if num_values < 2:
+        raise ProbeInputError("a counterfactual needs at least two values to choose from")
+    g = torch.Generator().manual_seed(seed)
+    shift = torch.randint(1, num_values, (len(values),), generator=g)
+    return (values.cpu() + shift) % num_values
+
+
+def spurious_flip_rate(model: nn.Module, dataset: SpuriousDataset, split: str, positions: torch.Tensor,
+                       seed: int = 0, device: torch.device | str | None = None) -> float:
+    """``spurious_flip_rate``: :func:`flip_rate` between samples and their re-renderings with another spurious
+    attribute (:func:`other_values` of ``a``, via ``dataset.render_spurious``)."""
+    if dataset.render_spurious is None:
+        raise ProbeInputError(f"dataset {dataset.name!r} cannot re-render a sample's spurious attribute")
+    s = dataset.split(split)
+    positions = torch.as_tensor(positions).long().cpu()
+    new_a = other_values(s.a[positions.to(s.a.device)], dataset.num_attrs, seed)
+    x_cf = dataset.render_spurious(split, positions, new_a)
+    return flip_rate(model, s.inputs(positions).cpu(), x_cf.cpu(), device=device)
+
+
+def core_flip_rate(model: nn.Module, dataset: SpuriousDataset, split: str, positions: torch.Tensor,
+                   seed: int = 0, device: torch.device | str | None = None) -> float:
+    """``core_flip_rate``: :func:`flip_rate` between samples and their re-renderings with another core label
+    (:func:`other_values` of ``y``, via ``dataset.render_core``)."""
+    if dataset.render_core is None:
+        raise ProbeInputError(f"dataset {dataset.name!r} cannot re-render a sample's core feature")
+    s = dataset.split(split)
+    positions = torch.as_tensor(positions).long().cpu()
+    new_y = other_values(s.y[positions.to(s.y.device)], dataset.num_classes, seed)
+    x_cf = dataset.render_core(split, positions, new_y)
+    return flip_rate(model, s.inputs(positions).cpu(), x_cf.cpu(), device=device)
+
+
+# -- which samples -----------------------------------------------------------------------------------------------
+def _permuted(candidates: torch.Tensor, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return candidates[torch.randperm(len(candidates), generator=g)]
+
+
+def select_positions(split: Split, samples: str = "bc", n: int = 16, seed: int = 0) -> torch.Tensor:
+    """Positions of up to ``n`` samples of ``split``, a seeded random choice among ``samples``:
+    ``"bc"`` (bias-conflicting), ``"ba"`` (bias-aligned), ``"all"`` or ``"group:<g>"``; returned in ascending
+    order so that the same samples line up across runs of one dataset."""
+    if n < 1:
+        raise ProbeInputError(f"number of samples must be >= 1, got {n}")
+    is_bc = split.is_bc.cpu()
+    if samples == "bc":
+        keep = is_bc
+    elif samples == "ba":
+        keep = ~is_bc
+    elif samples == "all":
+        keep = torch.ones_like(is_bc)
+    elif samples.startswith("group:"):
+        try:
+            g = int(samples.split(":", 1)[1])
+        except ValueError:
+            raise ProbeInputError(f"bad sample choice {samples!r}; use group:<integer>") from None
+        keep = split.group.cpu() == g
+    else:
+        raise ProbeInputError(f"bad sample choice {samples!r}; use bc, ba, all or group:<g>")
+    candidates = torch.nonzero(keep).flatten()
+    if len(candidates) == 0:
+        raise ProbeInputError(f"split {split.name!r} has no {samples} samples")
+    return _permuted(candidates, seed)[:n].sort().values
+
+
+def analysis_positions(split: Split, n: int = 256, seed: int = 0) -> torch.Tensor:
+    """The fixed subset of the ``attribution`` analysis: up to ``n`` samples of ``split``, BC samples first (a
+    seeded random choice of them), then BA samples to fill up to ``n``."""
+    is_bc = split.is_bc.cpu()
+    bc = _permuted(torch.nonzero(is_bc).flatten(), seed)
+    ba = _permuted(torch.nonzero(~is_bc).flatten(), seed + 1)
+    return torch.cat([bc, ba])[:n]
+
+
+# -- run-level API -----------------------------------------------------------------------------------------------
+@dataclass
+class Attributions:
+    """Attributions of one model (one run, one epoch) on chosen samples, as numpy arrays.
+
+    Attributes:
+        method: the attribution method (see :data:`METHODS`); ``smoothgrad`` the SmoothGrad level or None.
+        run_name, lr, seed, epoch, split: where the model and samples come from.
+        positions, index, y, a, is_bc: ``(n,)`` per sample (positions within the split; stable sample ids).
+        inputs: ``(n, *input_shape)``; values: attributions of the same shape.
+        core_mask, spurious_mask: ``(n, H, W)`` / ``(n, d)`` bool, or None where the dataset has no masks.
+    """
+
+    method: str
+    smoothgrad: float | None
+    run_name: str
+    lr: float
+    seed: int
+    epoch: int
+    split: str
+    positions: np.ndarray
+    index: np.ndarray
+    y: np.ndarray
+    a: np.ndarray
+    is_bc: np.ndarray
+    inputs: np.ndarray
+    values: np.ndarray
+    core_mask: np.ndarray | None
+    spurious_mask: np.ndarray | None
+
+    def shares(self) -> pd.DataFrame:
+        """One row per sample: index, y, a, is_bc and its ``core_attr_share``, ``spurious_attr_share``,
+        ``pointing_game`` (empty share columns where the dataset has no masks)."""
+        import pandas as pd
+
+        table = pd.DataFrame({"index": self.index, "y": self.y, "a": self.a, "is_bc": self.is_bc})
+        if self.core_mask is not None:
+            for k, v in attr_shares_per_sample(self.values, self.core_mask, self.spurious_mask).items():
+                table[k] = v
+        return table
+
+    def summary(self) -> dict[str, float]:
+        """:func:`attr_shares` over these samples (empty where the dataset has no masks)."""
+        if self.core_mask is None:
+            return {}
+        return attr_shares(self.values, self.core_mask, self.spurious_mask)
+
+    def plot(self, title: str | None = None) -> Figure:
+        """A one-row heatmap grid of these samples (see :func:`probe.report.heatmaps.heatmap_grid`)."""
+        from probe.report.heatmaps import plot_attributions
+
+        return plot_attributions([self], title=title)
+
+
+def attribute_run(
+    run: Run,
+    epoch: int | None = None,
+    method: str = "ig",
+    *,
+    split: str = "test",
+    samples: str = "bc",
+    n: int = 16,
+    positions: torch.Tensor | None = None,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    dataset: SpuriousDataset | None = None,
+    **method_options: Any,
+) -> Attributions:
+    """Attributions of ``run``'s model at ``epoch`` (default: the last) on samples of ``split``, target = true label.
+
+    Samples are ``positions`` when given, else :func:`select_positions` of ``samples``, ``n``, ``seed``. Extra
+    keyword arguments go to :func:`~probe.analyses.attribution_methods.attribute` (``n_steps``, ``smoothgrad``,
+    ``max_batch_size`` ...). ``dataset`` saves rebuilding it when the caller already has it.
+    """
+    check_method(method)
+    epochs = run.epochs
+    if not epochs:
+        raise ProbeInputError(f"run {run.name!r} has no committed epoch")
+    epoch = epochs[-1] if epoch is None else int(epoch)
+    if epoch not in epochs:
+        raise ProbeInputError(f"run {run.name!r} has no epoch {epoch}; committed: {epochs[0]}..{epochs[-1]}")
+    dataset = run.dataset() if dataset is None else dataset
+    s = dataset.split(split)
+    positions = select_positions(s, samples, n, seed) if positions is None else torch.as_tensor(positions).long()
+    device = best_device() if device is None else torch.device(device)
+    model = run.model(epoch).to(device).eval()
+    if not method_applies(model, method):
+        raise ProbeInputError(f"{method} does not apply to model {run.config.get('model')!r}: it has no conv layer")
+    x = s.inputs(positions).float()
+    y = s.y[positions.to(s.y.device)].cpu()
+    values = attribute(model, x, y, method, device=device, seed=seed, **method_options)
+    core, spur = s.masks(positions, "core"), s.masks(positions, "spurious")
+    return Attributions(
+        method=method,
+        smoothgrad=method_options.get("smoothgrad"),
+        run_name=run.name,
+        lr=float(run.lr),
+        seed=int(run.seed),
+        epoch=epoch,
+        split=split,
+        positions=positions.cpu().numpy(),
+        index=s.index[positions.to(s.index.device)].cpu().numpy(),
+        y=y.numpy(),
+        a=s.a[positions.to(s.a.device)].cpu().numpy(),
+        is_bc=s.is_bc[positions.to(s.is_bc.device)].cpu().numpy(),
+        inputs=x.cpu().numpy(),
+        values=values.numpy(),
+        core_mask=None if core is None else core.cpu().numpy(),
+        spurious_mask=None if spur is None else spur.cpu().numpy(),
+    )
+
+
+def attribute_sweep(sweep: Sweep, epoch: int | None = None, method: str = "ig", **options: Any) -> list[Attributions]:
+    """:func:`attribute_run` for every run of ``sweep`` that has a committed epoch, ordered by (lr, seed), on the
+    same samples (the dataset is built once; runs of one sweep share it). ``epoch`` None takes each run's last."""
+    runs = sorted((r for r in sweep.runs if r.epochs), key=lambda r: (r.lr, r.seed))
+    if not runs:
+        raise ProbeInputError(f"sweep {sweep.name!r} has no run with a committed epoch")
+    dataset = options.pop("dataset", None) or runs[0].dataset()
+    return [attribute_run(r, epoch if epoch is None or epoch in r.epochs else r.epochs[-1], method,
+                          dataset=dataset, **options) for r in runs]
+
+
+def shares_table(results: list[Attributions]) -> pd.DataFrame:
+    """One row per :class:`Attributions`: run, lr, seed, epoch, method, n and its :func:`attr_shares`."""
+    import pandas as pd
+
+    rows = []
+    for r in results:
+        rows.append({"run": r.run_name, "lr": r.lr, "seed": r.seed, "epoch": r.epoch, "method": r.method,
+                     "smoothgrad": r.smoothgrad, "n": len(r.index), **r.summary()})
+    return pd.DataFrame(rows)
+
+
+# -- the epoch analysis ------------------------------------------------------------------------------------------
+@register_epoch_analysis("attribution", needs_model=True)
+def attribution_analysis(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
+    """``core_attr_share@<m>``, ``spurious_attr_share@<m>``, ``pointing_game@<m>`` for each method ``m`` in
+    ``ctx.options["attr_methods"]`` (default ``["ig"]``; skipped without masks, ``gradcam`` skipped for models
+    without a conv layer) and ``spurious_flip_rate`` / ``core_flip_rate`` where the dataset can re-render, on the
+    split ``ctx.options["attr_split"]`` (default ``"test"``), over :func:`analysis_positions` with
+    ``n = ctx.options["attr_n"]`` (default 256) and ``seed = ctx.options["attr_seed"]`` (default 0).
+    ``ctx.options["attr_method_options"]`` (a dict) goes to :func:`attribute` for every method; with a
+    ``smoothgrad`` level in it the ids read ``core_attr_share@<m>+smoothgrad``."""
+    methods = list(ctx.options.get("attr_methods", ["ig"]))
+    for m in methods:
+        check_method(m)
+    split_name = ctx.options.get("attr_split", "test")
+    n = int(ctx.options.get("attr_n", 256))
+    seed = int(ctx.options.get("attr_seed", 0))
+    method_options = dict(ctx.options.get("attr_method_options", {}))
+    dataset = ctx.dataset
+    s = dataset.split(split_name)
+    positions = analysis_positions(s, n, seed)
+    model = ctx.model(epoch)
+    out: dict[str, float] = {}
+    if s.has_masks and len(positions):
+        x = s.inputs(positions).float()
+        y = s.y[positions.to(s.y.device)].cpu()
+        core, spur = s.masks(positions, "core"), s.masks(positions, "spurious")
+        for m in methods:
+            if not method_applies(model, m):
+                continue
+            values = attribute(model, x, y, m, device=ctx.device, seed=seed, **method_options)
+            tag = f"{m}+smoothgrad" if method_options.get("smoothgrad") is not None else m
+            for k, v in attr_shares(values, core, spur).items():
+                out[f"{k}@{tag}"] = v
+    if dataset.render_spurious is not None and len(positions):
+        out["spurious_flip_rate"] = spurious_flip_rate(model, dataset, split_name, positions, seed, ctx.device)
+    if dataset.render_core is not None and len(positions):
+        out["core_flip_rate"] = core_flip_rate(model, dataset, split_name, positions, seed, ctx.device)
+    return {split_name: out} if out else {}

@@ -1,0 +1,688 @@
+"""The engine of ``probe analyze``: every registered epoch analysis over a run or a sweep, cached, tabulated, judged.
+
+For each run, analyses registered with ``needs_model=False`` (records only: groups, logits, losses, proposition) run
+on every committed epoch; analyses with ``needs_model=True`` (features, pruning, attributions) run on a few epochs
+(:func:`default_model_epochs`). Each result is cached under ``<out>/cache`` keyed by the epoch file's sha256 from the
+manifest, the analysis options and the probe version, so a second ``analyze`` recomputes nothing that is still valid.
+
+The results come back as tidy tables (:class:`AnalysisResult`):
+
+- ``epochs``: long format, one row per (run, epoch, analysis, split, metric) with ``value``;
+- ``runs``: one row per run with its configuration, ``status`` and the summary columns ``final:<split>/<metric>``
+  (the last committed epoch) and ``early:<split>/<metric>`` (:func:`early_epoch`: the recorded epoch whose global
+  step is closest to 10% of the run's steps);
+- ``claims``: :func:`probe.analyses.claims.evaluate_claims` of the run table (with ``survives_control`` when a
+  matched-budget sweep is analysed alongside a fixed-steps one);
+- ``failures``: every run left out of the claims (diverged, collapsed, incomplete, empty).
+
+A failing analysis never stops the others: the error is recorded in ``errors`` / ``metrics.json`` / the report and
+printed to stderr (``strict=True`` raises instead).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from probe.analyses.base import EPOCH_ANALYSES, AnalysisContext
+from probe.errors import ProbeInputError, RunDirectoryError
+from probe.store.reader import RUN_JSON, SWEEP_JSON, Run, Sweep, open_path
+
+#: modules whose import registers the epoch analyses ``analyze`` runs (those not installed are skipped).
+ANALYSIS_MODULES = (
+    "probe.analyses.groups",
+    "probe.analyses.logits",
+    "probe.analyses.losses",
+    "probe.analyses.proposition",
+    "probe.analyses.probes",
+    "probe.analyses.geometry",
+    "probe.analyses.sparsity",
+    "probe.analyses.pruning",
+    "probe.analyses.attribution",
+)
+#: the "early" phase of a run is the recorded epoch closest to this fraction of its steps.
+EARLY_FRACTION = 0.1
+#: fractions of training at which the default model epochs are taken (besides epoch 0 and the last).
+MODEL_EPOCH_FRACTIONS = (0.25, 0.5, 0.75)
+#: identity columns of the epochs table.
+EPOCH_COLUMNS = ["run", "sweep", "lr", "seed", "budget", "epoch", "step", "analysis", "split", "metric", "value"]
+#: configuration columns of the run table, before the summary columns.
+RUN_COLUMNS = ["run", "sweep", "lr", "seed", "batch_size", "momentum", "weight_decay", "budget", "steps",
+               "epochs_recorded", "train_status", "status", "final_train_acc", "diverged_epoch", "diverged_step",
+               "early_epoch", "early_step", "final_epoch", "final_step"]
+STATUSES = ("ok", "diverged", "collapsed", "incomplete", "empty")
+CACHE_FORMAT = 1
+
+
+def load_analyses() -> dict[str, Any]:
+    """Import the analysis modules (registering their epoch analyses) and return the registry."""
+    import importlib
+    import importlib.util
+
+    for name in ANALYSIS_MODULES:
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name)
+    return EPOCH_ANALYSES
+
+
+# --- which runs ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Source:
+    """One analysed run or sweep: its runs and the budget kind they share (``fixed`` or ``matched``)."""
+
+    label: str
+    path: Path
+    budget: str
+    runs: list[Run]
+    kind: str  # "sweep" or "run"
+
+    def describe(self) -> dict[str, Any]:
+        return {"label": self.label, "path": str(self.path), "budget": self.budget, "kind": self.kind,
+                "runs": [r.name for r in self.runs]}
+
+
+def _source(target: Run | Sweep, label: str | None = None) -> Source:
+    if isinstance(target, Sweep):
+        return Source(label or target.name, target.path, target.budget, target.runs, "sweep")
+    return Source(label or target.name, target.path, str(target.config.get("budget", "fixed")), [target], "run")
+
+
+def resolve_sources(path: str | os.PathLike, control: str | os.PathLike | None = None) -> tuple[str, list[Source]]:
+    """The name of the analysis and what it covers.
+
+    ``path`` is a run directory, a sweep directory, or a folder whose sub-folders are sweeps or runs (for example a
+    fixed-steps sweep beside its matched-budget twin). ``control`` is a matched-budget sweep analysed alongside.
+    """
+    p = Path(path)
+    if (p / SWEEP_JSON).is_file() or (p / RUN_JSON).is_file():
+        sources = [_source(open_path(p))]
+    elif p.is_dir():
+        children = sorted(c for c in p.iterdir() if c.is_dir() and ((c / SWEEP_JSON).is_file()
+                                                                  or (c / RUN_JSON).is_file()))
+        if not children:
+            raise RunDirectoryError(f"{p}: no run (run.json) or sweep (sweep.json) in it or in its sub-folders")
+        sources = [_source(open_path(c)) for c in children]
+    else:
+        open_path(p)  # raises the store's own error (no such directory ...)
+        raise RunDirectoryError(f"{p}: not a directory")
+    if control is not None:
+        ctl = _source(open_path(control))
+        if ctl.budget != "matched":
+            raise ProbeInputError(f"--control {control}: budget is {ctl.budget!r}; the control must be a "
+                                  "matched-budget sweep (probe sweep --budget matched)")
+        sources.append(ctl)
+    labels = [s.label for s in sources]
+    if len(set(labels)) != len(labels):
+        for i, s in enumerate(sources):  # two sweeps with the same folder name: tell them apart
+            s.label = f"{s.label}-{s.budget}" if labels.count(s.label) > 1 else s.label
+            if [x.label for x in sources].count(s.label) > 1:
+                s.label = f"{s.label}{i}"
+    if not any(s.runs for s in sources):
+        raise RunDirectoryError(f"{p}: no started run to analyse")
+    return p.resolve().name, sources
+
+
+# --- which epochs --------------------------------------------------------------------------------------------------
+
+
+def nearest_epoch(epochs: Sequence[int], steps: Sequence[int], target_step: float) -> int:
+    """The epoch whose step is closest to ``target_step`` (the earlier one on a tie)."""
+    if len(epochs) == 0:
+        raise ProbeInputError("no epochs to choose from")
+    dist = np.abs(np.asarray(steps, dtype=np.float64) - float(target_step))
+    return int(np.asarray(epochs)[int(np.argmin(dist))])
+
+
+def early_epoch(epochs: Sequence[int], steps: Sequence[int], total_steps: int,
+                fraction: float = EARLY_FRACTION) -> int:
+    """The "early" epoch of a run: among recorded epochs after the first step (step > 0), the one whose global step
+    is closest to ``fraction * total_steps`` (earlier on a tie); epoch 0 only when nothing else is recorded."""
+    epochs, steps = np.asarray(epochs), np.asarray(steps)
+    trained = steps > 0
+    if not trained.any():
+        return int(epochs[0])
+    return nearest_epoch(epochs[trained], steps[trained], fraction * total_steps)
+
+
+def default_model_epochs(epochs: Sequence[int], steps: Sequence[int],
+                         fractions: Sequence[float] = MODEL_EPOCH_FRACTIONS) -> list[int]:
+    """Epoch 0, the recorded epochs closest (by step) to ``fractions`` of the last step, and the last epoch."""
+    if len(epochs) == 0:
+        return []
+    last_step = int(np.asarray(steps)[-1])
+    chosen = {int(epochs[0]), int(epochs[-1])}
+    chosen.update(nearest_epoch(epochs, steps, f * last_step) for f in fractions)
+    return sorted(chosen)
+
+
+def _select(spec: Any, committed: list[int], steps: list[int], *, default: list[int]) -> list[int]:
+    """``None`` -> default; ``"all"``, ``"last"``, ``"none"``; or explicit epoch numbers (those committed)."""
+    if spec is None:
+        return default
+    if isinstance(spec, str):
+        words = {"all": list(committed), "last": committed[-1:], "none": [], "default": default}
+        if spec not in words:
+            raise ProbeInputError(f"epochs must be numbers or one of {', '.join(words)}, got {spec!r}")
+        return words[spec]
+    wanted = {int(e) for e in spec}
+    return [e for e in committed if e in wanted]
+
+
+def _total_steps(run: Run, epochs: list[int], steps: list[int]) -> int:
+    """Steps the run was planned for: ``steps`` in its config, else epochs x (steps per recorded epoch)."""
+    cfg = run.config
+    if cfg.get("steps"):
+        return int(cfg["steps"])
+    if cfg.get("epochs") and epochs and epochs[-1] > 0:
+        return int(round(cfg["epochs"] * steps[-1] / epochs[-1]))
+    return int(steps[-1]) if steps else 0
+
+
+# --- caching -------------------------------------------------------------------------------------------------------
+
+
+def _options_key(options: dict[str, Any]) -> str:
+    from probe import __version__
+
+    text = json.dumps({"options": options, "version": __version__, "format": CACHE_FORMAT}, sort_keys=True,
+                      default=lambda o: np.asarray(o).tolist() if hasattr(o, "__len__") else str(o))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class MetricCache:
+    """Per-(run, epoch) JSON files ``<root>/<run>/epoch_XXXXX.json`` mapping analysis -> {key, metrics}.
+
+    An entry is valid when its ``epoch_sha256`` equals the manifest's and its ``options`` key equals the current
+    one; errors are never cached.
+    """
+
+    def __init__(self, root: Path | None):
+        self.root = root
+
+    def _path(self, run: Run, epoch: int) -> Path:
+        assert self.root is not None
+        return self.root / run.name / f"epoch_{int(epoch):05d}.json"
+
+    def load(self, run: Run, epoch: int) -> dict[str, Any]:
+        if self.root is None:
+            return {}
+        path = self._path(run, epoch)
+        if not path.is_file():
+            return {}
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def store(self, run: Run, epoch: int, entries: dict[str, Any]) -> None:
+        if self.root is None:
+            return
+        path = self._path(run, epoch)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+        tmp.write_text(json.dumps(entries, sort_keys=True))
+        os.replace(tmp, path)
+
+
+# --- the result ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AnalysisResult:
+    """What ``probe analyze`` produced: tidy tables, the output folder and its files.
+
+    Attributes:
+        out: output folder (``metrics.json``, ``epochs.csv``, ``runs.csv``, ``claims.csv``, ``figures/``,
+            ``report.html``).
+        epochs: long table ``run, sweep, lr, seed, budget, epoch, step, analysis, split, metric, value``.
+        runs: one row per run (see the module doc).
+        claims: per claim and budget: rank correlation with the rate, uncertainty, verdict (and
+            ``survives_control`` when both budgets are present).
+        failures: runs left out of the claims, with status and where they diverged.
+        ratio_curves: ``log R(alpha)`` of the training split at each run's early and final epoch:
+            ``run, lr, seed, budget, phase, epoch, alpha, ratio, log_ratio``.
+        errors: one dict per failed (run, epoch, analysis): ``run, epoch, analysis, error, traceback``.
+        timings: seconds per (run, epoch, analysis) and whether the cache answered.
+        sources: the analysed sweeps / runs.
+        config: how ``analyze`` was called.
+        files: name -> path of every file written.
+    """
+
+    out: Path
+    epochs: pd.DataFrame
+    runs: pd.DataFrame
+    claims: pd.DataFrame
+    failures: pd.DataFrame
+    ratio_curves: pd.DataFrame
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    timings: pd.DataFrame = field(default_factory=pd.DataFrame)
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        statuses = self.runs["status"].value_counts().to_dict() if len(self.runs) else {}
+        return (f"AnalysisResult(out={str(self.out)!r}, runs={len(self.runs)} {statuses}, "
+                f"epoch rows={len(self.epochs)}, claims={self.claims['claim'].nunique() if len(self.claims) else 0}, "
+                f"errors={len(self.errors)})")
+
+    @property
+    def report(self) -> Path | None:
+        """Path of ``report.html`` (None when no report was written)."""
+        return self.files.get("report.html")
+
+    def metric(self, metric: str, split: str | None = None) -> pd.DataFrame:
+        """Rows of the epochs table for one metric id (and split), e.g. ``result.metric("unbiased_acc", "test")``."""
+        rows = self.epochs[self.epochs["metric"] == metric]
+        if split is not None:
+            rows = rows[rows["split"] == split]
+        return rows.reset_index(drop=True)
+
+    @property
+    def proposition(self) -> pd.DataFrame:
+        """Per run and epoch, the proposition check of the training split (one column per quantity)."""
+        rows = self.epochs[self.epochs["analysis"] == "proposition"]
+        if rows.empty:
+            return pd.DataFrame(columns=["run", "sweep", "lr", "seed", "budget", "epoch", "step"])
+        return (rows.pivot_table(index=["run", "sweep", "lr", "seed", "budget", "epoch", "step"], columns="metric",
+                                 values="value", aggfunc="first").reset_index().rename_axis(columns=None))
+
+    @property
+    def ratio_vs_norm(self) -> pd.DataFrame:
+        """Across epochs of every run: mean logit norm and measured BC/BA loss ratio of the training split."""
+        want = {"logit_norm", "bc_ba_loss_ratio", "margin_min_ba"}
+        rows = self.epochs[(self.epochs["split"] == "train") & self.epochs["metric"].isin(want)
+                           & self.epochs["analysis"].isin(["logits", "losses"])]
+        cols = ["run", "sweep", "lr", "seed", "budget", "epoch", "step"]
+        if rows.empty:
+            return pd.DataFrame(columns=[*cols, *sorted(want)])
+        return rows.pivot_table(index=cols, columns="metric", values="value",
+                                aggfunc="first").reset_index().rename_axis(columns=None)
+
+    def verdicts(self) -> pd.DataFrame:
+        """One row per claim: the verdict at each budget (and ``survives_control``)."""
+        from probe.report.figures import claims_wide
+
+        return claims_wide(self.claims)
+
+    # -- plotting helpers for notebooks ------------------------------------------------------------------------------
+    def plot_overview(self, columns: Sequence[str] | None = None):
+        """Each claim's metric against the learning rate (log x, mean over seeds with error bars, failures marked)."""
+        from probe.report.figures import sweep_overview
+
+        return sweep_overview(self.runs, columns=columns)
+
+    def plot_metric(self, metric: str, split: str = "test", ax=None, x: str = "step"):
+        """One metric over training, one line per run coloured by learning rate."""
+        from probe.report.figures import metric_over_training
+
+        return metric_over_training(self.epochs, metric, split, ax=ax, x=x)
+
+    def plot_dynamics(self, budget: str | None = None):
+        """The per-run dynamics panels of the report (accuracy by group, logit norms, cmr@0.9, loss share,
+        parameter norm)."""
+        from probe.report.figures import dynamics
+
+        return dynamics(self.epochs, budget=budget)
+
+    def plot_proposition(self):
+        """R(alpha) curves, fitted rate vs smallest BA margin, and measured ratio vs logit norm."""
+        from probe.report.figures import proposition_panels
+
+        return proposition_panels(self.ratio_curves, self.proposition, self.ratio_vs_norm)
+
+    def plot_claims(self):
+        """Rank correlation of each claim's metric with the rate, with its interval, per budget."""
+        from probe.report.figures import claims_forest
+
+        return claims_forest(self.claims)
+
+
+# --- the engine ----------------------------------------------------------------------------------------------------
+
+
+def _warn(message: str) -> None:
+    print(f"probe analyze: {message}", file=sys.stderr, flush=True)
+
+
+def _run_id(source: Source, run: Run, many: bool) -> str:
+    return f"{source.label}/{run.name}" if many else run.name
+
+
+def _final_train_acc(run: Run, epoch: int) -> float:
+    split = "train" if "train" in run.splits else run.splits[0]
+    rec = run.records(split, epoch)
+    return float(np.mean(rec.pred == rec.y)) if len(rec) else float("nan")
+
+
+def _classify(run: Run, committed: list[int]) -> tuple[str, float]:
+    from probe.analyses.claims import classify_run
+
+    if not committed:
+        return "empty", float("nan")
+    acc = _final_train_acc(run, committed[-1])
+    if run.diverged is not None:
+        return "diverged", acc
+    if run.status in ("running", "interrupted"):
+        return "incomplete", acc
+    if not math.isfinite(acc):
+        return "collapsed", acc
+    return classify_run(acc, run.num_classes, False), acc
+
+
+def _flatten(metrics: Any) -> list[tuple[str, str, float]]:
+    """``{split: {metric: value}}`` -> ``[(split, metric, float)]`` (values that are not numbers are dropped)."""
+    out = []
+    if not isinstance(metrics, dict):
+        raise TypeError(f"an epoch analysis must return {{split: {{metric: value}}}}, got {type(metrics).__name__}")
+    for split, values in metrics.items():
+        for metric, value in values.items():
+            try:
+                out.append((str(split), str(metric), float(value)))
+            except (TypeError, ValueError):
+                continue
+    return out
+
+
+def analyze(
+    path: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    epochs: Any = None,
+    model_epochs: Any = None,
+    device: str = "cpu",
+    progress: bool = True,
+    options: dict[str, Any] | None = None,
+    *,
+    control: str | os.PathLike | None = None,
+    analyses: Sequence[str] | None = None,
+    report: bool = True,
+    strict: bool = False,
+    use_cache: bool = True,
+) -> AnalysisResult:
+    """Analyse a run, a sweep, or a folder of sweeps; write tables, ``metrics.json``, figures and ``report.html``.
+
+    Args:
+        path: run directory, sweep directory, or a folder holding sweeps (e.g. a fixed-steps sweep and its
+            matched-budget twin side by side).
+        out: output folder (default ``analyses/<name of path>`` under the current directory).
+        epochs: epochs for the record-level analyses: None (every committed epoch), ``"last"``, or numbers; each
+            run's early and last epochs are always added so that its summary columns are defined.
+        model_epochs: epochs for the analyses that need the model: None (epoch 0, the epochs nearest 25/50/75% of
+            training and the last; :func:`default_model_epochs`), ``"last"``, ``"all"``, ``"none"`` or numbers.
+        device: where models run (``cpu``, ``cuda`` ...).
+        progress: show a progress bar on stderr.
+        options: analysis options passed through :class:`AnalysisContext` (``cmr_taus``, ``attr_n`` ...).
+        control: a matched-budget sweep analysed alongside ``path`` (claims then say whether they survive it).
+        analyses: names of registered analyses to run (default: all).
+        report: write figures and ``report.html``.
+        strict: raise on the first failing analysis instead of recording it.
+        use_cache: reuse cached results (they are written either way).
+
+    Returns:
+        :class:`AnalysisResult`.
+
+    Example:
+        >>> from probe.analyses.pipeline import analyze
+        >>> result = analyze("checkpoints/my_sweep")                    # doctest: +SKIP
+        >>> result.claims[["claim", "budget", "spearman", "verdict"]]   # doctest: +SKIP
+    """
+    import torch
+
+    registry = load_analyses()
+    names = list(registry) if analyses is None else list(analyses)
+    unknown = [n for n in names if n not in registry]
+    if unknown:
+        raise ProbeInputError(f"unknown analysis {unknown[0]!r}; registered: {', '.join(sorted(registry))}")
+    options = dict(options or {})
+    name, sources = resolve_sources(path, control)
+    out_dir = Path(out) if out is not None else Path("analyses") / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dev = torch.device(device)
+    many = len(sources) > 1
+    opt_key = _options_key(options)
+
+    # plan: (source, run, epochs for cheap analyses, epochs for model analyses)
+    plans = []
+    for source in sources:
+        for run in source.runs:
+            try:
+                committed = run.epochs
+            except RunDirectoryError:  # started, nothing committed yet (no manifest)
+                committed = []
+            steps = [run.step_of(e) for e in committed]
+            total = _total_steps(run, committed, steps) if committed else 0
+            early = early_epoch(committed, steps, total) if committed else None
+            cheap = _select(epochs, committed, steps, default=list(committed))
+            if committed:
+                cheap = sorted(set(cheap) | {early, committed[-1]})
+            heavy = _select(model_epochs, committed, steps, default=default_model_epochs(committed, steps))
+            plans.append((source, run, committed, steps, total, early, cheap, heavy))
+
+    tasks = sum(len(p[6]) + len(p[7]) for p in plans)
+    bar = _bar(tasks, progress)
+    rows: list[tuple] = []
+    errors: list[dict[str, Any]] = []
+    timings: list[dict[str, Any]] = []
+    run_rows: list[dict[str, Any]] = []
+    ratio_frames: list[pd.DataFrame] = []
+    cheap_names = [n for n in names if not registry[n].needs_model]
+    heavy_names = [n for n in names if registry[n].needs_model]
+
+    for source, run, committed, steps, total, early, cheap, heavy in plans:
+        rid = _run_id(source, run, many)
+        ident = {"run": rid, "sweep": source.label, "lr": run.lr, "seed": run.seed, "budget": source.budget}
+        cache_root = out_dir / "cache" / source.label
+        ctx = AnalysisContext(run, device=dev, cache_dir=cache_root, options=options)
+        cache = MetricCache(cache_root / "metrics")
+        shas = {e["epoch"]: e.get("sha256") for e in run.manifest["epochs"]} if committed else {}
+        step_of = dict(zip(committed, steps))
+        for epoch in sorted(set(cheap) | set(heavy)):
+            wanted = ([n for n in cheap_names] if epoch in cheap else []) + (heavy_names if epoch in heavy else [])
+            stored = cache.load(run, epoch) if use_cache else {}
+            entries = {k: v for k, v in stored.items()
+                       if v.get("epoch_sha256") == shas[epoch] and v.get("options") == opt_key}
+            changed = False
+            for analysis in wanted:
+                hit = analysis in entries
+                t0 = time.perf_counter()
+                if not hit:
+                    try:
+                        metrics = _flatten(registry[analysis].fn(ctx, epoch))
+                    except Exception as exc:  # noqa: BLE001 - one failing analysis must not stop the report
+                        if strict:
+                            raise
+                        err = {"run": rid, "epoch": int(epoch), "analysis": analysis,
+                               "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+                        errors.append(err)
+                        _warn(f"ERROR in analysis {analysis!r} on {rid} epoch {epoch}: {err['error']}")
+                        bar.update(1)
+                        continue
+                    entries[analysis] = {"epoch_sha256": shas[epoch], "options": opt_key,
+                                         "metrics": [list(m) for m in metrics]}
+                    changed = True
+                timings.append({"run": rid, "epoch": int(epoch), "analysis": analysis, "cached": hit,
+                                "seconds": time.perf_counter() - t0})
+                for split, metric, value in entries[analysis]["metrics"]:
+                    rows.append((rid, source.label, run.lr, run.seed, source.budget, int(epoch),
+                                 int(step_of[epoch]), analysis, split, metric, float(value)))
+                bar.update(1)
+            if changed:
+                cache.store(run, epoch, entries)
+
+        status, final_acc = _classify(run, committed)
+        if status not in ("ok",):
+            where = ""
+            if run.diverged:
+                where = f" (non-finite loss at epoch {run.diverged.get('epoch')}, step {run.diverged.get('step')})"
+            _warn(f"run {rid} (lr {run.lr:g}) is {status}{where}; it is listed in the report and left out of the "
+                  "claims")
+        cfg = run.config
+        div = run.diverged or {}
+        run_rows.append({
+            **ident,
+            "batch_size": cfg.get("batch_size"), "momentum": cfg.get("momentum"),
+            "weight_decay": cfg.get("weight_decay"), "steps": total, "epochs_recorded": len(committed),
+            "train_status": run.status, "status": status, "final_train_acc": final_acc,
+            "diverged_epoch": div.get("epoch", np.nan), "diverged_step": div.get("step", np.nan),
+            "early_epoch": early if early is not None else np.nan,
+            "early_step": step_of.get(early, np.nan) if early is not None else np.nan,
+            "final_epoch": committed[-1] if committed else np.nan,
+            "final_step": steps[-1] if steps else np.nan,
+        })
+        if committed and "train" in run.splits and "proposition" in names:
+            try:
+                ratio_frames.append(_ratio_curves(run, ident, early, committed[-1], options))
+            except Exception as exc:  # noqa: BLE001
+                if strict:
+                    raise
+                errors.append({"run": rid, "epoch": int(committed[-1]), "analysis": "ratio_curves",
+                               "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
+                _warn(f"ERROR computing R(alpha) curves of {rid}: {type(exc).__name__}: {exc}")
+    bar.close()
+
+    epochs_table = pd.DataFrame(rows, columns=EPOCH_COLUMNS)
+    runs_table = _summarise(pd.DataFrame(run_rows, columns=RUN_COLUMNS), epochs_table)
+    claims, failures = _judge(runs_table)
+    ratio_curves = (pd.concat(ratio_frames, ignore_index=True) if ratio_frames else
+                    pd.DataFrame(columns=["run", "sweep", "lr", "seed", "budget", "phase", "epoch", "alpha",
+                                          "ratio", "log_ratio"]))
+    config = {"path": str(Path(path)), "control": None if control is None else str(control), "out": str(out_dir),
+              "epochs": epochs if epochs is None or isinstance(epochs, str) else [int(e) for e in epochs],
+              "model_epochs": (model_epochs if model_epochs is None or isinstance(model_epochs, str)
+                               else [int(e) for e in model_epochs]),
+              "device": str(dev), "options": options, "analyses": {n: registry[n].needs_model for n in names},
+              "early_fraction": EARLY_FRACTION}
+    result = AnalysisResult(out=out_dir, epochs=epochs_table, runs=runs_table, claims=claims, failures=failures,
+                            ratio_curves=ratio_curves, errors=errors, timings=pd.DataFrame(timings),
+                            sources=[s.describe() for s in sources], config=config)
+    write_tables(result)
+    if report:
+        from probe.report.html import write_report
+
+        write_report(result)
+    if errors:
+        _warn(f"{len(errors)} analysis error(s); they are listed in {out_dir / 'metrics.json'}"
+              + (" and in the report" if report else ""))
+    return result
+
+
+def _ratio_curves(run: Run, ident: dict[str, Any], early: int, final: int, options: dict[str, Any]) -> pd.DataFrame:
+    from probe.analyses.proposition import DEFAULT_ALPHAS, ratio_curves
+
+    epochs = sorted({early, final})
+    curves = ratio_curves(run, "train", epochs=epochs, alphas=options.get("alphas", DEFAULT_ALPHAS))
+    curves.insert(0, "phase", np.where(curves["epoch"] == final, "final", "early"))
+    for i, (k, v) in enumerate(ident.items()):
+        curves.insert(i, k, v)
+    return curves
+
+
+def _summarise(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
+    """Add ``final:<split>/<metric>`` and ``early:<split>/<metric>`` columns to the run table."""
+    if runs.empty or epochs.empty:
+        return runs
+    wide = {}
+    for phase, col in (("final", "final_epoch"), ("early", "early_epoch")):
+        at = runs[["run", col]].rename(columns={col: "epoch"}).dropna()
+        at["epoch"] = at["epoch"].astype(int)
+        sel = epochs.merge(at, on=["run", "epoch"])
+        if sel.empty:
+            continue
+        sel = sel.drop_duplicates(["run", "split", "metric"], keep="first")
+        sel = sel.assign(column=phase + ":" + sel["split"] + "/" + sel["metric"])
+        wide[phase] = sel.pivot(index="run", columns="column", values="value")
+    summary = pd.concat([wide[p] for p in ("final", "early") if p in wide], axis=1)
+    return runs.merge(summary, left_on="run", right_index=True, how="left")
+
+
+def _judge(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from probe.analyses.claims import evaluate_claims, failures_table
+
+    if runs.empty:
+        return pd.DataFrame(columns=["claim", "budget", "verdict"]), pd.DataFrame(columns=["run", "status"])
+    return evaluate_claims(runs, axis="lr"), failures_table(runs, axis="lr")
+
+
+def _bar(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="analyze", unit="analysis", disable=not enabled, dynamic_ncols=True,
+                file=sys.stderr)
+
+
+# --- files ---------------------------------------------------------------------------------------------------------
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN / inf -> None, numpy scalars -> Python, recursively."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _clean(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [_clean(r) for r in frame.to_dict(orient="records")]
+
+
+def metrics_payload(result: AnalysisResult) -> dict[str, Any]:
+    """Everything of ``result`` as one JSON-safe dict (the content of ``metrics.json``)."""
+    from probe import __version__
+
+    per_epoch: dict[str, dict[str, Any]] = {}
+    for (run, epoch, step), part in result.epochs.groupby(["run", "epoch", "step"], sort=True):
+        nested: dict[str, dict[str, float]] = {}
+        for split, metric, value in zip(part["split"], part["metric"], part["value"]):
+            nested.setdefault(split, {}).setdefault(metric, value)
+        per_epoch.setdefault(run, {})[str(epoch)] = {"step": int(step), "metrics": nested}
+    statuses = dict(zip(result.runs["run"], result.runs["status"])) if len(result.runs) else {}
+    return _clean({
+        "probe_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "config": result.config,
+        "sources": result.sources,
+        "statuses": statuses,
+        "runs": _records(result.runs),
+        "failures": _records(result.failures),
+        "claims": _records(result.claims),
+        "proposition": _records(result.proposition),
+        "epochs": per_epoch,
+        "errors": result.errors,
+    })
+
+
+def write_tables(result: AnalysisResult) -> None:
+    """``epochs.csv``, ``runs.csv``, ``claims.csv``, ``failures.csv``, ``ratio_curves.csv`` and ``metrics.json``."""
+    out = result.out
+    for name, frame in (("epochs.csv", result.epochs), ("runs.csv", result.runs), ("claims.csv", result.claims),
+                        ("failures.csv", result.failures), ("ratio_curves.csv", result.ratio_curves)):
+        frame.to_csv(out / name, index=False)
+        result.files[name] = out / name
+    path = out / "metrics.json"
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(metrics_payload(result), indent=1, allow_nan=False))
+    os.replace(tmp, path)
+    result.files["metrics.json"] = path

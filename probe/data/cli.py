@@ -1,0 +1,102 @@
+"""``probe data``: ``list`` the datasets, ``check NAME`` (what was found, counts per split and group), ``show NAME``
+(a PNG grid of samples, one row per group)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import torch
+
+from probe.data.base import SpuriousDataset
+from probe.data.registry import build_dataset, dataset_names, dataset_options
+from probe.errors import ProbeInputError
+
+
+def dataset_from_args(args: argparse.Namespace) -> SpuriousDataset:
+    """Build the dataset named by ``args.name`` with ``--data-root``, ``--rho``, ``--image-size``, ``--seed`` and
+    every ``--data-option``."""
+    from probe.cli import parse_options  # the same key=value reading as ``probe train``
+
+    options: dict[str, Any] = parse_options(args.data_option, "--data-option")
+    for key in ("data_root", "rho", "image_size", "seed"):
+        value = getattr(args, key, None)
+        if value is not None:
+            options[key] = value
+    return build_dataset(args.name, **options)
+
+
+def _add_dataset_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help=f"dataset name: {', '.join(dataset_names())}")
+    p.add_argument("--data-root", help="folder holding the dataset's files (default: $PROBE_DATA)")
+    p.add_argument("--rho", type=float, help="fraction of bias-aligned training samples")
+    p.add_argument("--image-size", type=int, help="image side length")
+    p.add_argument("--seed", "--data-seed", dest="seed", type=int, help="seed of the dataset's draws")
+    p.add_argument("--data-option", action="append", metavar="KEY=VALUE", help="any other dataset option")
+
+
+def check_command(args: argparse.Namespace) -> int:
+    """Build the dataset, decode one sample per split and print what was found."""
+    ds = dataset_from_args(args)
+    info = ds.describe()
+    print(f"{ds.name}: {ds.source}")
+    print(f"  K={ds.num_classes} A={ds.num_attrs} input shape {tuple(ds.input_shape)}")
+    print(f"  BA/BC rule: {ds.bc_rule}")
+    print(f"  masks: {ds.mask_note}")
+    cf = [n for n, f in (("spurious", ds.render_spurious), ("core", ds.render_core)) if f is not None]
+    print(f"  counterfactual re-rendering: {', '.join(cf) if cf else 'none'}")
+    print(f"  options: {json.dumps(ds.options)}")
+    for name, s in ds.splits.items():
+        row = info["splits"][name]
+        storage = "in memory" if s.in_memory else "decoded on demand"
+        print(f"  {name}: n={row['n']} BA fraction {row['ba_fraction']:.3f} ({storage}) "
+              f"group counts {row['group_counts']}")
+        if len(s):
+            x = s.inputs(torch.tensor([0]))
+            if tuple(x.shape[1:]) != tuple(ds.input_shape):
+                raise ProbeInputError(f"{ds.name}/{name}: first sample has shape {tuple(x.shape[1:])}, "
+                                      f"expected {tuple(ds.input_shape)}")
+            if s.has_masks:
+                m = s.masks(torch.tensor([0]), "core")
+                print(f"    first sample decoded; core mask covers {float(m.float().mean()):.2f} of its pixels")
+    return 0
+
+
+def show_command(args: argparse.Namespace) -> int:
+    """Write the sample grid of one split."""
+    from probe.data.show import save_sample_grid
+
+    ds = dataset_from_args(args)
+    if args.per_group < 1:
+        raise ProbeInputError(f"--per-group must be at least 1, got {args.per_group}")
+    out = save_sample_grid(ds, args.out, split=args.split, per_group=args.per_group, max_groups=args.max_groups)
+    print(f"wrote {out}")
+    return 0
+
+
+def list_command(args: argparse.Namespace) -> int:
+    """Print every dataset with its options and defaults."""
+    for name in dataset_names():
+        opts = ", ".join(f"{k}={v!r}" for k, v in dataset_options(name).items())
+        print(f"{name}: {opts}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``probe data {list,check,show}`` to the top-level sub-parsers."""
+    data = subparsers.add_parser("data", help="inspect datasets: list, check what was found, show samples")
+    sub = data.add_subparsers(dest="data_command", metavar="{list,check,show}")
+    sub.required = True
+    p = sub.add_parser("list", help="every dataset and its options")
+    p.set_defaults(func=list_command)
+    p = sub.add_parser("check", help="build a dataset and report what was found")
+    _add_dataset_arguments(p)
+    p.set_defaults(func=check_command)
+    p = sub.add_parser("show", help="write a PNG grid of samples, one row per group")
+    _add_dataset_arguments(p)
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--split", default="train", help="split to show (default train)")
+    p.add_argument("--per-group", type=int, default=8, help="samples per group (default 8)")
+    p.add_argument("--max-groups", type=int, default=20, help="at most this many group rows (default 20)")
+    p.set_defaults(func=show_command)

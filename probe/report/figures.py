@@ -1,0 +1,344 @@
+"""Figures of ``probe analyze``: the sweep overview, per-run dynamics, the proposition and the claims.
+
+Every function takes the tidy tables of :class:`probe.analyses.pipeline.AnalysisResult` and returns a
+:class:`matplotlib.figure.Figure` built without pyplot state (Agg when saved), so the same figures appear in the
+report, in scripts and in notebooks. Learning rates are coloured on a log scale (viridis); the fixed-steps sweep is
+drawn with solid lines and circles, the matched-budget sweep with dashed lines and squares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.colors import LogNorm, Normalize
+from matplotlib.figure import Figure
+
+from probe.errors import ProbeInputError
+
+__all__ = ["DYNAMICS_PANELS", "claim_columns", "claims_forest", "claims_wide", "dynamics", "lr_colours",
+           "metric_over_training", "proposition_panels", "rate_summary", "save_figure", "sweep_overview"]
+
+BUDGET_STYLE = {"fixed": {"linestyle": "-", "marker": "o"}, "matched": {"linestyle": "--", "marker": "s"}}
+BUDGET_LABEL = {"fixed": "fixed steps", "matched": "matched budget (rate x steps fixed)"}
+FAILURE_STYLE = {"diverged": ("x", "#c62828"), "collapsed": ("v", "#ef6c00"), "incomplete": ("d", "#6d4c41"),
+                 "empty": ("d", "#6d4c41")}
+VERDICT_COLOURS = {"agrees": "#2e7d32", "disagrees": "#c62828", "cannot tell": "#757575", "not measured": "#bdbdbd"}
+
+#: panels of :func:`dynamics`: (title, split, metric ids drawn in it, line styles).
+DYNAMICS_PANELS: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("test acc_ba (dashed) and acc_bc (solid)", "test", ("acc_ba", "acc_bc"), ("--", "-")),
+    ("test unbiased_acc", "test", ("unbiased_acc",), ("-",)),
+    ("test wga (worst group)", "test", ("wga",), ("-",)),
+    ("train logit_norm_ba (dashed) and logit_norm_bc (solid)", "train", ("logit_norm_ba", "logit_norm_bc"),
+     ("--", "-")),
+    ("train cmr@0.9", "train", ("cmr@0.9",), ("-",)),
+    ("bc_loss_share: train split (solid), SGD minibatches (dotted)", "train|sgd", ("bc_loss_share",), ("-", ":")),
+    ("model param_norm", "model", ("param_norm",), ("-",)),
+)
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
+    """Write ``fig`` as PNG (Agg) to ``path``; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, format="png")
+    return path
+
+
+def lr_colours(lrs: Sequence[float]):
+    """A function ``lr -> RGBA`` on a log-scaled viridis over ``lrs``, and its normalisation."""
+    from matplotlib import colormaps
+
+    values = np.asarray([v for v in lrs if np.isfinite(v) and v > 0], dtype=np.float64)
+    if values.size == 0:
+        norm: Normalize = Normalize(0, 1)
+    elif values.min() == values.max():
+        norm = LogNorm(values.min() / 2, values.max() * 2)
+    else:
+        norm = LogNorm(values.min(), values.max())
+    cmap = colormaps["viridis"]
+    return (lambda lr: cmap(0.9 * norm(lr))), norm
+
+
+def _lr_colourbar(fig: Figure, axes, lrs: Sequence[float]) -> None:
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import ListedColormap
+
+    _, norm = lr_colours(lrs)
+    cmap = ListedColormap(colormaps["viridis"](np.linspace(0, 0.9, 256)))
+    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, fraction=0.025, pad=0.02)
+    bar.set_label("learning rate")
+
+
+# --- sweep overview ------------------------------------------------------------------------------------------------
+
+
+def claim_columns(runs: pd.DataFrame) -> list[str]:
+    """The claims' run-table columns that hold at least one finite value, in claim order."""
+    from probe.analyses.claims import CLAIMS
+
+    out = []
+    for claim in CLAIMS:
+        if claim.column in runs.columns and np.isfinite(pd.to_numeric(runs[claim.column], errors="coerce")).any():
+            out.append(claim.column)
+    return out
+
+
+def rate_summary(runs: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Per budget and rate, over the ``ok`` runs: ``mean``, ``std`` (0 with one seed), ``min``, ``max``, ``n``
+    of ``column`` (finite values only)."""
+    ok = runs[runs["status"] == "ok"]
+    values = pd.to_numeric(ok[column], errors="coerce") if column in ok.columns else pd.Series(dtype=float)
+    frame = pd.DataFrame({"budget": ok["budget"], "lr": ok["lr"].astype(float), "value": values})
+    frame = frame[np.isfinite(frame["value"])]
+    if frame.empty:
+        return pd.DataFrame(columns=["budget", "lr", "mean", "std", "min", "max", "n"])
+    g = frame.groupby(["budget", "lr"])["value"]
+    out = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1).fillna(0.0), "min": g.min(), "max": g.max(),
+                        "n": g.size()}).reset_index()
+    return out.sort_values(["budget", "lr"]).reset_index(drop=True)
+
+
+def _mark_failures(ax, runs: pd.DataFrame, budgets: Sequence[str]) -> None:
+    """Failed runs as markers along the bottom of ``ax`` at their rate, labelled ``<status> k/n``."""
+    bad = runs[runs["status"] != "ok"]
+    if bad.empty:
+        return
+    trans = ax.get_xaxis_transform()
+    for (budget, lr, status), part in bad.groupby(["budget", "lr", "status"]):
+        if budget not in budgets:
+            continue
+        marker, colour = FAILURE_STYLE.get(status, ("d", "black"))
+        n_all = int(((runs["budget"] == budget) & (runs["lr"] == lr)).sum())
+        y = 0.05 if budget == "fixed" else 0.13
+        ax.scatter([lr], [y], transform=trans, marker=marker, color=colour, s=40, zorder=5, clip_on=False)
+        ax.annotate(f"{status} {len(part)}/{n_all}", (lr, y), xycoords=trans, xytext=(4, 3),
+                    textcoords="offset points", fontsize=7, color=colour)
+
+
+def sweep_overview(runs: pd.DataFrame, columns: Sequence[str] | None = None, ncols: int = 3) -> Figure:
+    """Each claim metric against the learning rate: mean over seeds with error bars (standard deviation over
+    seeds), log x, one line per budget; diverged / collapsed runs are marked along the bottom of every panel.
+
+    Args:
+        runs: the run table (``run, lr, seed, budget, status`` and summary columns).
+        columns: summary columns to draw (default :func:`claim_columns`).
+        ncols: panels per row.
+    """
+    if runs.empty:
+        raise ProbeInputError("the run table is empty: nothing to plot")
+    columns = list(claim_columns(runs) if columns is None else columns)
+    if not columns:
+        columns = []
+    n = max(len(columns), 1)
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    fig = Figure(figsize=(4.3 * ncols, 3.2 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    budgets = [b for b in ("fixed", "matched") if (runs["budget"] == b).any()]
+    for ax, column in zip(axes, columns):
+        summary = rate_summary(runs, column)
+        for budget in budgets:
+            part = summary[summary["budget"] == budget]
+            if part.empty:
+                continue
+            style = BUDGET_STYLE.get(budget, BUDGET_STYLE["fixed"])
+            ax.errorbar(part["lr"], part["mean"], yerr=part["std"], capsize=3, label=BUDGET_LABEL.get(budget, budget),
+                        color="#1565c0" if budget == "fixed" else "#6a1b9a", **style)
+        _mark_failures(ax, runs, budgets)
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_title(column, fontsize=10)
+        ax.grid(True, alpha=0.3)
+    for ax in axes[len(columns):]:
+        ax.axis("off")
+    if not columns:
+        axes[0].text(0.5, 0.5, "no claim metric was measured", ha="center", va="center", transform=axes[0].transAxes)
+    if len(budgets) > 1 and columns:
+        axes[0].legend(fontsize=7, loc="best")
+    seeds = runs.groupby(["budget", "lr"]).size()
+    fig.suptitle(f"claim metrics vs learning rate (mean over {seeds.min()}-{seeds.max()} seed(s) per rate; "
+                 "error bars: std over seeds)", fontsize=10)
+    return fig
+
+
+# --- dynamics ------------------------------------------------------------------------------------------------------
+
+
+def _symlog_steps(ax, steps: np.ndarray) -> None:
+    positive = steps[steps > 0]
+    if positive.size:
+        ax.set_xscale("symlog", linthresh=float(positive.min()), linscale=0.3)
+
+
+def metric_over_training(epochs: pd.DataFrame, metric: str, split: str = "test", ax=None, x: str = "step",
+                         budget: str | None = None, linestyle: str = "-") -> Any:
+    """One metric over training: one line per run, coloured by learning rate; ``x`` is ``step`` or ``epoch``.
+
+    Returns the axes (a new figure's when ``ax`` is None).
+    """
+    if x not in ("step", "epoch"):
+        raise ProbeInputError(f"x must be 'step' or 'epoch', got {x!r}")
+    if ax is None:
+        fig = Figure(figsize=(5.5, 3.5), layout="constrained")
+        ax = fig.subplots()
+    rows = epochs[(epochs["metric"] == metric) & (epochs["split"] == split)]
+    if budget is not None:
+        rows = rows[rows["budget"] == budget]
+    colour, _ = lr_colours(epochs["lr"].unique())
+    for run, part in rows.groupby("run", sort=False):
+        part = part.drop_duplicates(["epoch"]).sort_values(x)
+        lr = float(part["lr"].iloc[0])
+        ax.plot(part[x], part["value"], linestyle=linestyle, color=colour(lr), lw=1.4,
+                marker="." if len(part) < 40 else None, label=f"lr {lr:g} seed {int(part['seed'].iloc[0])}")
+    if len(rows):
+        _symlog_steps(ax, rows[x].to_numpy())
+    ax.set_xlabel(f"{x} (symlog)" if len(rows) else x)
+    ax.set_ylabel(metric)
+    ax.grid(True, alpha=0.3)
+    if rows.empty:
+        ax.text(0.5, 0.5, f"{split}/{metric} not measured", ha="center", va="center", transform=ax.transAxes,
+                color="grey")
+    return ax
+
+
+def dynamics(epochs: pd.DataFrame, budget: str | None = None, x: str = "step") -> Figure:
+    """The report's per-run dynamics: :data:`DYNAMICS_PANELS` over training steps, one line per run coloured by
+    learning rate (runs of ``budget`` only, when given)."""
+    rows = epochs if budget is None else epochs[epochs["budget"] == budget]
+    ncols = 4
+    nrows = int(np.ceil(len(DYNAMICS_PANELS) / ncols))
+    fig = Figure(figsize=(4.2 * ncols + 1, 3.1 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, (title, split, metrics, styles) in zip(axes, DYNAMICS_PANELS):
+        splits = split.split("|")
+        for i, metric in enumerate(metrics):
+            for j, s in enumerate(splits):
+                style = styles[i] if len(splits) == 1 else styles[j]
+                metric_over_training(rows, metric, s, ax=ax, x=x, linestyle=style)
+        ax.set_ylabel(metrics[0] if len(metrics) == 1 else metrics[0].rsplit("_", 1)[0])
+        ax.set_title(title, fontsize=9)
+        # drop the "not measured" text when another line of the panel has data
+        if ax.lines:
+            for t in list(ax.texts):
+                t.remove()
+    for ax in axes[len(DYNAMICS_PANELS):]:
+        ax.axis("off")
+    if len(rows):
+        _lr_colourbar(fig, axes.tolist(), rows["lr"].unique())
+    label = {"fixed": "fixed-steps runs", "matched": "matched-budget runs"}.get(budget or "", "all runs")
+    fig.suptitle(f"dynamics over training ({label}); colour: learning rate", fontsize=10)
+    return fig
+
+
+# --- proposition ---------------------------------------------------------------------------------------------------
+
+
+def proposition_panels(ratio_curves: pd.DataFrame, proposition: pd.DataFrame, ratio_vs_norm: pd.DataFrame) -> Figure:
+    """Three panels: ``log R(alpha)`` at each run's final (solid) and early (dotted) epoch; the fitted asymptotic
+    rate against the smallest BA margin over every (run, epoch) (filled where the proposition applies, with the line
+    y = x); the measured BC/BA loss ratio against the mean logit norm across epochs of each run."""
+    fig = Figure(figsize=(15.5, 4.2), layout="constrained")
+    ax_r, ax_fit, ax_norm = fig.subplots(1, 3)
+    lrs = pd.concat([f["lr"] for f in (ratio_curves, proposition, ratio_vs_norm) if "lr" in f.columns])
+    colour, _ = lr_colours(lrs.unique() if len(lrs) else [])
+
+    for (run, phase), part in ratio_curves.groupby(["run", "phase"], sort=False):
+        lr = float(part["lr"].iloc[0])
+        ax_r.plot(part["alpha"], part["log_ratio"], color=colour(lr), linestyle="-" if phase == "final" else ":",
+                  lw=1.3)
+    ax_r.axvline(1.0, color="grey", lw=0.8, linestyle="--")
+    ax_r.set_xscale("log")
+    ax_r.set_xlabel("alpha (logits scaled by alpha; 1 = as trained)")
+    ax_r.set_ylabel("log R(alpha) = log(mean BC CE / mean BA CE)")
+    ax_r.set_title("R(alpha), train split: final epoch (solid), early (dotted)", fontsize=9)
+    ax_r.grid(True, alpha=0.3)
+
+    title = "fitted asymptotic rate vs smallest BA margin"
+    if {"fitted_rate", "min_ba_margin", "applicable"} <= set(proposition.columns) and len(proposition):
+        app = proposition["applicable"] > 0.5
+        for mask, filled in ((~app, False), (app, True)):
+            part = proposition[mask]
+            ax_fit.scatter(part["min_ba_margin"], part["fitted_rate"], s=18,
+                           c=[colour(v) for v in part["lr"]] if filled else "none",
+                           edgecolors=[colour(v) for v in part["lr"]], linewidths=0.8,
+                           label="proposition applies" if filled else "does not apply (BA error or no BC error)")
+        if app.any():
+            both = proposition.loc[app, ["min_ba_margin", "fitted_rate"]].to_numpy(dtype=float)
+            lo, hi = np.nanmin(both), np.nanmax(both)
+            ax_fit.plot([lo, hi], [lo, hi], color="black", lw=0.8, linestyle="--", label="y = x")
+            err = proposition.loc[app, "rate_rel_error"] if "rate_rel_error" in proposition else pd.Series([])
+            if len(err):
+                title += f"\nmedian relative error {np.nanmedian(err):.2%} over {int(app.sum())} applicable epochs"
+        else:
+            title += "\n(no epoch where every BA sample is correct and a BC sample is wrong)"
+        ax_fit.legend(fontsize=7)
+    ax_fit.set_xlabel("smallest BA margin m_min")
+    ax_fit.set_ylabel("fitted rate of log R(alpha)")
+    ax_fit.set_title(title, fontsize=9)
+    ax_fit.grid(True, alpha=0.3)
+
+    if {"logit_norm", "bc_ba_loss_ratio"} <= set(ratio_vs_norm.columns):
+        for run, part in ratio_vs_norm.groupby("run", sort=False):
+            part = part.sort_values("epoch")
+            ax_norm.plot(part["logit_norm"], part["bc_ba_loss_ratio"], color=colour(float(part["lr"].iloc[0])),
+                         marker=".", lw=1.0)
+        ax_norm.set_yscale("log")
+    ax_norm.set_xlabel("train logit_norm (mean ||z||)")
+    ax_norm.set_ylabel("train bc_ba_loss_ratio (mean BC CE / mean BA CE)")
+    ax_norm.set_title("measured ratio vs logit norm across epochs (one line per run)", fontsize=9)
+    ax_norm.grid(True, alpha=0.3)
+    if len(lrs):
+        _lr_colourbar(fig, [ax_r, ax_fit, ax_norm], lrs.unique())
+    return fig
+
+
+# --- claims --------------------------------------------------------------------------------------------------------
+
+
+def claims_wide(claims: pd.DataFrame) -> pd.DataFrame:
+    """One row per claim: ``claim, column, description`` and, per budget ``b``, ``verdict_b``, ``spearman_b``,
+    ``ci_low_b``, ``ci_high_b``, ``p_value_b``, ``n_rates_b``, ``n_runs_b``, ``n_excluded_b``; plus
+    ``survives_control`` when present."""
+    if claims.empty:
+        return pd.DataFrame(columns=["claim", "column", "description"])
+    base = claims.drop_duplicates("claim")[["claim", "column", "description"]].set_index("claim")
+    stats = ["verdict", "spearman", "ci_low", "ci_high", "p_value", "n_rates", "n_runs", "n_excluded"]
+    for budget, part in claims.groupby("budget", sort=False):
+        part = part.set_index("claim")[stats].add_suffix(f"_{budget}")
+        base = base.join(part)
+    if "survives_control" in claims.columns:
+        base = base.join(claims.drop_duplicates("claim").set_index("claim")["survives_control"])
+    return base.reset_index()
+
+
+def claims_forest(claims: pd.DataFrame) -> Figure:
+    """Spearman correlation of each claim's metric with the rate and its 95% seed interval, per budget, coloured by
+    verdict (grey rows were not measured)."""
+    names = list(dict.fromkeys(claims["claim"])) if len(claims) else []
+    fig = Figure(figsize=(7.5, 0.38 * max(len(names), 1) + 1.2), layout="constrained")
+    ax = fig.subplots()
+    offsets = {"fixed": -0.15, "matched": 0.15}
+    for _, row in claims.iterrows():
+        y = names.index(row["claim"]) + offsets.get(row["budget"], 0.0)
+        colour = VERDICT_COLOURS.get(row["verdict"], "black")
+        rho = row["spearman"]
+        if np.isfinite(rho):
+            lo, hi = row["ci_low"], row["ci_high"]
+            if np.isfinite(lo) and np.isfinite(hi):
+                ax.plot([lo, hi], [y, y], color=colour, lw=2)
+            ax.plot([rho], [y], BUDGET_STYLE.get(row["budget"], BUDGET_STYLE["fixed"])["marker"], color=colour)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(-1.05, 1.05)
+    ax.set_xlabel("Spearman correlation with the learning rate (circle: fixed steps, square: matched budget)")
+    ax.grid(True, axis="x", alpha=0.3)
+    handles = [ax.plot([], [], "o", color=c, label=v)[0] for v, c in VERDICT_COLOURS.items()]
+    ax.legend(handles=handles, fontsize=7, loc="lower right")
+    return fig

@@ -1,0 +1,130 @@
+"""Linear probes and DFR: protocol (disjoint, group-balanced splits) and known decodability cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from probe.analyses.probes import (
+    balanced_probe_split,
+    dfr_last_layer,
+    dfr_wga,
+    linear_probe,
+    probe_core,
+    probe_spurious,
+    worst_group_accuracy,
+)
+from probe.errors import ProbeInputError
+
+
+def _independent_labels(n, k, a_vals, seed):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, k, n), rng.integers(0, a_vals, n), rng
+
+
+def _one_hot(v, k):
+    return np.eye(k)[v]
+
+
+def test_balanced_split_is_disjoint_and_group_balanced():
+    # group sizes 50, 20, 7, 100 (y, a) = (0,0), (0,1), (1,0), (1,1), plus a singleton group (2, 0)
+    y = np.repeat([0, 0, 1, 1, 2], [50, 20, 7, 100, 1])
+    a = np.repeat([0, 1, 0, 1, 0], [50, 20, 7, 100, 1])
+    perm = np.random.default_rng(0).permutation(len(y))
+    y, a = y[perm], a[perm]
+    fit, score = balanced_probe_split(y, a, seed=3)
+    assert len(np.intersect1d(fit, score)) == 0
+    for idx in (fit, score):
+        pairs, counts = np.unique(np.stack([y[idx], a[idx]], 1), axis=0, return_counts=True)
+        # the singleton group cannot be on both sides and is left out; the smallest kept group has 7 -> 3 a side
+        assert sorted(map(tuple, pairs.tolist())) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+        assert counts.tolist() == [3, 3, 3, 3]
+    again = balanced_probe_split(y, a, seed=3)
+    assert np.array_equal(again[0], fit) and np.array_equal(again[1], score)
+    other = balanced_probe_split(y, a, seed=4)
+    assert not np.array_equal(other[0], fit)
+
+
+def test_balanced_split_rejects_data_without_a_splittable_group():
+    with pytest.raises(ProbeInputError):
+        balanced_probe_split([0, 1, 2], [0, 1, 0], seed=0)
+    with pytest.raises(ProbeInputError):
+        balanced_probe_split([0, 1], [0, 1, 0], seed=0)
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_probe_core_decodes_y_and_not_a(k):
+    y, a, rng = _independent_labels(1600, k, k, seed=1)
+    # y one-hot (linearly decodable) plus noise dimensions; a appears nowhere
+    features = np.hstack([_one_hot(y, k) + 0.1 * rng.normal(size=(len(y), k)), rng.normal(size=(len(y), 6))])
+    assert probe_core(features, y, a) > 0.97
+    assert abs(probe_spurious(features, y, a) - 1 / k) < 0.12
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_probe_spurious_decodes_a_and_not_y(k):
+    y, a, rng = _independent_labels(1600, k, k, seed=2)
+    features = np.hstack([_one_hot(a, k) + 0.1 * rng.normal(size=(len(y), k)), rng.normal(size=(len(y), 6))])
+    assert probe_spurious(features, y, a) > 0.97
+    assert abs(probe_core(features, y, a) - 1 / k) < 0.12
+
+
+def test_linear_probe_rejects_overlapping_or_degenerate_sets():
+    x = np.random.default_rng(0).normal(size=(10, 3))
+    t = np.array([0, 1] * 5)
+    with pytest.raises(ProbeInputError):
+        linear_probe(x, t, [0, 1, 2], [2, 3])
+    with pytest.raises(ProbeInputError):
+        linear_probe(x, t, [0, 2, 4], [1, 3])  # fit set holds only target 0
+    with pytest.raises(ProbeInputError):
+        linear_probe(x[:, 0], t, [0, 1], [2, 3])
+
+
+def test_worst_group_accuracy_matches_a_loop():
+    rng = np.random.default_rng(0)
+    pred, y, g = rng.integers(0, 3, 200), rng.integers(0, 3, 200), rng.integers(0, 7, 200)
+    expected = 1.0
+    for group in set(g.tolist()):
+        members = [i for i in range(200) if g[i] == group]
+        expected = min(expected, sum(pred[i] == y[i] for i in members) / len(members))
+    assert worst_group_accuracy(pred, y, g) == pytest.approx(expected)
+
+
+def _spurious_data(n, k, rho, core_scale, seed):
+    """Features with a core dimension block (one-hot y, noisy) and a strong spurious block (one-hot a)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    aligned = rng.random(n) < rho
+    a = np.where(aligned, y, rng.integers(0, k, n))
+    x = np.hstack(
+        [
+            core_scale * _one_hot(y, k) + 0.3 * rng.normal(size=(n, k)),
+            3.0 * _one_hot(a, k) + 0.3 * rng.normal(size=(n, k)),
+            rng.normal(size=(n, 4)),
+        ]
+    )
+    return x, y, a, y * k + a
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_dfr_recovers_the_core_feature_from_group_balanced_heldout_data(k):
+    # held-out data biased (rho = 0.9), test unbiased: the group-balanced refit must rely on the core block
+    val_x, val_y, _, val_g = _spurious_data(1200, k, 0.9, 1.0, seed=0)
+    test_x, test_y, _, test_g = _spurious_data(600, k, 1 / k, 1.0, seed=1)
+    assert dfr_wga(val_x, val_y, val_g, test_x, test_y, test_g, num_retrains=5) > 0.9
+    layer = dfr_last_layer(val_x, val_y, val_g, num_retrains=3)
+    assert layer.coef_.shape == ((1 if k == 2 else k), val_x.shape[1])
+    # the retrained layer weighs the core block more than the spurious block
+    assert np.abs(layer.coef_[:, :k]).sum() > np.abs(layer.coef_[:, k : 2 * k]).sum()
+
+
+def test_dfr_is_at_chance_without_a_core_feature():
+    val_x, val_y, _, val_g = _spurious_data(600, 2, 0.5, 0.0, seed=0)
+    test_x, test_y, _, test_g = _spurious_data(600, 2, 0.5, 0.0, seed=1)
+    assert dfr_wga(val_x, val_y, val_g, test_x, test_y, test_g, num_retrains=5) < 0.65
+
+
+def test_dfr_rejects_a_single_class():
+    x = np.random.default_rng(0).normal(size=(20, 3))
+    with pytest.raises(ProbeInputError):
+        dfr_last_layer(x, np.zeros(20, dtype=int), np.zeros(20, dtype=int))
