@@ -46,7 +46,7 @@ def _to_numpy(t: torch.Tensor) -> np.ndarray:
     t = t.detach().cpu()
     if t.dtype == torch.bfloat16:
         t = t.float()
-    return t.numpy()
+    return t.contiguous().numpy()
 
 
 def write_epoch_h5(path: Path, payload: EpochPayload, fault_hook=None) -> None:

@@ -8,10 +8,12 @@ optimiser and RNG states with the per-sample records, so that any committed epoc
 
 from __future__ import annotations
 
+import copy
 import math
 import platform
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,9 +158,10 @@ class Trainer:
         else:
             writer = RunWriter.create(self.out, self.run_info(), overwrite=overwrite)
             start_epoch, global_step = 0, 0
+        self._committer = BackgroundCommitter(writer)
         try:
             if start_epoch == 0 and 0 not in writer.committed_epochs:
-                self._commit(writer, model, optimizer, shuffle, eval_splits, epoch=0, global_step=0, sgd=None,
+                self._commit(model, optimizer, shuffle, eval_splits, epoch=0, global_step=0, sgd=None,
                              lr=lr_at(0, total_steps, cfg))
             diverged = None
             bar = _progress(total_steps, global_step, self.progress, desc=self.out.name)
@@ -205,11 +208,12 @@ class Trainer:
                                 "step": global_step - (i + 1) + bad,
                                 "loss": str(float(step_losses[bad])),
                                 "lr": lr_at(global_step - (i + 1) + bad, total_steps, cfg),
-                                "last_committed_epoch": writer.committed_epochs[-1],
                             }
                             break
                     bar.update(1)
                 if diverged is not None:
+                    self._committer.wait()
+                    diverged["last_committed_epoch"] = writer.committed_epochs[-1]
                     writer.write_diverged(diverged)
                     writer.set_status("diverged", diverged=diverged)
                     bar.close()
@@ -227,18 +231,21 @@ class Trainer:
                         "loss": torch.cat(loss_parts).cpu().numpy(),
                         "step": torch.cat(step_parts).cpu().numpy(),
                     }
-                    self._commit(writer, model, optimizer, shuffle, eval_splits, epoch=epoch,
+                    self._commit(model, optimizer, shuffle, eval_splits, epoch=epoch,
                                  global_step=global_step, sgd=sgd, lr=lr_at(global_step - 1, total_steps, cfg))
                 if global_step >= total_steps:
                     break
             bar.close()
+            self._committer.wait()
             writer.set_status("complete")
             return TrainResult("complete", self.out, writer.committed_epochs, global_step, None,
                                time.perf_counter() - started)
         finally:
+            self._committer.close()
             writer.close()
 
-    def _commit(self, writer, model, optimizer, shuffle, eval_splits, *, epoch, global_step, sgd, lr) -> None:
+    def _commit(self, model, optimizer, shuffle, eval_splits, *, epoch, global_step, sgd, lr) -> None:
+        """Evaluate every recorded split now; hand a snapshot of all state to the background committer."""
         was_training = model.training
         model.eval()
         records = {name: evaluate_split(model, split, self.device, self.cfg.eval_batch_size, self._autocast,
@@ -252,13 +259,13 @@ class Trainer:
             epoch=epoch,
             global_step=global_step,
             lr=float(lr),
-            model_state=model.state_dict(),
-            optimizer_state=optimizer.state_dict(),
+            model_state={k: v.detach().clone() for k, v in model.state_dict().items()},
+            optimizer_state=copy.deepcopy(optimizer.state_dict()),
             rng_states=rng,
             records=records,
             sgd=sgd,
         )
-        writer.commit_epoch(payload)
+        self._committer.submit(payload)
 
     def _restore(self, writer: RunWriter, model, optimizer, shuffle) -> tuple[int, int]:
         committed = writer.committed_epochs
@@ -276,6 +283,34 @@ class Trainer:
         if "cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.device)
         return last, run.step_of(last)
+
+
+class BackgroundCommitter:
+    """Writes epoch files on one background thread while the next epoch trains.
+
+    At most one commit is pending: :meth:`submit` first waits for the previous one, so epochs are committed in
+    order and memory holds at most one snapshot. A failed commit re-raises in the training thread.
+    """
+
+    def __init__(self, writer: RunWriter):
+        self.writer = writer
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe-commit")
+        self._pending: Future | None = None
+
+    def submit(self, payload: EpochPayload) -> None:
+        self.wait()
+        self._pending = self._pool.submit(self.writer.commit_epoch, payload)
+
+    def wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 class _NoBar:
