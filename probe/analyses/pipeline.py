@@ -238,6 +238,42 @@ class MetricCache:
         os.replace(tmp, path)
 
 
+class EpochMemo:
+    """A run whose ``records`` / ``sgd_records`` / ``state_dict`` keep the last epoch read in memory, so that the
+    analyses of one epoch read its file once; everything else is the run's own. Memoised arrays are read-only."""
+
+    def __init__(self, run: Run):
+        self._run = run
+        self._epoch: int | None = None
+        self._memo: dict[tuple, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._run, name)
+
+    def __repr__(self) -> str:
+        return repr(self._run)
+
+    def _get(self, key: tuple, epoch: int, read) -> Any:
+        if epoch != self._epoch:
+            self._epoch, self._memo = epoch, {}
+        if key not in self._memo:
+            value = read()
+            for arr in vars(value).values() if hasattr(value, "__dataclass_fields__") else ():
+                if isinstance(arr, np.ndarray):
+                    arr.setflags(write=False)
+            self._memo[key] = value
+        return self._memo[key]
+
+    def records(self, split: str, epoch: int):
+        return self._get(("records", split), epoch, lambda: self._run.records(split, epoch))
+
+    def sgd_records(self, epoch: int):
+        return self._get(("sgd",), epoch, lambda: self._run.sgd_records(epoch))
+
+    def state_dict(self, epoch: int):
+        return {k: v.clone() for k, v in self._get(("state",), epoch, lambda: self._run.state_dict(epoch)).items()}
+
+
 # --- the result ----------------------------------------------------------------------------------------------------
 
 
@@ -327,10 +363,12 @@ class AnalysisResult:
         return sweep_overview(self.runs, columns=columns)
 
     def plot_metric(self, metric: str, split: str = "test", ax=None, x: str = "step"):
-        """One metric over training, one line per run coloured by learning rate."""
+        """One metric over training, one line per run coloured by learning rate (a new figure, or drawn into
+        ``ax`` and returning it)."""
         from probe.report.figures import metric_over_training
 
-        return metric_over_training(self.epochs, metric, split, ax=ax, x=x)
+        drawn = metric_over_training(self.epochs, metric, split, ax=ax, x=x)
+        return drawn.figure if ax is None else drawn
 
     def plot_dynamics(self, budget: str | None = None):
         """The per-run dynamics panels of the report (accuracy by group, logit norms, cmr@0.9, loss share,
@@ -412,6 +450,7 @@ def analyze(
     report: bool = True,
     strict: bool = False,
     use_cache: bool = True,
+    attribution_grids: bool = True,
 ) -> AnalysisResult:
     """Analyse a run, a sweep, or a folder of sweeps; write tables, ``metrics.json``, figures and ``report.html``.
 
@@ -431,6 +470,8 @@ def analyze(
         report: write figures and ``report.html``.
         strict: raise on the first failing analysis instead of recording it.
         use_cache: reuse cached results (they are written either way).
+        attribution_grids: add heatmap grids (ig, saliency, gradcam where it applies) of the same
+            bias-conflicting test samples across each sweep's learning rates to the report.
 
     Returns:
         :class:`AnalysisResult`.
@@ -486,7 +527,7 @@ def analyze(
         rid = _run_id(source, run, many)
         ident = {"run": rid, "sweep": source.label, "lr": run.lr, "seed": run.seed, "budget": source.budget}
         cache_root = out_dir / "cache" / source.label
-        ctx = AnalysisContext(run, device=dev, cache_dir=cache_root, options=options)
+        ctx = AnalysisContext(EpochMemo(run), device=dev, cache_dir=cache_root, options=options)  # type: ignore[arg-type]
         cache = MetricCache(cache_root / "metrics")
         shas = {e["epoch"]: e.get("sha256") for e in run.manifest["epochs"]} if committed else {}
         step_of = dict(zip(committed, steps))
@@ -565,19 +606,58 @@ def analyze(
               "model_epochs": (model_epochs if model_epochs is None or isinstance(model_epochs, str)
                                else [int(e) for e in model_epochs]),
               "device": str(dev), "options": options, "analyses": {n: registry[n].needs_model for n in names},
-              "early_fraction": EARLY_FRACTION}
+              "early_fraction": EARLY_FRACTION, "setup": _setup(sources)}
     result = AnalysisResult(out=out_dir, epochs=epochs_table, runs=runs_table, claims=claims, failures=failures,
                             ratio_curves=ratio_curves, errors=errors, timings=pd.DataFrame(timings),
                             sources=[s.describe() for s in sources], config=config)
-    write_tables(result)
-    if report:
-        from probe.report.html import write_report
+    try:
+        if report:
+            from probe.report.html import write_report
 
-        write_report(result)
+            write_report(result, extra_sections=_panels(result, sources, attribution_grids, strict))
+    finally:
+        write_tables(result)  # after the report, so that errors drawing figures are in metrics.json too
     if errors:
         _warn(f"{len(errors)} analysis error(s); they are listed in {out_dir / 'metrics.json'}"
               + (" and in the report" if report else ""))
     return result
+
+
+def _panels(result: AnalysisResult, sources: list[Source], attribution_grids: bool, strict: bool) -> list[Any]:
+    """Representation and attribution sections of the report; a panel that fails is recorded, not fatal."""
+    from probe.report.panels import attribution_sections, representation_section
+
+    fig_dir = result.out / "figures"
+    makers = [("representations", lambda: representation_section(result, fig_dir))]
+    if attribution_grids:
+        makers.append(("attribution grids", lambda: attribution_sections(result, sources, fig_dir)))
+    sections: list[Any] = []
+    for name, make in makers:
+        try:
+            sections += make()
+        except Exception as exc:  # noqa: BLE001 - a panel that fails must not lose the report
+            if strict:
+                raise
+            import traceback
+
+            result.errors.append({"run": "-", "epoch": -1, "analysis": f"panel {name}",
+                                  "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
+            _warn(f"ERROR drawing the {name} panel: {type(exc).__name__}: {exc}")
+    return sections
+
+
+def _setup(sources: list[Source]) -> dict[str, Any]:
+    """Dataset, model and optimiser of the first run (what the report's header shows)."""
+    for source in sources:
+        for run in source.runs:
+            cfg, info = run.config, run.info_json.get("dataset", {})
+            return {"dataset": cfg.get("dataset"), "dataset_options": cfg.get("dataset_options"),
+                    "dataset_source": info.get("source"), "bc_rule": info.get("bc_rule"),
+                    "model": cfg.get("model"), "model_options": cfg.get("model_options"),
+                    "optimizer": cfg.get("optimizer"), "batch_size": cfg.get("batch_size"),
+                    "momentum": cfg.get("momentum"), "weight_decay": cfg.get("weight_decay"),
+                    "schedule": cfg.get("schedule")}
+    return {}
 
 
 def _ratio_curves(run: Run, ident: dict[str, Any], early: int, final: int, options: dict[str, Any]) -> pd.DataFrame:

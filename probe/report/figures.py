@@ -116,9 +116,12 @@ def _mark_failures(ax, runs: pd.DataFrame, budgets: Sequence[str]) -> None:
         marker, colour = FAILURE_STYLE.get(status, ("d", "black"))
         n_all = int(((runs["budget"] == budget) & (runs["lr"] == lr)).sum())
         y = 0.05 if budget == "fixed" else 0.13
-        ax.scatter([lr], [y], transform=trans, marker=marker, color=colour, s=40, zorder=5, clip_on=False)
-        ax.annotate(f"{status} {len(part)}/{n_all}", (lr, y), xycoords=trans, xytext=(4, 3),
-                    textcoords="offset points", fontsize=7, color=colour)
+        dot = ax.scatter([lr], [y], transform=trans, marker=marker, color=colour, s=40, zorder=5)
+        edge = "right" if lr >= runs["lr"].max() else ("left" if lr <= runs["lr"].min() else "center")
+        text = ax.annotate(f"{status} {len(part)}/{n_all}", (lr, y), xycoords=trans, xytext=(0, 6),
+                           textcoords="offset points", fontsize=7, color=colour, ha=edge)
+        dot.set_in_layout(False)
+        text.set_in_layout(False)
 
 
 def sweep_overview(runs: pd.DataFrame, columns: Sequence[str] | None = None, ncols: int = 3) -> Figure:
@@ -152,6 +155,8 @@ def sweep_overview(runs: pd.DataFrame, columns: Sequence[str] | None = None, nco
                         color="#1565c0" if budget == "fixed" else "#6a1b9a", **style)
         _mark_failures(ax, runs, budgets)
         ax.set_xscale("log")
+        rates = runs["lr"].astype(float)
+        ax.set_xlim(rates.min() / 1.6, rates.max() * 1.6)  # every rate, failed ones included
         ax.set_xlabel("learning rate")
         ax.set_title(column, fontsize=10)
         ax.grid(True, alpha=0.3)
@@ -162,8 +167,9 @@ def sweep_overview(runs: pd.DataFrame, columns: Sequence[str] | None = None, nco
     if len(budgets) > 1 and columns:
         axes[0].legend(fontsize=7, loc="best")
     seeds = runs.groupby(["budget", "lr"]).size()
-    fig.suptitle(f"claim metrics vs learning rate (mean over {seeds.min()}-{seeds.max()} seed(s) per rate; "
-                 "error bars: std over seeds)", fontsize=10)
+    n_seeds = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
+    fig.suptitle(f"claim metrics vs learning rate ({n_seeds} run(s) per rate: mean over seeds, error bars one "
+                 "standard deviation over seeds)", fontsize=10)
     return fig
 
 
@@ -191,7 +197,7 @@ def metric_over_training(epochs: pd.DataFrame, metric: str, split: str = "test",
     if budget is not None:
         rows = rows[rows["budget"] == budget]
     colour, _ = lr_colours(epochs["lr"].unique())
-    for run, part in rows.groupby("run", sort=False):
+    for _run, part in rows.groupby("run", sort=False):
         part = part.drop_duplicates(["epoch"]).sort_values(x)
         lr = float(part["lr"].iloc[0])
         ax.plot(part[x], part["value"], linestyle=linestyle, color=colour(lr), lw=1.4,
@@ -248,14 +254,16 @@ def proposition_panels(ratio_curves: pd.DataFrame, proposition: pd.DataFrame, ra
     lrs = pd.concat([f["lr"] for f in (ratio_curves, proposition, ratio_vs_norm) if "lr" in f.columns])
     colour, _ = lr_colours(lrs.unique() if len(lrs) else [])
 
-    for (run, phase), part in ratio_curves.groupby(["run", "phase"], sort=False):
+    for (_run, phase), part in ratio_curves.groupby(["run", "phase"], sort=False):
         lr = float(part["lr"].iloc[0])
         ax_r.plot(part["alpha"], part["log_ratio"], color=colour(lr), linestyle="-" if phase == "final" else ":",
                   lw=1.3)
     ax_r.axvline(1.0, color="grey", lw=0.8, linestyle="--")
+    ax_r.axhline(0.0, color="black", lw=0.6)
     ax_r.set_xscale("log")
+    ax_r.set_yscale("symlog", linthresh=1.0)
     ax_r.set_xlabel("alpha (logits scaled by alpha; 1 = as trained)")
-    ax_r.set_ylabel("log R(alpha) = log(mean BC CE / mean BA CE)")
+    ax_r.set_ylabel("log R(alpha) = log(mean BC CE / mean BA CE), symlog")
     ax_r.set_title("R(alpha), train split: final epoch (solid), early (dotted)", fontsize=9)
     ax_r.grid(True, alpha=0.3)
 
@@ -274,7 +282,8 @@ def proposition_panels(ratio_curves: pd.DataFrame, proposition: pd.DataFrame, ra
             ax_fit.plot([lo, hi], [lo, hi], color="black", lw=0.8, linestyle="--", label="y = x")
             err = proposition.loc[app, "rate_rel_error"] if "rate_rel_error" in proposition else pd.Series([])
             if len(err):
-                title += f"\nmedian relative error {np.nanmedian(err):.2%} over {int(app.sum())} applicable epochs"
+                title += (f"\nrelative error median {np.nanmedian(err):.2g}, worst {np.nanmax(err):.2g} "
+                          f"({int(app.sum())} applicable epochs)")
         else:
             title += "\n(no epoch where every BA sample is correct and a BC sample is wrong)"
         ax_fit.legend(fontsize=7)
@@ -284,7 +293,7 @@ def proposition_panels(ratio_curves: pd.DataFrame, proposition: pd.DataFrame, ra
     ax_fit.grid(True, alpha=0.3)
 
     if {"logit_norm", "bc_ba_loss_ratio"} <= set(ratio_vs_norm.columns):
-        for run, part in ratio_vs_norm.groupby("run", sort=False):
+        for _run, part in ratio_vs_norm.groupby("run", sort=False):
             part = part.sort_values("epoch")
             ax_norm.plot(part["logit_norm"], part["bc_ba_loss_ratio"], color=colour(float(part["lr"].iloc[0])),
                          marker=".", lw=1.0)
@@ -321,7 +330,7 @@ def claims_forest(claims: pd.DataFrame) -> Figure:
     """Spearman correlation of each claim's metric with the rate and its 95% seed interval, per budget, coloured by
     verdict (grey rows were not measured)."""
     names = list(dict.fromkeys(claims["claim"])) if len(claims) else []
-    fig = Figure(figsize=(7.5, 0.38 * max(len(names), 1) + 1.2), layout="constrained")
+    fig = Figure(figsize=(7.5, 0.38 * max(len(names), 1) + 1.6), layout="constrained")
     ax = fig.subplots()
     offsets = {"fixed": -0.15, "matched": 0.15}
     for _, row in claims.iterrows():
@@ -340,5 +349,6 @@ def claims_forest(claims: pd.DataFrame) -> Figure:
     ax.set_xlabel("Spearman correlation with the learning rate (circle: fixed steps, square: matched budget)")
     ax.grid(True, axis="x", alpha=0.3)
     handles = [ax.plot([], [], "o", color=c, label=v)[0] for v, c in VERDICT_COLOURS.items()]
-    ax.legend(handles=handles, fontsize=7, loc="lower right")
+    ax.legend(handles=handles, fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(handles),
+              frameon=False)
     return fig

@@ -1,0 +1,136 @@
+"""Report panels beyond the logit-level pages: representations and compressibility, and attribution heatmaps.
+
+Each function returns :class:`~probe.report.html.Section` objects for :func:`probe.report.html.write_report`'s
+``extra_sections``; a panel whose data is absent (an analysis not run) returns nothing rather than an empty page.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from probe.report.figures import lr_colours, save_figure
+from probe.report.html import Section, table_html
+
+#: metrics of the representation table, in display order (test split unless noted in the column name).
+REPRESENTATION_COLUMNS = (
+    "final:val/probe_core",
+    "final:val/probe_spurious",
+    "final:test/dfr_wga",
+    "final:test/class_separation",
+    "final:test/attr_separation",
+    "final:test/class_selectivity",
+    "final:test/activation_sparsity",
+    "final:test/retention@0.9",
+    "final:test/max_sparsity@0.95",
+    "final:model/norm_compressibility@0.1",
+)
+
+
+def _final_rows(result: Any, prefix: str, split: str) -> pd.DataFrame:
+    """Rows of the epochs table at each run's final epoch whose metric starts with ``prefix``."""
+    ep = result.epochs
+    if ep.empty:
+        return ep
+    rows = ep[(ep["split"] == split) & ep["metric"].astype(str).str.startswith(prefix)]
+    finals = result.runs[["run", "final_epoch", "status"]]
+    rows = rows.merge(finals, on="run")
+    return rows[rows["epoch"] == rows["final_epoch"]]
+
+
+def prune_curve_figure(result: Any):
+    """Accuracy after global magnitude pruning against sparsity, one line per learning rate (mean over seeds),
+    one panel per budget; dashed lines are runs left out of the claims."""
+    import matplotlib.pyplot as plt
+
+    rows = _final_rows(result, "prune_acc@", "test")
+    if rows.empty:
+        return None
+    rows = rows.assign(sparsity=rows["metric"].str.removeprefix("prune_acc@").astype(float))
+    budgets = [b for b in ("fixed", "matched") if (rows["budget"] == b).any()]
+    fig, axes = plt.subplots(1, len(budgets), figsize=(5.2 * len(budgets), 3.8), squeeze=False)
+    colours, _ = lr_colours(sorted(rows["lr"].unique()))
+    for ax, budget in zip(axes[0], budgets):
+        part = rows[rows["budget"] == budget]
+        for lr, by_lr in part.groupby("lr"):
+            mean = by_lr.groupby("sparsity")["value"].agg(["mean", "std"]).reset_index()
+            ok = (by_lr["status"] == "ok").all()
+            ax.errorbar(mean["sparsity"], mean["mean"], yerr=mean["std"].fillna(0), marker="o", ms=3,
+                        color=colours(lr), ls="-" if ok else "--", label=f"lr {lr:g}", capsize=2)
+        ax.set_xlabel("fraction of weights removed (global magnitude pruning)")
+        ax.set_ylabel("test accuracy (prune_acc@s)")
+        ax.set_title(f"{budget} budget, final epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def representation_section(result: Any, fig_dir: Path) -> list[Section]:
+    """Linear probes, separation, selectivity, sparsity and pruning against the learning rate."""
+    runs = result.runs
+    columns = [c for c in REPRESENTATION_COLUMNS if c in runs.columns and runs[c].notna().any()]
+    if not columns:
+        return []
+    table = (runs[runs["status"] == "ok"].groupby(["budget", "lr"])[columns].mean().reset_index()
+             .rename(columns={c: c.split(":", 1)[1] for c in columns}))
+    figures = []
+    fig = prune_curve_figure(result)
+    if fig is not None:
+        path = save_figure(fig, fig_dir / "prune_curves.png")
+        result.files["figures/prune_curves.png"] = path
+        figures.append((path, "Accuracy after global unstructured magnitude pruning (no fine-tuning) of every "
+                              "weight matrix and conv kernel, by learning rate; error bars over seeds."))
+    text = ("<p>At each run's final epoch, mean over seeds of the runs left in the claims (status ok). "
+            "Linear probes are fit on a group-balanced half of the validation split and scored on the other half; "
+            "retention@0.9 is pruned / dense accuracy at 90% sparsity.</p>" + table_html(table))
+    return [Section("Representations and compressibility", text, figures)]
+
+
+def attribution_sections(result: Any, sources: Sequence[Any], fig_dir: Path, methods: Sequence[str] = ("ig",
+                         "saliency", "gradcam"), n: int = 8, samples: str = "bc") -> list[Section]:
+    """Heatmap grids of the same bias-conflicting test samples across the learning rates of each sweep (one seed,
+    last epoch), one grid per applicable method."""
+    from probe.analyses.attribution import attribute_run
+    from probe.analyses.attribution_methods import method_applies
+    from probe.report.heatmaps import plot_attributions
+
+    figures = []
+    notes = []
+    for source in sources:
+        runs = [r for r in source.runs if r.epochs]
+        if len(runs) == 0:
+            continue
+        first_seed = min(r.seed for r in runs)
+        runs = sorted((r for r in runs if r.seed == first_seed), key=lambda r: r.lr)
+        dataset = runs[0].dataset()
+        probe_model = runs[0].model()
+        for method in methods:
+            if not method_applies(probe_model, method):
+                notes.append(f"{method} does not apply to this model (no conv layer)")
+                continue
+            rows = [attribute_run(r, None, method, samples=samples, n=n, dataset=dataset) for r in runs]
+            fig = plot_attributions(rows, title=f"{method}: {source.label}, same {samples.upper()} test samples, "
+                                                f"rows = learning rate (seed {first_seed}, last epoch)")
+            name = f"attribution_{method}_{source.label}".replace("/", "_")
+            path = save_figure(fig, fig_dir / f"{name}.png")
+            result.files[f"figures/{name}.png"] = path
+            shares = pd.concat([r.shares().assign(lr=r.lr) for r in rows])
+            caption = f"{method} attributions ({source.budget} budget)."
+            if "core_attr_share" in shares and shares["core_attr_share"].notna().any():
+                mean = shares.groupby("lr")["core_attr_share"].mean()
+                caption += " Mean core_attr_share by rate: " + ", ".join(
+                    f"{lr:g}: {v:.2f}" for lr, v in mean.items() if np.isfinite(v))
+            figures.append((path, caption))
+    if not figures:
+        return []
+    text = ("<p>Where each model looks. Heat is |attribution| summed over channels; the core region is outlined "
+            "where the dataset has masks. Generate more with <code>probe attribute</code>.</p>")
+    if notes:
+        text += "<p>" + html.escape("; ".join(sorted(set(notes)))) + ".</p>"
+    return [Section("Attributions", text, figures)]

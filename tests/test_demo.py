@@ -1,0 +1,31 @@
+"""``probe demo --quick``: trains both sweeps, analyses them, and the report states every claim's verdict."""
+
+from __future__ import annotations
+
+import re
+
+from probe.analyses.claims import CLAIMS
+from probe.demo import QUICK, demo_paths, run_demo
+
+VERDICTS = ("agrees", "disagrees", "cannot tell", "not measured")
+
+
+def test_quick_demo_reports_every_claim_with_and_without_control(tmp_path, capsys):
+    result = run_demo(out=tmp_path, quick=True, progress=False)
+    printed = capsys.readouterr().out
+    ckpt, report_dir = demo_paths(tmp_path, QUICK)
+    assert (ckpt / "fixed" / "sweep.json").is_file() and (ckpt / "matched" / "sweep.json").is_file()
+    assert result.report == report_dir / "report.html" and result.report.is_file()
+    assert f"report at {result.report}" in printed
+    assert result.errors == []
+    assert set(result.runs["budget"]) == {"fixed", "matched"}
+    assert len(result.runs) == len(QUICK.rates) * len(QUICK.seeds) + len(QUICK.matched_rates) * len(QUICK.seeds)
+    wide = result.verdicts()
+    assert {"verdict_fixed", "verdict_matched", "survives_control"} <= set(wide.columns)
+    text = result.report.read_text()
+    for claim in CLAIMS:
+        line = next(ln for ln in printed.splitlines() if ln.strip().startswith(claim.name))
+        assert re.search(r"fixed steps: (%s); matched budget: (%s); survives control: " % (
+            "|".join(VERDICTS), "|".join(VERDICTS)), line), line
+        assert f"<b>{claim.name}</b>" in text  # the report's plain-language verdict list
+    assert "Failed runs" in text
