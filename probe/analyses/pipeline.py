@@ -513,15 +513,15 @@ def analyze(
             heavy = _select(model_epochs, committed, steps, default=default_model_epochs(committed, steps))
             plans.append((source, run, committed, steps, total, early, cheap, heavy))
 
-    tasks = sum(len(p[6]) + len(p[7]) for p in plans)
+    cheap_names = [n for n in names if not registry[n].needs_model]
+    heavy_names = [n for n in names if registry[n].needs_model]
+    tasks = sum(len(p[6]) * len(cheap_names) + len(p[7]) * len(heavy_names) for p in plans)
     bar = _bar(tasks, progress)
     rows: list[tuple] = []
     errors: list[dict[str, Any]] = []
     timings: list[dict[str, Any]] = []
     run_rows: list[dict[str, Any]] = []
     ratio_frames: list[pd.DataFrame] = []
-    cheap_names = [n for n in names if not registry[n].needs_model]
-    heavy_names = [n for n in names if registry[n].needs_model]
 
     for source, run, committed, steps, total, early, cheap, heavy in plans:
         rid = _run_id(source, run, many)
