@@ -29,3 +29,10 @@ def test_quick_demo_reports_every_claim_with_and_without_control(tmp_path, capsy
             "|".join(VERDICTS), "|".join(VERDICTS)), line), line
         assert f"<b>{claim.name}</b>" in text  # the report's plain-language verdict list
     assert "Failed runs" in text
+    # the representation and attribution panels (issues' acceptance: the demo report shows them)
+    assert "Representations and compressibility" in text and "prune_curves.png" in str(result.files)
+    assert "Attributions" in text
+    assert any(k.startswith("figures/attribution_ig_") for k in result.files)
+    for claim in ("retention_up", "class_separation_up", "probe_core_up", "activation_sparsity_up",
+                  "core_attr_share_up"):
+        assert claim in set(result.claims["claim"])

@@ -136,3 +136,19 @@ def test_info_json_and_missing_path(tmp_path, capsys, tiny_parity_run):
     assert payload["runs"][0]["epochs_committed"] == 4
     assert main(["info", str(tmp_path / "nothing")]) == 2
     assert "no such directory" in capsys.readouterr().err
+
+
+def test_parallel_jobs_and_extra_axes_give_the_same_runs_as_one_at_a_time(tmp_path):
+    """--jobs 2 trains in separate processes; batch size is swept as its own axis; results equal a serial sweep."""
+    import numpy as np
+
+    common = [*PARITY, "--lr", "0.05", "0.2", "--batch-size", "16", "32", "--epochs", "2"]
+    assert main(["sweep", *common, "--jobs", "2", "--out", str(tmp_path / "par")]) == 0
+    assert main(["sweep", *common, "--out", str(tmp_path / "ser")]) == 0
+    par, ser = probe.open_sweep(tmp_path / "par"), probe.open_sweep(tmp_path / "ser")
+    assert par.axes["batch_size"] == [16, 32]
+    assert sorted(r.name for r in par.runs) == sorted(
+        f"lr{lr}_seed0_bs{bs}" for lr in ("0.05", "0.2") for bs in (16, 32))
+    for a, b in zip(par.runs, ser.runs):
+        assert a.name == b.name and a.config["batch_size"] == b.config["batch_size"]
+        assert np.array_equal(a.records("test", 2).logits, b.records("test", 2).logits)
