@@ -100,6 +100,9 @@ def add_train_arguments(p: argparse.ArgumentParser, *, sweep: bool) -> None:
                                                    "are always recorded; default: all)")
     g.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
     g.add_argument("--amp", action="store_true", help="bfloat16 mixed precision on CUDA")
+    g.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's own choice; 1 is often fastest for small models "
+                        "on a busy machine)")
     g.add_argument("--workers", type=int, default=2,
                    help="decoding processes for image datasets streamed from disk (default: 2)")
     g.add_argument("--out", required=True, help="run directory to write" if not sweep else "sweep directory to write")
@@ -159,6 +162,15 @@ def _prepare(cfg) -> None:
     return ds
 
 
+def _set_threads(args: argparse.Namespace) -> None:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ProbeInputError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from probe.store.reader import Run
     from probe.train import EXIT_DIVERGED, TrainConfig, Trainer
@@ -166,6 +178,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.resume and args.overwrite:
         raise ProbeInputError("--resume and --overwrite exclude each other")
+    _set_threads(args)
     if args.resume:
         cfg = TrainConfig.from_json(Run(out).config)
         if args.dataset is not None:  # the full command repeated with --resume: it must describe the same run
@@ -202,6 +215,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     if args.resume and args.overwrite:
         raise ProbeInputError("--resume and --overwrite exclude each other")
+    _set_threads(args)
     if args.budget == "matched" and args.steps is None:
         raise ProbeInputError("--budget matched needs --steps S (steps of the largest rate)")
     base = _config_from(args, sweep=True)
@@ -217,7 +231,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         check_new_run_dir(Path(args.out), overwrite=args.overwrite)
     _prepare(base)
     results = run_sweep(base, args.out, axes, budget=args.budget, steps=args.steps, jobs=args.jobs,
-                        resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+                        resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
+                        threads=args.threads)
     for run_dir, status, diverged in results:
         extra = f" at epoch {diverged['epoch']}, step {diverged['step']}" if diverged else ""
         print(f"{run_dir}: {status}{extra}")

@@ -65,8 +65,12 @@ def plan_sweep(base: TrainConfig, axes: dict[str, Sequence[Any]], *, budget: str
     return plan
 
 
-def _train_one(args: tuple[TrainConfig, str, bool, bool]) -> tuple[str, str, dict[str, Any] | None]:
-    cfg, out, resume, progress = args
+def _train_one(args: tuple[TrainConfig, str, bool, bool, int | None]) -> tuple[str, str, dict[str, Any] | None]:
+    cfg, out, resume, progress, threads = args
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     if resume and (Path(out) / "run.json").is_file():
         result = train(cfg, out, resume=True, progress=progress)
     else:
@@ -76,10 +80,11 @@ def _train_one(args: tuple[TrainConfig, str, bool, bool]) -> tuple[str, str, dic
 
 def run_sweep(base: TrainConfig, out: str | Path, axes: dict[str, Sequence[Any]], *, budget: str = "fixed",
               steps: int | None = None, jobs: int = 1, resume: bool = False, overwrite: bool = False,
-              progress: bool = False) -> list[tuple[str, str, dict[str, Any] | None]]:
+              progress: bool = False, threads: int | None = None) -> list[tuple[str, str, dict[str, Any] | None]]:
     """Train every run of the sweep into ``out``; a diverged run does not stop the others.
 
-    Returns ``(run_dir, status, diverged)`` per run. ``jobs > 1`` trains that many runs at once in separate processes.
+    Returns ``(run_dir, status, diverged)`` per run. ``jobs > 1`` trains that many runs at once in separate processes;
+    ``threads`` sets torch's CPU threads in each of them.
     """
     out = Path(out)
     plan = plan_sweep(base, axes, budget=budget, steps=steps)
@@ -108,7 +113,7 @@ def run_sweep(base: TrainConfig, out: str | Path, axes: dict[str, Sequence[Any]]
             "base_config": base.to_json(),
             "runs": [{"name": name, **values, "steps": cfg.steps, "epochs": cfg.epochs} for name, cfg, values in plan],
         })
-    tasks = [(cfg, str(out / name), resume, progress and jobs == 1) for name, cfg, _ in plan]
+    tasks = [(cfg, str(out / name), resume, progress and jobs == 1, threads) for name, cfg, _ in plan]
     results: list[tuple[str, str, dict[str, Any] | None]] = []
     bar = _sweep_bar(len(tasks), progress)
     if jobs == 1:
