@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import abc
+
 import torch
 from torch import nn
 
 
-class FeatureModel(nn.Module):
+class FeatureModel(nn.Module, abc.ABC):
     """Base class: subclasses define ``forward_features`` (penultimate features) and ``head`` (a linear layer)."""
 
     head: nn.Linear
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features ``(n, num_features)``."""
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """Logits from penultimate features."""
