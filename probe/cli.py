@@ -335,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ProbeInputError as err:
         print(f"probe: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except ProbeError as err:
+    except (ProbeError, OSError) as err:  # OSError: a full disk, a vanished folder ... (committed epochs are kept)
         print(f"probe: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -153,8 +153,12 @@ class RunWriter:
         path = self.run_dir / epoch_filename(epoch)
         temp = temp_path_for(path)
         _fault("before-temp", epoch)
-        write_epoch_h5(temp, payload, fault_hook=lambda phase: _fault(phase, epoch))
-        publish(temp, path)
+        try:
+            write_epoch_h5(temp, payload, fault_hook=lambda phase: _fault(phase, epoch))
+            publish(temp, path)
+        except BaseException:  # e.g. a full disk: leave nothing half-written behind, keep what was committed
+            temp.unlink(missing_ok=True)
+            raise
         _fault("after-rename", epoch)
         entry = {
             "epoch": epoch,
