@@ -240,16 +240,39 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from probe.store.reader import Run, Sweep, open_path
+    from probe.store.reader import SWEEP_JSON, open_path
 
-    target = open_path(args.path)
+    folder = Path(args.path)
+    children = sorted(p for p in folder.iterdir() if (p / SWEEP_JSON).is_file()) if folder.is_dir() else []
+    if children and not (folder / SWEEP_JSON).is_file() and not (folder / "run.json").is_file():
+        # a folder of sweeps, e.g. a fixed-steps sweep and its matched-budget twin
+        if args.json:
+            print(json.dumps({"sweeps": [_info_payload(open_path(c)) for c in children]}, indent=2))
+            return 0
+        for child in children:
+            _info_one(open_path(child), args)
+            print()
+        return 0
+    return _info_one(open_path(args.path), args)
+
+
+def _info_payload(target) -> dict[str, Any]:
+    from probe.store.reader import Sweep
+
+    runs = target.runs if isinstance(target, Sweep) else [target]
+    payload: dict[str, Any] = {"runs": [r.summary() for r in runs]}
+    if isinstance(target, Sweep):
+        payload["sweep"] = {k: v for k, v in target.config.items() if k != "runs"}
+    return payload
+
+
+def _info_one(target, args: argparse.Namespace) -> int:
+    from probe.store.reader import Run, Sweep
+
     runs = target.runs if isinstance(target, Sweep) else [target]
     summaries = [r.summary() for r in runs]
     if args.json:
-        payload: dict[str, Any] = {"runs": summaries}
-        if isinstance(target, Sweep):
-            payload["sweep"] = {k: v for k, v in target.config.items() if k != "runs"}
-        print(json.dumps(payload, indent=2))
+        print(json.dumps(_info_payload(target), indent=2))
         return 0
     if isinstance(target, Sweep):
         cfg = target.config
@@ -335,6 +358,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ProbeInputError as err:
         print(f"probe: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:  # output piped into `head` and the like
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ProbeError, OSError) as err:  # OSError: a full disk, a vanished folder ... (committed epochs are kept)
         print(f"probe: error: {err}", file=sys.stderr)
         return 1

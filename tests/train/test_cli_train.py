@@ -152,3 +152,17 @@ def test_parallel_jobs_and_extra_axes_give_the_same_runs_as_one_at_a_time(tmp_pa
     for a, b in zip(par.runs, ser.runs):
         assert a.name == b.name and a.config["batch_size"] == b.config["batch_size"]
         assert np.array_equal(a.records("test", 2).logits, b.records("test", 2).logits)
+
+
+def test_info_on_a_folder_of_sweeps(tmp_path, capsys):
+    for budget in ("fixed", "matched"):
+        assert main(["sweep", *PARITY, "--lr", "0.1", "0.2", "--budget", budget, "--steps", "4",
+                     "--out", str(tmp_path / "pair" / budget)]) == 0
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "pair")]) == 0
+    text = capsys.readouterr().out
+    assert "budget=fixed" in text and "budget=matched" in text
+    assert main(["info", str(tmp_path / "pair"), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert [s["sweep"]["budget"] for s in payload["sweeps"]] == ["fixed", "matched"]
+    assert [len(s["runs"]) for s in payload["sweeps"]] == [2, 2]
