@@ -98,6 +98,10 @@ def add_train_arguments(p: argparse.ArgumentParser, *, sweep: bool) -> None:
     g = p.add_argument_group("recording and hardware")
     g.add_argument("--record", default="all", help="recorded epochs: all, every:K or log:N (epoch 0 and the last "
                                                    "are always recorded; default: all)")
+    g.add_argument("--record-splits", nargs="+", metavar="SPLIT",
+                   help="splits recorded each epoch (default: all of the dataset's splits)")
+    g.add_argument("--no-sgd-logits", action="store_true",
+                   help="keep only the losses, not the logits, of the minibatch samples SGD saw (large datasets)")
     g.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
     g.add_argument("--amp", action="store_true", help="bfloat16 mixed precision on CUDA")
     g.add_argument("--threads", type=int, default=None,
@@ -134,6 +138,8 @@ def _config_from(args: argparse.Namespace, *, sweep: bool):
         device=args.device,
         amp=args.amp,
         workers=args.workers,
+        record_splits=args.record_splits,
+        sgd_logits=not args.no_sgd_logits,
     )
     if sweep:
         cfg = TrainConfig(lr=args.lr[0], seed=args.seeds[0], batch_size=args.batch_size[0],

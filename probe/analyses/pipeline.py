@@ -401,9 +401,16 @@ def _run_id(source: Source, run: Run, many: bool) -> str:
     return f"{source.label}/{run.name}" if many else run.name
 
 
-def _final_train_acc(run: Run, epoch: int) -> float:
-    split = "train" if "train" in run.splits else run.splits[0]
-    rec = run.records(split, epoch)
+def _final_train_acc(run: Run, epoch: int) -> float | None:
+    """Training accuracy at ``epoch`` in eval mode; without recorded training records, the accuracy on the
+    minibatches SGD saw in that epoch; None when neither was kept (``--record-splits`` without train and
+    ``--no-sgd-logits``)."""
+    if "train" in run.splits:
+        rec = run.records("train", epoch)
+    else:
+        rec = run.sgd_records(epoch)
+        if rec.logits.shape[1] == 0:
+            return None
     return float(np.mean(rec.pred == rec.y)) if len(rec) else float("nan")
 
 
@@ -412,11 +419,14 @@ def _classify(run: Run, committed: list[int]) -> tuple[str, float]:
 
     if not committed:
         return "empty", float("nan")
-    acc = _final_train_acc(run, committed[-1])
+    measured = _final_train_acc(run, committed[-1])
+    acc = float("nan") if measured is None else measured
     if run.diverged is not None:
         return "diverged", acc
     if run.status in ("running", "interrupted"):
         return "incomplete", acc
+    if measured is None:  # training accuracy was not recorded: nothing says the run collapsed
+        return "ok", acc
     if not math.isfinite(acc):
         return "collapsed", acc
     return classify_run(acc, run.num_classes, False), acc

@@ -30,6 +30,8 @@ class TrainConfig:
         record: ``all``, ``every:K`` (every K-th epoch) or ``log:N`` (about N log-spaced epochs); epoch 0 and the
             last epoch are always recorded.
         record_splits: splits recorded each epoch (default: all of the dataset's splits).
+        sgd_logits: keep the logits of every minibatch sample SGD saw (their losses are always kept); turn off for
+            datasets with many samples and classes, where they would dominate the epoch files.
         device: ``auto`` (CUDA, then MPS, then CPU) or a torch device string.
         amp: bfloat16 autocast on CUDA.
         eval_batch_size: batch size of the per-epoch evaluation passes.
@@ -57,6 +59,7 @@ class TrainConfig:
     seed: int = 0
     record: str = "all"
     record_splits: list[str] | None = None
+    sgd_logits: bool = True
     device: str = "auto"
     amp: bool = False
     eval_batch_size: int = 2048

@@ -211,7 +211,8 @@ class Trainer:
                     step_losses[i] = loss.detach()
                     pos_parts.append(positions)
                     loss_parts.append(loss_vec.detach())
-                    logit_parts.append(logits.detach())
+                    if cfg.sgd_logits:
+                        logit_parts.append(logits.detach())
                     step_parts.append(torch.full_like(positions, global_step))
                     global_step += 1
                     if (i + 1) % check_every == 0 or i + 1 == steps_this_epoch:
@@ -241,7 +242,8 @@ class Trainer:
                         "a": a_train[buf_pos].cpu().numpy(),
                         "group": (y_train[buf_pos] * train.num_attrs + a_train[buf_pos]).cpu().numpy(),
                         "is_bc": bc_train[buf_pos].cpu().numpy(),
-                        "logits": torch.cat(logit_parts).cpu().numpy(),
+                        "logits": (torch.cat(logit_parts).cpu().numpy() if cfg.sgd_logits
+                                   else np.zeros((len(buf_pos), 0), np.float32)),
                         "loss": torch.cat(loss_parts).cpu().numpy(),
                         "step": torch.cat(step_parts).cpu().numpy(),
                     }

@@ -208,3 +208,15 @@ def test_cli_analyze_and_bad_input(tiny_parity_run, tmp_path, capsys):
     assert "unknown analysis 'nope'" in capsys.readouterr().err
     assert main(["analyze", str(tmp_path / "missing"), "--quiet"]) == 2
     assert main(["analyze", str(tiny_parity_run), "--epochs", "first", "--quiet"]) == 2
+
+
+def test_collapse_is_judged_from_sgd_minibatches_when_train_is_not_recorded(tmp_path):
+    """Without train records the collapse rule uses the accuracy on the minibatches SGD saw in the last epoch;
+    with neither kept, nothing says the run collapsed."""
+    from probe.train import train
+
+    for name, sgd_logits, expected in (("sgd", True, "collapsed"), ("none", False, "ok")):
+        out = tmp_path / name
+        train(tiny_parity_config(lr=1e-7, epochs=1, record_splits=["test"], sgd_logits=sgd_logits), out)
+        result = analyze(out, out=tmp_path / f"an_{name}", model_epochs="none", progress=False, report=False)
+        assert result.runs["status"].tolist() == [expected], name

@@ -166,3 +166,20 @@ def test_info_on_a_folder_of_sweeps(tmp_path, capsys):
     payload = json.loads(capsys.readouterr().out)
     assert [s["sweep"]["budget"] for s in payload["sweeps"]] == ["fixed", "matched"]
     assert [len(s["runs"]) for s in payload["sweeps"]] == [2, 2]
+
+
+def test_record_splits_and_no_sgd_logits_shrink_the_epoch_files(tmp_path):
+    full, lean = tmp_path / "full", tmp_path / "lean"
+    assert main(["train", *PARITY, "--lr", "0.1", "--epochs", "2", "--out", str(full)]) == 0
+    assert main(["train", *PARITY, "--lr", "0.1", "--epochs", "2", "--record-splits", "test",
+                 "--no-sgd-logits", "--out", str(lean)]) == 0
+    a, b = probe.open_run(full), probe.open_run(lean)
+    assert b.splits == ["test"]
+    with pytest.raises(probe.errors.ProbeInputError, match="not recorded"):
+        b.records("train", 1)
+    assert b.sgd_records(1).logits.shape == (128, 0)
+    import numpy as np
+
+    assert np.array_equal(a.sgd_records(1).loss, b.sgd_records(1).loss)  # training itself is unchanged
+    assert np.array_equal(a.records("test", 2).logits, b.records("test", 2).logits)
+    assert b.summary()["bytes"] < a.summary()["bytes"]
