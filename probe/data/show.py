@@ -80,7 +80,7 @@ def save_sample_grid(dataset: SpuriousDataset, out: str | Path, split: str = "tr
         axes[r, 0].set_ylabel(f"g{g} y={y} a={a}\n{kind} n={int(counts[g])}", fontsize=7, rotation=0, ha="right",
                               va="center")
     fig.suptitle(f"{dataset.name} / {split}: one row per group (y = core label, a = spurious attribute)", fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=80)
