@@ -710,7 +710,7 @@ def _judge(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 def _bar(total: int, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="analyze", unit="analysis", disable=not enabled, dynamic_ncols=True,
+    return tqdm(total=total, desc="analyze", unit="analysis", disable=None if enabled else True, dynamic_ncols=True,
                 file=sys.stderr)
 
 

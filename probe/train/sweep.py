@@ -132,7 +132,7 @@ def run_sweep(base: TrainConfig, out: str | Path, axes: dict[str, Sequence[Any]]
 def _sweep_bar(total: int, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="sweep", unit="run", disable=not enabled, dynamic_ncols=True)
+    return tqdm(total=total, desc="sweep", unit="run", disable=None if enabled else True, dynamic_ncols=True)
 
 
 def train_result_line(result: TrainResult) -> str:

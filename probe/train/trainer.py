@@ -342,7 +342,8 @@ def _progress(total: int, initial: int, enabled: bool, desc: str):
         return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True, leave=False)
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True, leave=False,
+                disable=None)  # None: no bar when stderr is not a terminal (logs, CI)
 
 
 def train(cfg: TrainConfig, out: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,
