@@ -22,3 +22,24 @@ def test_notebook_executes(name, tmp_path):
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert (tmp_path / "analyses" / "example" / "report.html").is_file()
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the figures rendered inline
+
+
+def test_double_mnist_example_gives_what_the_readme_states(tmp_path):
+    """examples/double_mnist_sweep.sh runs end to end, and the verdicts the README quotes are the ones it produces."""
+    import os
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    res = subprocess.run(["bash", str(EXAMPLES / "double_mnist_sweep.sh"), "checkpoints/dm"], cwd=tmp_path,
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    claims = pd.read_csv(tmp_path / "analyses" / "dm" / "claims.csv").set_index("claim")["verdict"]
+    not_agreeing = {"wga_up", "retention_up", "activation_sparsity_up", "early_cmr_up"}
+    assert {c for c, v in claims.items() if v != "agrees"} == not_agreeing
+    runs = pd.read_csv(tmp_path / "analyses" / "dm" / "runs.csv")
+    share = runs.groupby("lr")["final:test/core_attr_share@ig"].mean()
+    assert share.is_monotonic_increasing and share.iloc[0] < 0.3 and share.iloc[-1] > 0.4
+    assert list((tmp_path / "analyses" / "dm" / "attributions").glob("*_ig_bc_test.png"))
