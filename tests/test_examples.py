@@ -41,5 +41,5 @@ def test_double_mnist_example_gives_what_the_readme_states(tmp_path):
     assert {c for c, v in claims.items() if v != "agrees"} == not_agreeing
     runs = pd.read_csv(tmp_path / "analyses" / "dm" / "runs.csv")
     share = runs.groupby("lr")["final:test/core_attr_share@ig"].mean()
-    assert share.is_monotonic_increasing and share.iloc[0] < 0.3 and share.iloc[-1] > 0.4
+    assert share.iloc[0] < 0.3 and share.iloc[1:].min() > 0.4  # from the right digit to the left one
     assert list((tmp_path / "analyses" / "dm" / "attributions").glob("*_ig_bc_test.png"))
