@@ -30,22 +30,25 @@ from probe.train import TrainConfig, train
 from probe.train import trainer as trainer_module
 
 
-def bare_loop(dataset, model_name: str, epochs: int, batch_size: int, lr: float, seed: int) -> float:
+def bare_loop(dataset, model_name: str, epochs: int, batch_size: int, lr: float, seed: int,
+              device: str = "cpu") -> float:
     """A plain hand-written loop: shuffle, slice, forward, backward, step. Returns seconds."""
     torch.manual_seed(seed)
-    model = build_model(model_name, dataset.input_shape, dataset.num_classes)
+    model = build_model(model_name, dataset.input_shape, dataset.num_classes).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=lr)
-    x, y = dataset.train.x, dataset.train.y
+    x, y = dataset.train.x.to(device), dataset.train.y.to(device)
     g = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
     for _ in range(epochs):
-        order = torch.randperm(len(y), generator=g)
+        order = torch.randperm(len(y), generator=g).to(device)
         for s in range(0, len(y), batch_size):
             idx = order[s : s + batch_size]
             loss = F.cross_entropy(model(x[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
@@ -82,6 +85,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--record", default="all")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (both loops run there)")
     args = ap.parse_args()
     torch.set_flush_denormal(True)
     dataset = build_dataset("colored-mnist")
@@ -91,9 +95,9 @@ def main() -> None:
     bare, ours, sizes = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeats):
-            bare.append(bare_loop(dataset, args.model, args.epochs, args.batch_size, 0.1, r))
+            bare.append(bare_loop(dataset, args.model, args.epochs, args.batch_size, 0.1, r, args.device))
             cfg = TrainConfig(dataset="colored-mnist", model=args.model, lr=0.1, epochs=args.epochs,
-                              batch_size=args.batch_size, seed=r, record=args.record, device="cpu")
+                              batch_size=args.batch_size, seed=r, record=args.record, device=args.device)
             out = Path(tmp) / f"run{r}"
             t = time.perf_counter()
             train(cfg, out, dataset=dataset)
@@ -103,7 +107,7 @@ def main() -> None:
     n_files = len(sizes)
     print(f"model={args.model} data=colored-mnist (embedded, {len(dataset.train)} train samples) "
           f"batch={args.batch_size} epochs={args.epochs} steps={steps} record={args.record} repeats={args.repeats} "
-          f"threads={torch.get_num_threads()} torch={torch.__version__}")
+          f"threads={torch.get_num_threads()} device={args.device} torch={torch.__version__}")
     print(f"bare loop        {b:7.3f} s   {steps / b:8.1f} steps/s")
     print(f"probe trainer    {o:7.3f} s   {steps / o:8.1f} steps/s   (records + checkpoints on, {n_files} epoch files)")
     print(f"throughput ratio (trainer / bare): {b / o:.3f}   target >= 0.90")

@@ -1,63 +1,90 @@
 """Analyses of a run or sweep: pure functions over arrays, plus registered per-epoch analyses over runs.
 
-Importing this package registers every per-epoch analysis in :data:`EPOCH_ANALYSES`, which ``probe analyze`` walks.
+Names are imported on first use, so that ``import probe.analyses.base`` (or the CLI) does not load Captum,
+scikit-learn and matplotlib. ``probe analyze`` imports every analysis module, which registers its per-epoch
+analyses in :data:`EPOCH_ANALYSES`.
 Each metric id's definition and code are listed in ``docs/metrics.md``.
 """
 
-from probe.analyses.attribution import (
-    Attributions,
-    analysis_positions,
-    attr_shares,
-    attr_shares_per_sample,
-    attribute_run,
-    attribute_sweep,
-    core_flip_rate,
-    flip_rate,
-    select_positions,
-    shares_table,
-    spurious_flip_rate,
-)
-from probe.analyses.attribution_methods import METHODS, attribute
-from probe.analyses.base import EPOCH_ANALYSES, AnalysisContext, register_epoch_analysis
-from probe.analyses.claims import CLAIMS, Claim, classify_run, evaluate_claims, failures_table
-from probe.analyses.features import cached_features, extract_features, relu_layers
-from probe.analyses.geometry import (
-    attr_selectivity,
-    attr_separation,
-    class_selectivity,
-    class_separation,
-    selectivity,
-    unit_selectivity,
-)
-from probe.analyses.groups import group_accuracy_metrics
-from probe.analyses.logits import logit_metrics, margins, max_softmax, param_norms
-from probe.analyses.losses import (
-    bc_ba_loss_ratio,
-    bc_ba_loss_ratio_sum,
-    bc_loss_share,
-    cmr,
-    confidence_histogram,
-    confidence_histograms,
-    cross_entropy,
-)
-from probe.analyses.probes import balanced_probe_split, dfr_wga, linear_probe, probe_core, probe_spurious
-from probe.analyses.proposition import (
-    PropositionCheck,
-    check_proposition,
-    loss_ratio_curve,
-    ratio_curves,
-    ratio_vs_logit_norm,
-    scaled_cross_entropy,
-)
-from probe.analyses.pruning import (
-    global_magnitude_masks,
-    max_sparsity_at,
-    norm_compressibility,
-    prune_curve,
-    pruned_copy,
-    retention,
-)
-from probe.analyses.sparsity import activation_sparsity, layer_activation_sparsity
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "AnalysisContext": "probe.analyses.base",
+    "Attributions": "probe.analyses.attribution",
+    "CLAIMS": "probe.analyses.claims",
+    "Claim": "probe.analyses.claims",
+    "EPOCH_ANALYSES": "probe.analyses.base",
+    "METHODS": "probe.analyses.attribution_methods",
+    "PropositionCheck": "probe.analyses.proposition",
+    "activation_sparsity": "probe.analyses.sparsity",
+    "analysis_positions": "probe.analyses.attribution",
+    "attr_selectivity": "probe.analyses.geometry",
+    "attr_separation": "probe.analyses.geometry",
+    "attr_shares": "probe.analyses.attribution",
+    "attr_shares_per_sample": "probe.analyses.attribution",
+    "attribute": "probe.analyses.attribution_methods",
+    "attribute_run": "probe.analyses.attribution",
+    "attribute_sweep": "probe.analyses.attribution",
+    "balanced_probe_split": "probe.analyses.probes",
+    "bc_ba_loss_ratio": "probe.analyses.losses",
+    "bc_ba_loss_ratio_sum": "probe.analyses.losses",
+    "bc_loss_share": "probe.analyses.losses",
+    "cached_features": "probe.analyses.features",
+    "check_proposition": "probe.analyses.proposition",
+    "class_selectivity": "probe.analyses.geometry",
+    "class_separation": "probe.analyses.geometry",
+    "classify_run": "probe.analyses.claims",
+    "cmr": "probe.analyses.losses",
+    "confidence_histogram": "probe.analyses.losses",
+    "confidence_histograms": "probe.analyses.losses",
+    "core_flip_rate": "probe.analyses.attribution",
+    "cross_entropy": "probe.analyses.losses",
+    "dfr_wga": "probe.analyses.probes",
+    "evaluate_claims": "probe.analyses.claims",
+    "extract_features": "probe.analyses.features",
+    "failures_table": "probe.analyses.claims",
+    "flip_rate": "probe.analyses.attribution",
+    "global_magnitude_masks": "probe.analyses.pruning",
+    "group_accuracy_metrics": "probe.analyses.groups",
+    "layer_activation_sparsity": "probe.analyses.sparsity",
+    "linear_probe": "probe.analyses.probes",
+    "logit_metrics": "probe.analyses.logits",
+    "loss_ratio_curve": "probe.analyses.proposition",
+    "margins": "probe.analyses.logits",
+    "max_softmax": "probe.analyses.logits",
+    "max_sparsity_at": "probe.analyses.pruning",
+    "norm_compressibility": "probe.analyses.pruning",
+    "param_norms": "probe.analyses.logits",
+    "probe_core": "probe.analyses.probes",
+    "probe_spurious": "probe.analyses.probes",
+    "prune_curve": "probe.analyses.pruning",
+    "pruned_copy": "probe.analyses.pruning",
+    "ratio_curves": "probe.analyses.proposition",
+    "ratio_vs_logit_norm": "probe.analyses.proposition",
+    "register_epoch_analysis": "probe.analyses.base",
+    "relu_layers": "probe.analyses.features",
+    "retention": "probe.analyses.pruning",
+    "scaled_cross_entropy": "probe.analyses.proposition",
+    "select_positions": "probe.analyses.attribution",
+    "selectivity": "probe.analyses.geometry",
+    "shares_table": "probe.analyses.attribution",
+    "spurious_flip_rate": "probe.analyses.attribution",
+    "unit_selectivity": "probe.analyses.geometry",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'probe.analyses' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "CLAIMS",

@@ -35,16 +35,6 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
-from captum.attr import (
-    DeepLift,
-    GradientShap,
-    InputXGradient,
-    IntegratedGradients,
-    LayerAttribution,
-    LayerGradCam,
-    NoiseTunnel,
-    Saliency,
-)
 from torch import nn
 
 from probe.errors import ProbeInputError
@@ -231,6 +221,16 @@ def attribute(
 
 def _attribute_chunk(model, xb, tb, method, layer, n_steps, internal_batch_size, baselines, shap_samples, stdev,
                      nt_samples) -> torch.Tensor:
+    from captum.attr import (  # imported on first use: the CLI and data paths do not need Captum loaded
+        DeepLift,
+        GradientShap,
+        InputXGradient,
+        IntegratedGradients,
+        LayerAttribution,
+        LayerGradCam,
+        Saliency,
+    )
+
     zero = torch.zeros_like(xb[:1])
     base = zero if baselines is None else baselines
     if method == "ig":
@@ -262,6 +262,8 @@ def _attribute_chunk(model, xb, tb, method, layer, n_steps, internal_batch_size,
 
 
 def _run_method(algo, xb, tb, kwargs, stdev, nt_samples) -> torch.Tensor:
+    from captum.attr import NoiseTunnel
+
     if stdev is None:
         attr = algo.attribute(xb, target=tb, **kwargs)
     else:
