@@ -186,7 +186,7 @@ class Trainer:
                 model.train()
                 order = torch.randperm(n_train, generator=shuffle)
                 steps_this_epoch = min(steps_per_epoch, total_steps - global_step)
-                buf_pos = torch.empty(0, dtype=torch.long, device=self.device)
+                keep = epoch in to_record  # minibatch records are kept only for epochs that are written
                 pos_parts, loss_parts, logit_parts, step_parts = [], [], [], []
                 step_losses = torch.zeros(steps_this_epoch, device=self.device)
                 for i, (positions, xb) in enumerate(
@@ -209,11 +209,12 @@ class Trainer:
                     loss.backward()
                     optimizer.step()
                     step_losses[i] = loss.detach()
-                    pos_parts.append(positions)
-                    loss_parts.append(loss_vec.detach())
-                    if cfg.sgd_logits:
-                        logit_parts.append(logits.detach())
-                    step_parts.append(torch.full_like(positions, global_step))
+                    if keep:
+                        pos_parts.append(positions)
+                        loss_parts.append(loss_vec.detach())
+                        if cfg.sgd_logits:
+                            logit_parts.append(logits.detach())
+                        step_parts.append(torch.full_like(positions, global_step))
                     global_step += 1
                     if (i + 1) % check_every == 0 or i + 1 == steps_this_epoch:
                         if not bool(torch.isfinite(step_losses[: i + 1]).all()):
@@ -234,7 +235,7 @@ class Trainer:
                     bar.close()
                     return TrainResult("diverged", self.out, writer.committed_epochs, global_step, diverged,
                                        time.perf_counter() - started)
-                if epoch in to_record:
+                if keep:
                     buf_pos = torch.cat(pos_parts)
                     sgd = {
                         "index": idx_train[buf_pos].cpu().numpy(),
