@@ -196,6 +196,11 @@ class SpuriousDataset:
     render_spurious: Renderer | None = None
     render_core: Renderer | None = None
 
+    def __post_init__(self) -> None:
+        empty = [name for name, s in self.splits.items() if len(s) == 0]
+        if empty:  # a builder must leave out a split it has no samples for (e.g. val_fraction=0)
+            raise ValueError(f"dataset {self.name!r}: empty split(s) {', '.join(empty)}")
+
     def split(self, name: str) -> Split:
         try:
             return self.splits[name]

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from probe.data.base import BC_RULE_MAJORITY, Split, SpuriousDataset, majority_bc
-from probe.data.images import ImageFiles, check_files_exist
+from probe.data.images import ImageFiles, check_files_exist, crop_geometry
 from probe.data.roots import candidate_dirs, missing_data, resolve_data_root
 from probe.data.tables import parse_int, read_csv_rows
 from probe.errors import DataFormatError, ProbeInputError
@@ -138,10 +138,7 @@ def celeba(
     images = _find_images(root, attr_path)
     if images is None:
         raise missing_data("celeba", CELEBA_WHERE + " (img_align_celeba/ is missing)", root)
-    image_size = int(image_size)
-    resize = int(resize) if resize is not None else image_size
-    if image_size < 1 or resize < image_size:
-        raise ProbeInputError(f"celeba: need 1 <= image_size <= resize, got {image_size} and {resize}")
+    image_size, resize = crop_geometry("celeba", image_size, resize, default=int(image_size))
     names, ids, values, lines = read_attributes(attr_path)
     for column in (target, attribute):
         if column not in names:

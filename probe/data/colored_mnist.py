@@ -18,7 +18,7 @@ from probe.data.base import (
     spurious_attributes,
     unbiased_attributes,
 )
-from probe.data.digits import resize_images
+from probe.data.digits import digit_parts, resize_images
 from probe.data.mnist import digit_pool
 
 #: One RGB colour per class (attribute), well separated.
@@ -65,15 +65,9 @@ def colored_mnist(
     rho = check_rho(rho, "colored-mnist")
     digits, root = digit_pool(data_root, seed)
     g = torch.Generator().manual_seed(seed)
-    pool_images = resize_images(digits.train_images, image_size)
-    test_images = resize_images(digits.test_images, image_size)
-    perm = torch.randperm(len(digits.train_labels), generator=g)
-    n_val = int(round(len(perm) * val_fraction))
-    parts = {
-        "train": (pool_images[perm[n_val:]], digits.train_labels[perm[n_val:]], perm[n_val:]),
-        "val": (pool_images[perm[:n_val]], digits.train_labels[perm[:n_val]], perm[:n_val]),
-        "test": (test_images, digits.test_labels, torch.arange(len(digits.test_labels)) + 1_000_000),
-    }
+    parts = digit_parts(resize_images(digits.train_images, image_size), digits.train_labels,
+                        resize_images(digits.test_images, image_size), digits.test_labels, val_fraction, g,
+                        "colored-mnist")
     grays: dict[str, torch.Tensor] = {}
     jitters: dict[str, torch.Tensor] = {}
     splits: dict[str, Split] = {}
@@ -95,7 +89,7 @@ def colored_mnist(
         positions = positions.cpu()
         return colorize(grays[split][positions], new_a.cpu(), jitters[split][positions])
 
-    side = pool_images.shape[-1]
+    side = parts["train"][0].shape[-1]
     return SpuriousDataset(
         name="colored-mnist",
         num_classes=10,

@@ -35,6 +35,25 @@ def resize_images(images: torch.Tensor, size: int | tuple[int, int] | None) -> t
     return out.squeeze(1) if squeeze else out
 
 
+def digit_parts(pool: torch.Tensor, pool_labels: torch.Tensor, test: torch.Tensor, test_labels: torch.Tensor,
+                val_fraction: float, generator: torch.Generator,
+                name: str) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """``{split: (images, labels, stable index)}`` for MNIST-based datasets: the training pool split by a random
+    permutation into train and ``round(n * val_fraction)`` validation digits (none: no ``val`` split), and the test
+    pool, whose indices are offset by 1,000,000 so that they never collide with training ones."""
+    from probe.errors import ProbeInputError
+
+    if not 0.0 <= val_fraction < 1.0:
+        raise ProbeInputError(f"{name}: val_fraction must lie in [0, 1), got {val_fraction}")
+    perm = torch.randperm(len(pool_labels), generator=generator)
+    n_val = int(round(len(perm) * val_fraction))
+    parts = {"train": (pool[perm[n_val:]], pool_labels[perm[n_val:]], perm[n_val:])}
+    if n_val:
+        parts["val"] = (pool[perm[:n_val]], pool_labels[perm[:n_val]], perm[:n_val])
+    parts["test"] = (test, test_labels, torch.arange(len(test_labels)) + 1_000_000)
+    return parts
+
+
 def embedded_digits(seed: int = 0, test_fraction: float = 1 / 3) -> DigitImages:
     """scikit-learn's digits, split once into a training and a test pool by a fixed permutation of ``seed``."""
     from sklearn.datasets import load_digits

@@ -20,7 +20,7 @@ from probe.data.base import (
     spurious_attributes,
     unbiased_attributes,
 )
-from probe.data.digits import resize_images
+from probe.data.digits import digit_parts, resize_images
 from probe.data.mnist import digit_pool
 from probe.errors import ProbeInputError
 
@@ -67,13 +67,8 @@ def double_mnist(
     g = torch.Generator().manual_seed(seed)
     pool_images = resize_images(digits.train_images, image_size)
     test_images = resize_images(digits.test_images, image_size)
-    perm = torch.randperm(len(digits.train_labels), generator=g)
-    n_val = int(round(len(perm) * val_fraction))
-    parts = {
-        "train": (pool_images[perm[n_val:]], digits.train_labels[perm[n_val:]], perm[n_val:]),
-        "val": (pool_images[perm[:n_val]], digits.train_labels[perm[:n_val]], perm[:n_val]),
-        "test": (test_images, digits.test_labels, torch.arange(len(digits.test_labels)) + 1_000_000),
-    }
+    parts = digit_parts(pool_images, digits.train_labels, test_images, digits.test_labels, val_fraction, g,
+                        "double-mnist")
     side = pool_images.shape[-1]
     left_half = torch.zeros(side, 2 * side, dtype=torch.bool)
     left_half[:, :side] = True

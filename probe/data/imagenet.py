@@ -14,9 +14,9 @@ import torch
 
 from probe.data.base import SpuriousDataset
 from probe.data.cifar import STANDARD_BC_RULE, STANDARD_MASK_NOTE, holdout, single_attribute_split
-from probe.data.images import IMAGE_SUFFIXES, ImageFiles, default_resize
+from probe.data.images import IMAGE_SUFFIXES, ImageFiles, crop_geometry
 from probe.data.roots import candidate_dirs, missing_data, resolve_data_root
-from probe.errors import DataFormatError, ProbeInputError
+from probe.errors import DataFormatError
 
 IMAGENET_WHERE = "put class folders at DIR/train/<class>/*.JPEG and DIR/val/<class>/*.JPEG"
 _DIRS = ("imagenet", "ImageNet", "ILSVRC2012", "imagenet/ILSVRC/Data/CLS-LOC", "ILSVRC/Data/CLS-LOC")
@@ -75,10 +75,7 @@ def imagenet(
     folder = find_imagenet(root) if root is not None else None
     if folder is None:
         raise missing_data("imagenet", IMAGENET_WHERE, root)
-    image_size = int(image_size)
-    resize = int(resize) if resize is not None else default_resize(image_size)
-    if image_size < 1 or resize < image_size:
-        raise ProbeInputError(f"imagenet: need 1 <= image_size <= resize, got {image_size} and {resize}")
+    image_size, resize = crop_geometry("imagenet", image_size, resize)
     classes, train_paths, train_labels = scan_class_folders(folder / "train")
     _, test_paths, test_labels = scan_class_folders(folder / "val", classes)
     train_y = torch.tensor(train_labels, dtype=torch.long)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from probe.errors import DataFormatError
+from probe.errors import DataFormatError, ProbeInputError
 
 #: ImageNet channel statistics, the usual normalisation for natural images.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -31,6 +31,20 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".ti
 def default_resize(crop: int) -> int:
     """The resize side that goes with a centre crop, in the 256 -> 224 proportion."""
     return int(round(crop * 256 / 224))
+
+
+def crop_geometry(name: str, image_size: int, resize: int | None,
+                  default: int | None = None) -> tuple[int, int]:
+    """``(image_size, resize)`` validated: ``resize`` defaults to ``default`` (or :func:`default_resize`) and must be
+    at least the crop side."""
+    image_size = int(image_size)
+    if resize is not None:
+        resize = int(resize)
+    else:
+        resize = default if default is not None else default_resize(image_size)
+    if image_size < 1 or resize < image_size:
+        raise ProbeInputError(f"{name}: need 1 <= image_size <= resize, got {image_size} and {resize}")
+    return image_size, resize
 
 
 def load_image(path: str | Path, mode: str = "RGB") -> torch.Tensor:

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from probe.data.base import BC_RULE_MAJORITY, Split, SpuriousDataset, majority_bc
-from probe.data.images import ImageFiles, MaskFiles, check_files_exist, default_resize
+from probe.data.images import ImageFiles, MaskFiles, check_files_exist, crop_geometry
 from probe.data.roots import candidate_dirs, missing_data, resolve_data_root
 from probe.data.tables import parse_int, read_csv_rows
 from probe.errors import DataFormatError, ProbeInputError
@@ -94,10 +94,7 @@ def waterbirds(
     folder = find_waterbirds(root) if root is not None else None
     if folder is None:
         raise missing_data("waterbirds", WATERBIRDS_WHERE, root)
-    image_size = int(image_size)
-    resize = int(resize) if resize is not None else default_resize(image_size)
-    if image_size < 1 or resize < image_size:
-        raise ProbeInputError(f"waterbirds: need 1 <= image_size <= resize, got {image_size} and {resize}")
+    image_size, resize = crop_geometry("waterbirds", image_size, resize)
     meta_path = folder / "metadata.csv"
     meta = read_metadata(meta_path)
     paths = [folder / f for f in meta["filename"]]

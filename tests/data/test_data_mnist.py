@@ -92,3 +92,14 @@ def test_double_mnist_native_size_and_halves(tmp_path, monkeypatch):
     core, spur = t.masks(pos, "core"), t.masks(pos, "spurious")
     assert core[:, :, :28].all() and not core[:, :, 28:].any()
     assert torch.equal(spur, ~core)
+
+
+def test_val_fraction_zero_leaves_out_the_split_and_out_of_range_is_refused():
+    from probe.data import build_dataset
+    from probe.errors import ProbeInputError
+
+    for name in ("colored-mnist", "double-mnist"):
+        ds = build_dataset(name, val_fraction=0.0)
+        assert set(ds.splits) == {"train", "test"} and len(ds.train) == 1198
+        with pytest.raises(ProbeInputError, match="val_fraction must lie in"):
+            build_dataset(name, val_fraction=1.5)
