@@ -164,30 +164,33 @@ def other_values(values: torch.Tensor, num_values: int, seed: int = 0) -> torch.
     return (values.cpu() + shift) % num_values
 
 
+def _counterfactual_flip_rate(model: nn.Module, dataset: SpuriousDataset, split: str, positions: torch.Tensor,
+                              feature: str, seed: int, device: torch.device | str | None) -> float:
+    """:func:`flip_rate` between samples and their re-renderings with another value of ``feature`` (``"spurious"``:
+    the attribute ``a`` via ``render_spurious``; ``"core"``: the label ``y`` via ``render_core``)."""
+    spurious = feature == "spurious"
+    render = dataset.render_spurious if spurious else dataset.render_core
+    if render is None:
+        raise ProbeInputError(f"dataset {dataset.name!r} cannot re-render a sample's {feature} feature")
+    s = dataset.split(split)
+    positions = torch.as_tensor(positions).long().cpu()
+    values, num_values = (s.a, dataset.num_attrs) if spurious else (s.y, dataset.num_classes)
+    x_cf = render(split, positions, other_values(values[positions.to(values.device)], num_values, seed))
+    return flip_rate(model, s.inputs(positions).cpu(), x_cf.cpu(), device=device)
+
+
 def spurious_flip_rate(model: nn.Module, dataset: SpuriousDataset, split: str, positions: torch.Tensor,
                        seed: int = 0, device: torch.device | str | None = None) -> float:
     """``spurious_flip_rate``: :func:`flip_rate` between samples and their re-renderings with another spurious
     attribute (:func:`other_values` of ``a``, via ``dataset.render_spurious``)."""
-    if dataset.render_spurious is None:
-        raise ProbeInputError(f"dataset {dataset.name!r} cannot re-render a sample's spurious attribute")
-    s = dataset.split(split)
-    positions = torch.as_tensor(positions).long().cpu()
-    new_a = other_values(s.a[positions.to(s.a.device)], dataset.num_attrs, seed)
-    x_cf = dataset.render_spurious(split, positions, new_a)
-    return flip_rate(model, s.inputs(positions).cpu(), x_cf.cpu(), device=device)
+    return _counterfactual_flip_rate(model, dataset, split, positions, "spurious", seed, device)
 
 
 def core_flip_rate(model: nn.Module, dataset: SpuriousDataset, split: str, positions: torch.Tensor,
                    seed: int = 0, device: torch.device | str | None = None) -> float:
     """``core_flip_rate``: :func:`flip_rate` between samples and their re-renderings with another core label
     (:func:`other_values` of ``y``, via ``dataset.render_core``)."""
-    if dataset.render_core is None:
-        raise ProbeInputError(f"dataset {dataset.name!r} cannot re-render a sample's core feature")
-    s = dataset.split(split)
-    positions = torch.as_tensor(positions).long().cpu()
-    new_y = other_values(s.y[positions.to(s.y.device)], dataset.num_classes, seed)
-    x_cf = dataset.render_core(split, positions, new_y)
-    return flip_rate(model, s.inputs(positions).cpu(), x_cf.cpu(), device=device)
+    return _counterfactual_flip_rate(model, dataset, split, positions, "core", seed, device)
 
 
 # -- which samples -----------------------------------------------------------------------------------------------
