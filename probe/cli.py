@@ -246,48 +246,79 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    """Describe a run, a sweep or a folder of sweeps; exits 1 when a run shown is damaged (see ``--verify``)."""
     from probe.store.reader import SWEEP_JSON, open_path
 
     folder = Path(args.path)
     children = sorted(p for p in folder.iterdir() if (p / SWEEP_JSON).is_file()) if folder.is_dir() else []
     if children and not (folder / SWEEP_JSON).is_file() and not (folder / "run.json").is_file():
         # a folder of sweeps, e.g. a fixed-steps sweep and its matched-budget twin
+        payloads = [_info_payload(open_path(c), verify=args.verify) for c in children]
         if args.json:
-            print(json.dumps({"sweeps": [_info_payload(open_path(c)) for c in children]}, indent=2))
-            return 0
-        for child in children:
-            _info_one(open_path(child), args)
-            print()
-        return 0
-    return _info_one(open_path(args.path), args)
+            print(json.dumps({"sweeps": payloads}, indent=2))
+        else:
+            for child, payload in zip(children, payloads):
+                _info_one(open_path(child), payload)
+                print()
+        return _info_exit_code(*payloads)
+    target = open_path(args.path)
+    payload = _info_payload(target, verify=args.verify)
+    if args.json:
+        print(json.dumps(payload, indent=2))
+    else:
+        _info_one(target, payload)
+    return _info_exit_code(payload)
 
 
-def _info_payload(target) -> dict[str, Any]:
+def _info_exit_code(*payloads: dict[str, Any]) -> int:
+    return 1 if any(r["status"] == "damaged" for p in payloads for r in p["runs"]) else 0
+
+
+def _run_summary(run_dir: Path, *, verify: bool) -> dict[str, Any]:
+    """``Run.summary()``, or ``status: damaged`` with the problems; with ``verify`` every file is checked first."""
+    from probe.errors import ProbeError
+    from probe.store.reader import Run
+    from probe.store.verify import Problem, verify_run
+
+    problems: list[Problem] = []
+    if verify:
+        problems = verify_run(run_dir).problems
+    summary: dict[str, Any] = {"name": run_dir.name, "path": str(run_dir)}
+    if not problems:
+        try:
+            summary = Run(run_dir).summary()
+        except (ProbeError, OSError) as err:  # run.json or manifest.json damaged
+            problems = [Problem.from_error(run_dir / "run.json", err)]
+    if problems:
+        summary["status"] = "damaged"
+    if verify or problems:
+        summary["problems"] = [{"file": str(p.file), "reason": p.reason} for p in problems]
+    return summary
+
+
+def _info_payload(target, *, verify: bool = False) -> dict[str, Any]:
     from probe.store.reader import Sweep
 
-    runs = target.runs if isinstance(target, Sweep) else [target]
-    payload: dict[str, Any] = {"runs": [r.summary() for r in runs]}
     if isinstance(target, Sweep):
+        payload: dict[str, Any] = {"runs": [_run_summary(d, verify=verify) for d in target.run_dirs()]}
         payload["sweep"] = {k: v for k, v in target.config.items() if k != "runs"}
-    return payload
+        return payload
+    if not verify:
+        return {"runs": [target.summary()]}  # a damaged run.json or manifest.json is an error (exit 2)
+    return {"runs": [_run_summary(target.path, verify=True)]}
 
 
-def _info_one(target, args: argparse.Namespace) -> int:
+def _info_one(target, payload: dict[str, Any]) -> None:
     from probe.store.reader import Run, Sweep
 
-    runs = target.runs if isinstance(target, Sweep) else [target]
-    summaries = [r.summary() for r in runs]
-    if args.json:
-        print(json.dumps(_info_payload(target), indent=2))
-        return 0
     if isinstance(target, Sweep):
         cfg = target.config
         base = cfg["base_config"]
         print(f"sweep {target.path}  budget={cfg.get('budget')}  axes="
               + ", ".join(f"{k}={v}" for k, v in cfg["axes"].items()))
         print(f"  dataset={base['dataset']} {base.get('dataset_options') or ''}  model={base['model']} "
-              f"{base.get('model_options') or ''}  optimizer={base['optimizer']}")
-        missing = len(cfg["runs"]) - len(runs)
+              f"{base.get('model_options') or ''}  optimizer={base.get('optimizer')}")
+        missing = len(cfg["runs"]) - len(payload["runs"])
         if missing:
             print(f"  {missing} run(s) not started yet")
     else:
@@ -299,12 +330,25 @@ def _info_one(target, args: argparse.Namespace) -> int:
             print(f"  {key:16s} {cfg.get(key)}")
     header = f"  {'run':28s} {'status':12s} {'lr':>8s} {'seed':>4s} {'epochs':>6s} {'step':>7s} {'MB':>8s}  divergence"
     print(header)
-    for s in summaries:
+    for s in payload["runs"]:
+        if s["status"] == "damaged":
+            p = s["problems"][0]
+            print(f"  {s['name']:28s} {'damaged':12s} {Path(p['file']).name}: {p['reason']}")
+            continue
         d = s["diverged"]
         div = f"epoch {d['epoch']} step {d['step']} loss {d['loss']}" if d else "-"
         print(f"  {s['name']:28s} {s['status']:12s} {s['lr']:8g} {s['seed']:4d} {s['epochs_committed']:6d} "
               f"{s['last_step'] if s['last_step'] is not None else '-':>7} {s['bytes'] / 1e6:8.2f}  {div}")
-    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """One line per run, ``ok`` or ``damaged: <file>: <reason>``; exit 0 when every run is intact, 1 otherwise."""
+    from probe.store.verify import verify_path
+
+    reports = verify_path(args.path)
+    for report in reports:
+        print(report.line())
+    return 0 if all(r.ok for r in reports) else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -333,7 +377,18 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Config, committed epochs, status, sizes and divergence of a run or sweep.")
     p.add_argument("path", help="run or sweep directory")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--verify", action="store_true",
+                   help="re-hash and check every file first; damaged runs show status 'damaged' and the reason "
+                        "(exit code 1 when any run is damaged)")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("verify", help="check every file of a run or sweep",
+                       description="Re-hash every epoch file against manifest.json and check run.json, "
+                                   "manifest.json, HDF5 safety and record shapes. Prints one line per run, 'ok' or "
+                                   "'damaged: <file>: <reason>'. Exit code 0 when every run is intact, 1 when any "
+                                   "is damaged, 2 when PATH is not a run, a sweep or a folder of sweeps.")
+    p.add_argument("path", help="run directory, sweep directory or folder of sweeps")
+    p.set_defaults(func=cmd_verify)
 
     for module in _command_modules():
         module.register(sub)

@@ -6,8 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
+
+from probe.errors import DamagedFileError
 
 TEMP_PREFIX = ".tmp-"
 
@@ -59,9 +62,34 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
+#: Larger JSON files are refused unread: probe's own are a few KB (``sweep.json`` of a big sweep: a few hundred KB).
+MAX_JSON_BYTES = 16 << 20
+
+
 def read_json(path: Path) -> Any:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    """The JSON document in ``path``. A file that is not a regular file, larger than :data:`MAX_JSON_BYTES`, not
+    UTF-8 or not valid JSON (a truncated write, say) raises :class:`DamagedFileError` naming it; a missing file
+    raises ``FileNotFoundError``."""
+    path = Path(path)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # O_NONBLOCK: a FIFO in place of the file must not hang us
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise DamagedFileError(f"{path}: not a regular file")
+        if st.st_size > MAX_JSON_BYTES:
+            raise DamagedFileError(f"{path}: {st.st_size} bytes, more than a probe JSON file holds ({MAX_JSON_BYTES})")
+        data = fh.read(MAX_JSON_BYTES + 1)
+    if len(data) > MAX_JSON_BYTES:
+        raise DamagedFileError(f"{path}: more than {MAX_JSON_BYTES} bytes, more than a probe JSON file holds")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise DamagedFileError(f"{path}: not UTF-8 text (damaged?)") from None
+    except json.JSONDecodeError as err:
+        what = "empty" if not data.strip() else f"not valid JSON ({err.msg} at line {err.lineno} column {err.colno})"
+        raise DamagedFileError(f"{path}: {what}; truncated or damaged?") from None
+    except RecursionError:
+        raise DamagedFileError(f"{path}: JSON nested too deeply") from None
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

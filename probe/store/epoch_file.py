@@ -22,6 +22,7 @@ import h5py
 import numpy as np
 import torch
 
+from probe.errors import DamagedFileError
 from probe.store.schema import SCHEMA_VERSION
 
 RECORD_FIELDS = ("index", "y", "a", "group", "is_bc", "logits", "loss")
@@ -97,25 +98,95 @@ def _write_optimizer(g: h5py.Group, state_dict: dict[str, Any]) -> None:
     g.attrs["plain_state"] = json.dumps(plain)
 
 
-def read_optimizer(g: h5py.Group) -> dict[str, Any]:
-    """Rebuild an optimizer ``state_dict`` written by :func:`write_epoch_h5`."""
-    tensor_keys = json.loads(g.attrs["tensor_keys"])
-    plain = json.loads(g.attrs["plain_state"])
-    state: dict[int, dict[str, Any]] = {}
-    for pid in set(tensor_keys) | set(plain):
-        entry: dict[str, Any] = dict(plain.get(pid, {}))
-        for key, dtype in tensor_keys.get(pid, {}).items():
-            entry[key] = torch.from_numpy(np.asarray(g["state"][pid][key][()])).to(getattr(torch, dtype))
-        state[int(pid)] = entry
-    return {"state": state, "param_groups": json.loads(g.attrs["param_groups"])}
+def read_optimizer(g: h5py.Group, where: str = "/optimizer") -> dict[str, Any]:
+    """Rebuild an optimizer ``state_dict`` written by :func:`write_epoch_h5` (``where`` names it in errors)."""
+    try:
+        tensor_keys = json.loads(g.attrs["tensor_keys"])
+        plain = json.loads(g.attrs["plain_state"])
+        param_groups = json.loads(g.attrs["param_groups"])
+        state: dict[int, dict[str, Any]] = {}
+        for pid in set(tensor_keys) | set(plain):
+            entry: dict[str, Any] = dict(plain.get(pid, {}))
+            for key, dtype_name in tensor_keys.get(pid, {}).items():
+                dtype = getattr(torch, str(dtype_name), None)
+                if not isinstance(dtype, torch.dtype):
+                    raise DamagedFileError(f"{where}: unknown tensor dtype {dtype_name!r}")
+                entry[key] = torch.from_numpy(np.asarray(g["state"][pid][key][()])).to(dtype)
+            state[int(pid)] = entry
+    except (KeyError, ValueError, TypeError, AttributeError) as err:
+        if isinstance(err, DamagedFileError):
+            raise
+        reason = f"{type(err).__name__}: {err}"
+        raise DamagedFileError(f"{where}: optimizer state not as probe writes it ({reason})") from None
+    return {"state": state, "param_groups": param_groups}
 
 
-def read_model_state(f: h5py.File) -> dict[str, torch.Tensor]:
-    return {name: torch.from_numpy(np.asarray(ds[()])) for name, ds in f["model"].items()}
+def read_model_state(f: h5py.File, where: str = "/model") -> dict[str, torch.Tensor]:
+    """The model's ``state_dict`` (``where`` names the group in errors)."""
+    return {name: torch.from_numpy(np.asarray(ds[()])) for name, ds in require_group(f, "model", where).items()}
 
 
 def read_fields(g: h5py.Group, names=None) -> dict[str, np.ndarray]:
     return {name: np.asarray(g[name][()]) for name in (names or g.keys()) if name in g}
+
+
+def require_group(parent: h5py.Group, name: str, where: str) -> h5py.Group:
+    """``parent[name]``, which must be a group; :class:`DamagedFileError` naming ``where`` otherwise."""
+    obj = parent.get(name)
+    if not isinstance(obj, h5py.Group):
+        raise DamagedFileError(f"{where}: {'missing' if obj is None else 'not a group'}")
+    return obj
+
+
+#: Numpy dtype kinds of the record fields, with their names for messages.
+RECORD_KINDS = {"index": ("iu", "integer"), "y": ("iu", "integer"), "a": ("iu", "integer"),
+                "group": ("iu", "integer"), "step": ("iu", "integer"), "is_bc": ("b", "bool"),
+                "logits": ("f", "float"), "loss": ("f", "float")}
+
+
+def read_records(g: h5py.Group, names: tuple[str, ...], *, num_classes: int, num_attrs: int,
+                 logits_widths: tuple[int, ...], where: str) -> dict[str, np.ndarray]:
+    """The record fields ``names`` of group ``g``, checked: every field present with its kind, one length ``n`` for
+    all, ``logits`` of shape ``(n, K)`` with ``K`` in ``logits_widths``, ``0 <= y < num_classes``,
+    ``0 <= a < num_attrs``, ``group == y * num_attrs + a``, ``index`` and ``step`` non-negative.
+
+    Raises :class:`DamagedFileError` naming ``where`` (the file and group) and the field.
+    """
+    out: dict[str, np.ndarray] = {}
+    for name in names:
+        ds = g.get(name)
+        if not isinstance(ds, h5py.Dataset):
+            raise DamagedFileError(f"{where}: field {name!r} {'missing' if ds is None else 'is not a dataset'}")
+        kinds, kind_name = RECORD_KINDS[name]
+        if ds.dtype.kind not in kinds:
+            raise DamagedFileError(f"{where}: field {name!r} has dtype {ds.dtype}, expected {kind_name}")
+        out[name] = np.asarray(ds[()])
+    n = len(out[names[0]]) if out[names[0]].ndim else -1
+    for name, arr in out.items():
+        ndim = 2 if name == "logits" else 1
+        if arr.ndim != ndim or arr.shape[0] != n:
+            raise DamagedFileError(f"{where}: field {name!r} has shape {arr.shape}, expected "
+                                   f"{'(n, K)' if ndim == 2 else '(n,)'} with n = {n}")
+    if "logits" in out and out["logits"].shape[1] not in logits_widths:
+        raise DamagedFileError(f"{where}: logits have {out['logits'].shape[1]} columns, the run has "
+                               f"{num_classes} classes")
+    _check_range(out, "y", num_classes, where)
+    _check_range(out, "a", num_attrs, where)
+    _check_range(out, "index", None, where)
+    _check_range(out, "step", None, where)
+    if {"y", "a", "group"} <= out.keys() and not np.array_equal(out["group"], out["y"] * num_attrs + out["a"]):
+        raise DamagedFileError(f"{where}: field 'group' is not y * {num_attrs} + a")
+    return out
+
+
+def _check_range(fields: dict[str, np.ndarray], name: str, stop: int | None, where: str) -> None:
+    arr = fields.get(name)
+    if arr is None or not arr.size:
+        return
+    low, high = int(arr.min()), int(arr.max())
+    if low < 0 or (stop is not None and high >= stop):
+        bound = f"in [0, {stop})" if stop is not None else ">= 0"
+        raise DamagedFileError(f"{where}: field {name!r} holds values in [{low}, {high}], expected {bound}")
 
 
 def file_size(path: Path) -> int:

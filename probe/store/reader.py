@@ -1,13 +1,19 @@
 """Read-only access to run and sweep directories.
 
-A :class:`Run` sees only the epochs listed in ``manifest.json``; every epoch file is checked against the manifest's
-size and sha256 before its first read, so a truncated or altered file raises :class:`CorruptEpochError` instead of
-being read silently. Reading is safe while the run's writer is still training.
+A :class:`Run` sees only the epochs listed in ``manifest.json``. Every read of an epoch file reads the whole file once,
+checks its size and sha256 against the manifest, and opens those very bytes in memory through
+:mod:`probe.store.safe_h5` (no links, external storage or declared sizes the file cannot hold); records are checked
+against ``run.json`` (lengths, dtypes, logit width). A truncated, altered or hostile file raises
+:class:`~probe.errors.DamagedFileError` (:class:`~probe.errors.CorruptEpochError` for a size or hash mismatch) instead
+of being read silently. ``run.json`` and ``manifest.json`` are validated on every read. Reading is safe while the
+run's writer is still training.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -17,10 +23,12 @@ import h5py
 import numpy as np
 import torch
 
-from probe.errors import CorruptEpochError, ProbeInputError, RunDirectoryError
-from probe.store.atomic import read_json, sha256_file
-from probe.store.epoch_file import RECORD_FIELDS, read_fields, read_model_state, read_optimizer
+from probe.errors import CorruptEpochError, DamagedFileError, ProbeInputError, RunDirectoryError
+from probe.store.atomic import read_json
+from probe.store.epoch_file import RECORD_FIELDS, read_model_state, read_optimizer, read_records, require_group
 from probe.store.lock import is_locked
+from probe.store.metadata import check_diverged, check_manifest, check_run_info, check_sweep_config
+from probe.store.safe_h5 import damaged_as, open_image, read_verified
 from probe.store.schema import check_schema
 from probe.store.writer import DIVERGED_JSON, MANIFEST_JSON, RUN_JSON
 
@@ -63,23 +71,38 @@ class Dynamics:
         if first is None:
             raise RunDirectoryError(f"{run.path}: no committed epochs yet")
         self.index, self.y, self.a, self.group, self.is_bc = first.index, first.y, first.a, first.group, first.is_bc
+        self._first: Records | None = first
 
-    def _stack(self, name: str) -> np.ndarray:
-        out = []
+    @cached_property
+    def _stacked(self) -> tuple[np.ndarray, np.ndarray]:
+        """Logits and losses of every epoch, each epoch file read once."""
+        logits, loss = [], []
         for e in self.epochs:
-            rec = self.run.records(self.split, int(e))
+            first = self._first if e == self.epochs[0] else None
+            rec = first if first is not None else self.run.records(self.split, int(e))
             if not np.array_equal(rec.index, self.index):
                 raise CorruptEpochError(f"{self.run.path}: epoch {e} of split {self.split!r} has another sample order")
-            out.append(getattr(rec, name))
-        return np.stack(out)
+            logits.append(rec.logits)
+            loss.append(rec.loss)
+        self._first = None
+        return np.stack(logits), np.stack(loss)
 
-    @cached_property
+    @property
     def logits(self) -> np.ndarray:
-        return self._stack("logits")
+        return self._stacked[0]
 
-    @cached_property
+    @property
     def loss(self) -> np.ndarray:
-        return self._stack("loss")
+        return self._stacked[1]
+
+
+@dataclass
+class _OpenEpoch:
+    """An epoch file being read: the open file, its path, and ``run.json`` as read with it."""
+
+    file: h5py.File
+    path: Path
+    info: dict[str, Any]
 
 
 class Run:
@@ -95,9 +118,8 @@ class Run:
         self.path = Path(path)
         if not (self.path / RUN_JSON).is_file():
             raise RunDirectoryError(f"{self.path}: not a run directory (no {RUN_JSON})")
-        self._verified: dict[int, tuple[int, float]] = {}
-        info = self.info_json
-        check_schema(info.get("schema_version"), str(self.path / RUN_JSON))
+        self._checked_digests: set[str] = set()  # contents whose safety walk passed (see _open)
+        self.info_json  # noqa: B018 - validates run.json now, so a damaged run fails to open
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, lr={self.lr}, epochs={len(self.epochs)}, status={self.status!r})"
@@ -105,8 +127,9 @@ class Run:
     # -- metadata ------------------------------------------------------------------------------------------------
     @property
     def info_json(self) -> dict[str, Any]:
-        """``run.json`` as it is now (re-read on each access; the writer updates it)."""
-        return read_json(self.path / RUN_JSON)
+        """``run.json`` as it is now (re-read and validated on each access; the writer updates it)."""
+        path = self.path / RUN_JSON
+        return check_run_info(read_json(path), path)
 
     @cached_property
     def config(self) -> dict[str, Any]:
@@ -144,16 +167,14 @@ class Run:
     def diverged(self) -> dict[str, Any] | None:
         """``diverged.json`` (step, epoch, loss, lr) or None."""
         path = self.path / DIVERGED_JSON
-        return read_json(path) if path.is_file() else None
+        return check_diverged(read_json(path), path) if path.is_file() else None
 
     @property
     def manifest(self) -> dict[str, Any]:
         path = self.path / MANIFEST_JSON
         if not path.is_file():
             raise RunDirectoryError(f"{self.path}: no {MANIFEST_JSON}")
-        manifest = read_json(path)
-        check_schema(manifest.get("schema_version"), str(path))
-        return manifest
+        return check_manifest(read_json(path), path)
 
     @property
     def epochs(self) -> list[int]:
@@ -171,70 +192,124 @@ class Run:
 
     @property
     def splits(self) -> list[str]:
-        return list(self.info_json.get("recorded_splits", []))
+        return self._splits(self.info_json)
 
     # -- epoch files ---------------------------------------------------------------------------------------------
     def epoch_path(self, epoch: int) -> Path:
         return self.path / self._entry(epoch)["file"]
 
     def verify(self, epoch: int) -> Path:
-        """Check epoch ``epoch``'s file against the manifest (size, then sha256); returns its path."""
-        entry = self._entry(epoch)
-        path = self.path / entry["file"]
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            raise CorruptEpochError(f"{path}: listed in the manifest but missing") from None
-        if self._verified.get(epoch) == (st.st_size, st.st_mtime):
-            return path
-        if st.st_size != entry["size"]:
-            raise CorruptEpochError(f"{path}: {st.st_size} bytes, the manifest says {entry['size']} (truncated?)")
-        if sha256_file(path) != entry["sha256"]:
-            raise CorruptEpochError(f"{path}: sha256 differs from the manifest (file altered)")
-        self._verified[epoch] = (st.st_size, st.st_mtime)
-        return path
+        """Check epoch ``epoch`` completely and return its path: re-hash the file against the manifest (on every call),
+        open it safely, and check its attributes, model state, optimizer state and every group of records against
+        ``run.json``.
+
+        Raises :class:`DamagedFileError` (:class:`CorruptEpochError` for size or hash) naming the file and the reason.
+        """
+        with self._reading(epoch) as ep:
+            records = require_group(ep.file, "records", f"{ep.path}: /records")
+            for split in self._splits(ep.info):
+                if split not in records:
+                    raise DamagedFileError(f"{ep.path}: /records/{split} missing; run.json lists it")
+            for split in records:
+                self._read_records(ep, f"records/{split}", RECORD_FIELDS)
+            if "sgd" in ep.file:
+                self._read_records(ep, "sgd", (*RECORD_FIELDS, "step"))
+            read_model_state(ep.file, f"{ep.path}: /model")
+            if "optimizer" in ep.file:
+                read_optimizer(require_group(ep.file, "optimizer", f"{ep.path}: /optimizer"), f"{ep.path}: /optimizer")
+            return ep.path
 
     def open_epoch(self, epoch: int) -> h5py.File:
-        """The verified epoch file, open read-only (close it, or use it as a context manager)."""
-        f = h5py.File(self.verify(epoch), "r")
-        check_schema(f.attrs.get("schema_version"), f"{self.path}/{self._entry(epoch)['file']}")
+        """Epoch ``epoch``'s file, verified against the manifest (every call) and checked by
+        :func:`~probe.store.safe_h5.open_image`, open read-only in memory (close it, or use it as a context manager)."""
+        return self._open(self._entry(epoch))
+
+    def _open(self, entry: dict[str, Any]) -> h5py.File:
+        path = self.path / entry["file"]
+        data = read_verified(path, entry["size"], entry["sha256"])
+        # the safety walk is a function of the bytes, which were just hashed: walk each distinct content once
+        f = open_image(data, path, check=entry["sha256"] not in self._checked_digests)
+        try:
+            with damaged_as(path):
+                check_schema(_attr(f, "schema_version", path), str(path))
+                stored = _attr(f, "epoch", path)
+                if not isinstance(stored, (int, np.integer)) or int(stored) != entry["epoch"]:
+                    raise DamagedFileError(f"{path}: holds epoch {stored!r}, the manifest lists it as epoch "
+                                           f"{entry['epoch']}")
+        except BaseException:
+            f.close()
+            raise
+        self._checked_digests.add(entry["sha256"])
         return f
 
+    @contextmanager
+    def _reading(self, epoch: int) -> Iterator[_OpenEpoch]:
+        """The verified epoch file with the ``run.json`` it is checked against; HDF5 errors met while reading become
+        :class:`DamagedFileError`."""
+        entry = self._entry(epoch)
+        path = self.path / entry["file"]
+        with self._open(entry) as f, damaged_as(path):
+            yield _OpenEpoch(f, path, self.info_json)
+
+    def _read_records(self, ep: _OpenEpoch, group: str, fields: tuple[str, ...]) -> Records:
+        dataset, config = ep.info["dataset"], ep.info["config"]
+        widths = (dataset["num_classes"],)
+        if group == "sgd" and not config.get("sgd_logits", True):
+            widths = (0,)
+        where = f"{ep.path}: /{group}"
+        g = ep.file.get(group)
+        if not isinstance(g, h5py.Group):
+            raise DamagedFileError(f"{where}: {'missing' if g is None else 'not a group'}")
+        arrays = read_records(g, fields, num_classes=dataset["num_classes"], num_attrs=dataset["num_attrs"],
+                              logits_widths=widths, where=where)
+        return Records(**arrays)
+
+    @staticmethod
+    def _splits(info: dict[str, Any]) -> list[str]:
+        return list(info.get("recorded_splits", []))
+
     def records(self, split: str, epoch: int) -> Records:
-        with self.open_epoch(epoch) as f:
-            if split not in f["records"]:
-                raise ProbeInputError(f"{self.path}: split {split!r} not recorded; recorded: {list(f['records'])}")
-            return Records(**read_fields(f["records"][split], RECORD_FIELDS))
+        with self._reading(epoch) as ep:
+            records = require_group(ep.file, "records", f"{ep.path}: /records")
+            if split not in records:
+                if split in self._splits(ep.info):
+                    raise DamagedFileError(f"{ep.path}: /records/{split} missing; run.json lists it")
+                raise ProbeInputError(f"{self.path}: split {split!r} not recorded; recorded: {list(records)}")
+            return self._read_records(ep, f"records/{split}", RECORD_FIELDS)
 
     def sgd_records(self, epoch: int) -> Records:
         """Every sample of every minibatch SGD trained on during ``epoch`` (losses and logits as seen in training)."""
-        with self.open_epoch(epoch) as f:
-            if "sgd" not in f:
+        with self._reading(epoch) as ep:
+            if "sgd" not in ep.file:
                 empty = np.zeros(0)
                 return Records(empty.astype(np.int64), empty.astype(np.int64), empty.astype(np.int64),
                                empty.astype(np.int64), empty.astype(bool),
-                               np.zeros((0, self.num_classes), np.float32), empty.astype(np.float32),
-                               empty.astype(np.int64))
-            return Records(**read_fields(f["sgd"], (*RECORD_FIELDS, "step")))
+                               np.zeros((0, ep.info["dataset"]["num_classes"]), np.float32),
+                               empty.astype(np.float32), empty.astype(np.int64))
+            return self._read_records(ep, "sgd", (*RECORD_FIELDS, "step"))
 
     def dynamics(self, split: str, epochs: list[int] | None = None) -> Dynamics:
         return Dynamics(self, split, list(self.epochs if epochs is None else epochs))
 
     def state_dict(self, epoch: int) -> dict[str, torch.Tensor]:
-        with self.open_epoch(epoch) as f:
-            return read_model_state(f)
+        with self._reading(epoch) as ep:
+            return read_model_state(ep.file, f"{ep.path}: /model")
 
     def optimizer_state(self, epoch: int) -> dict[str, Any] | None:
-        with self.open_epoch(epoch) as f:
-            return read_optimizer(f["optimizer"]) if "optimizer" in f else None
+        with self._reading(epoch) as ep:
+            if "optimizer" not in ep.file:
+                return None
+            where = f"{ep.path}: /optimizer"
+            return read_optimizer(require_group(ep.file, "optimizer", where), where)
 
     def rng_states(self, epoch: int) -> dict[str, torch.Tensor]:
-        with self.open_epoch(epoch) as f:
-            return {k: torch.from_numpy(np.asarray(v[()])) for k, v in f["rng"].items()}
+        with self._reading(epoch) as ep:
+            rng = require_group(ep.file, "rng", f"{ep.path}: /rng")
+            return {k: torch.from_numpy(np.asarray(v[()])) for k, v in rng.items()}
 
     def epoch_attrs(self, epoch: int) -> dict[str, Any]:
-        with self.open_epoch(epoch) as f:
-            return {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+        with self._reading(epoch) as ep:
+            return {k: (v.item() if hasattr(v, "item") else v) for k, v in ep.file.attrs.items()}
 
     # -- rebuilding ----------------------------------------------------------------------------------------------
     def dataset(self):
@@ -287,8 +362,7 @@ class Sweep:
         self.path = Path(path)
         if not (self.path / SWEEP_JSON).is_file():
             raise RunDirectoryError(f"{self.path}: not a sweep directory (no {SWEEP_JSON})")
-        self.config = read_json(self.path / SWEEP_JSON)
-        check_schema(self.config.get("schema_version"), str(self.path / SWEEP_JSON))
+        self.config = check_sweep_config(read_json(self.path / SWEEP_JSON), self.path / SWEEP_JSON)
 
     def __repr__(self) -> str:
         return f"Sweep({str(self.path)!r}, runs={len(self.config['runs'])})"
@@ -307,17 +381,23 @@ class Sweep:
 
     @property
     def runs(self) -> list[Run]:
-        """Runs that have started (a run directory with ``run.json``), in ``sweep.json`` order."""
-        out = []
-        for entry in self.config["runs"]:
-            path = self.path / entry["name"]
-            if (path / RUN_JSON).is_file():
-                out.append(Run(path))
-        return out
+        """Runs that have started (a run directory with ``run.json``), in ``sweep.json`` order. A damaged run raises
+        :class:`DamagedFileError`; :meth:`run_dirs` lists the folders without opening them."""
+        return [Run(path) for path in self.run_dirs()]
+
+    def run_dirs(self) -> list[Path]:
+        """Folders of the runs that have started (they hold ``run.json``), in ``sweep.json`` order."""
+        return [self.path / e["name"] for e in self.config["runs"] if (self.path / e["name"] / RUN_JSON).is_file()]
 
     def run_entries(self) -> list[dict[str, Any]]:
         """``sweep.json``'s per-run entries (name and axis values), including runs not started yet."""
         return list(self.config["runs"])
+
+
+def _attr(f: h5py.File, name: str, path: Path) -> Any:
+    if name not in f.attrs:
+        raise DamagedFileError(f"{path}: root attribute {name!r} missing")
+    return f.attrs[name]
 
 
 def open_run(path: str | os.PathLike) -> Run:
