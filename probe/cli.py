@@ -246,7 +246,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    """Describe a run, a sweep or a folder of sweeps; exits 1 when a run shown is damaged (see ``--verify``)."""
+    """Describe a run, a sweep or a folder of sweeps. A damaged run is shown with status ``damaged`` and reported on
+    stderr, one line each, and the exit code is 2 (``--verify`` checks every file; without it only the JSON files
+    are read)."""
     from probe.store.reader import SWEEP_JSON, open_path
 
     folder = Path(args.path)
@@ -260,18 +262,24 @@ def cmd_info(args: argparse.Namespace) -> int:
             for child, payload in zip(children, payloads):
                 _info_one(open_path(child), payload)
                 print()
-        return _info_exit_code(*payloads)
+        return _report_damaged(*payloads)
     target = open_path(args.path)
     payload = _info_payload(target, verify=args.verify)
     if args.json:
         print(json.dumps(payload, indent=2))
     else:
         _info_one(target, payload)
-    return _info_exit_code(payload)
+    return _report_damaged(payload)
 
 
-def _info_exit_code(*payloads: dict[str, Any]) -> int:
-    return 1 if any(r["status"] == "damaged" for p in payloads for r in p["runs"]) else 0
+def _report_damaged(*payloads: dict[str, Any]) -> int:
+    """One stderr line per damaged run; the exit code of ``probe info`` (2 when a run is damaged, else 0)."""
+    damaged = [r for p in payloads for r in p["runs"] if r["status"] == "damaged"]
+    for r in damaged:
+        problem = r["problems"][0]
+        print(f"probe: error: {r['path']}: damaged: {Path(problem['file']).name}: {problem['reason']}",
+              file=sys.stderr)
+    return EXIT_BAD_INPUT if damaged else 0
 
 
 def _run_summary(run_dir: Path, *, verify: bool) -> dict[str, Any]:
@@ -378,8 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="run or sweep directory")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--verify", action="store_true",
-                   help="re-hash and check every file first; damaged runs show status 'damaged' and the reason "
-                        "(exit code 1 when any run is damaged)")
+                   help="re-hash and check every file first (as probe verify); damaged runs show status 'damaged' "
+                        "and the reason (exit code 2 when any run is damaged)")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("verify", help="check every file of a run or sweep",

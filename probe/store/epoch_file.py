@@ -150,32 +150,31 @@ def read_records(g: h5py.Group, names: tuple[str, ...], *, num_classes: int, num
     all, ``logits`` of shape ``(n, K)`` with ``K`` in ``logits_widths``, ``0 <= y < num_classes``,
     ``0 <= a < num_attrs``, ``group == y * num_attrs + a``, ``index`` and ``step`` non-negative.
 
-    Raises :class:`DamagedFileError` naming ``where`` (the file and group) and the field.
+    Raises :class:`DamagedFileError` naming ``where/<field>`` (``where``: the file and group).
     """
     out: dict[str, np.ndarray] = {}
     for name in names:
         ds = g.get(name)
         if not isinstance(ds, h5py.Dataset):
-            raise DamagedFileError(f"{where}: field {name!r} {'missing' if ds is None else 'is not a dataset'}")
+            raise DamagedFileError(f"{where}/{name}: {'missing' if ds is None else 'not a dataset'}")
         kinds, kind_name = RECORD_KINDS[name]
         if ds.dtype.kind not in kinds:
-            raise DamagedFileError(f"{where}: field {name!r} has dtype {ds.dtype}, expected {kind_name}")
+            raise DamagedFileError(f"{where}/{name}: dtype {ds.dtype}, expected {kind_name}")
         out[name] = np.asarray(ds[()])
     n = len(out[names[0]]) if out[names[0]].ndim else -1
     for name, arr in out.items():
         ndim = 2 if name == "logits" else 1
         if arr.ndim != ndim or arr.shape[0] != n:
-            raise DamagedFileError(f"{where}: field {name!r} has shape {arr.shape}, expected "
-                                   f"{'(n, K)' if ndim == 2 else '(n,)'} with n = {n}")
+            raise DamagedFileError(f"{where}/{name}: shape {arr.shape}, expected {'(n, K)' if ndim == 2 else '(n,)'} "
+                                   f"with n = {n} (the length of {names[0]})")
     if "logits" in out and out["logits"].shape[1] not in logits_widths:
-        raise DamagedFileError(f"{where}: logits have {out['logits'].shape[1]} columns, the run has "
-                               f"{num_classes} classes")
+        raise DamagedFileError(f"{where}/logits: {out['logits'].shape[1]} columns, the run has {num_classes} classes")
     _check_range(out, "y", num_classes, where)
     _check_range(out, "a", num_attrs, where)
     _check_range(out, "index", None, where)
     _check_range(out, "step", None, where)
     if {"y", "a", "group"} <= out.keys() and not np.array_equal(out["group"], out["y"] * num_attrs + out["a"]):
-        raise DamagedFileError(f"{where}: field 'group' is not y * {num_attrs} + a")
+        raise DamagedFileError(f"{where}/group: not y * {num_attrs} + a")
     return out
 
 
@@ -186,7 +185,7 @@ def _check_range(fields: dict[str, np.ndarray], name: str, stop: int | None, whe
     low, high = int(arr.min()), int(arr.max())
     if low < 0 or (stop is not None and high >= stop):
         bound = f"in [0, {stop})" if stop is not None else ">= 0"
-        raise DamagedFileError(f"{where}: field {name!r} holds values in [{low}, {high}], expected {bound}")
+        raise DamagedFileError(f"{where}/{name}: values in [{low}, {high}], expected {bound}")
 
 
 def file_size(path: Path) -> int:

@@ -104,16 +104,15 @@ def damaged_as(name: str | os.PathLike) -> Iterator[None]:
 def check_file(f: h5py.File, file_size: int, name: str | os.PathLike) -> None:
     """Walk every link and object of ``f``; raise :class:`DamagedFileError` at the first thing probe would not write."""
     _check_attributes(f.id, file_size, name, "/")
-    hard: list[bytes] = []
-
-    def visit(link: bytes, info) -> None:
-        if info.type != h5l.TYPE_HARD:
-            kind = _LINK_TYPES.get(info.type, "a user-defined link")
+    links: list[tuple[bytes, int]] = []
+    f.id.links.visit(lambda link, info: links.append((link, info.type)), info=True)  # raising inside breaks h5py
+    hard = []
+    for link, link_type in links:
+        if link_type != h5l.TYPE_HARD:
+            kind = _LINK_TYPES.get(link_type, "a user-defined link")
             raise DamagedFileError(f"{name}: /{link.decode(errors='replace')} is {kind}; probe writes only plain "
                                    "groups and datasets")
         hard.append(link)
-
-    f.id.links.visit(visit, info=True)
     for link in hard:
         where = "/" + link.decode(errors="replace")
         obj = h5o.open(f.id, link)

@@ -1,22 +1,19 @@
-"""Readers verify every epoch file against the manifest and refuse newer schema majors."""
+"""Readers verify every epoch file against the manifest on every read, validate the JSON files, and refuse newer
+schema majors; ``probe info`` reports damage in one line with exit code 2."""
 
 from __future__ import annotations
 
 import json
-import shutil
+import os
 
 import h5py
+import numpy as np
 import pytest
 
 import probe
-from probe.errors import CorruptEpochError, SchemaVersionError
-
-
-@pytest.fixture
-def run_copy(tiny_parity_run, tmp_path):
-    dst = tmp_path / "run"
-    shutil.copytree(tiny_parity_run, dst)
-    return dst
+from probe.errors import CorruptEpochError, DamagedFileError, SchemaVersionError
+from tests.conftest import run_cli
+from tests.store.hostile import recommit
 
 
 def test_truncated_epoch_file_is_a_typed_error(run_copy):
@@ -76,3 +73,101 @@ def test_epoch_files_hold_no_pickled_objects(tiny_parity_run):
                 bad.append((name, obj.dtype))
         f.visititems(visit)
     assert bad == []
+
+
+def _flip_in_place(path, offset: int) -> None:
+    """Change one byte of ``path`` where it lies, then put its timestamps back (bit rot leaves no trace in stat)."""
+    st = os.stat(path)
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        byte = fh.read(1)
+        fh.seek(offset)
+        fh.write(bytes([byte[0] ^ 0x40]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_long_lived_run_notices_an_in_place_change(run_copy):
+    """Every read re-hashes the bytes it reads: no cache keyed by size and mtime answers for a changed file."""
+    run = probe.open_run(run_copy)
+    before = run.records("test", 1).loss.copy()
+    path = run_copy / "epoch_00001.h5"
+    with h5py.File(path, "r") as f:
+        offset = f["records/test/loss"].id.get_offset()  # the first loss value's bytes
+    st = path.stat()
+    _flip_in_place(path, offset + 3)
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    with pytest.raises(CorruptEpochError, match="sha256"):
+        run.records("test", 1)
+    with pytest.raises(CorruptEpochError, match="sha256"):
+        run.dynamics("test").loss.sum()
+    _flip_in_place(path, offset + 3)  # healed: the same Run reads the same values again
+    np.testing.assert_array_equal(run.records("test", 1).loss, before)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bit-flipped"])
+def test_info_verify_reports_a_damaged_epoch(damage, run_copy):
+    path = run_copy / "epoch_00002.h5"
+    data = bytearray(path.read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) - 1000]
+    else:
+        data[len(data) // 3] ^= 0x01
+    path.write_bytes(bytes(data))
+    result = run_cli("info", "--verify", str(run_copy))
+    reason = "truncated" if damage == "truncated" else "sha256 differs"
+    assert result.returncode == 2
+    row = [line for line in result.stdout.splitlines() if line.strip().startswith("run ")][-1]
+    assert "damaged" in row and "epoch_00002.h5" in row and reason in row and "complete" not in row
+    assert result.stderr.splitlines() == [result.stderr.strip()]  # one line, no traceback
+    assert result.stderr.startswith(f"probe: error: {run_copy}: damaged: epoch_00002.h5:") and reason in result.stderr
+    as_json = json.loads(run_cli("info", "--verify", "--json", str(run_copy)).stdout)
+    assert as_json["runs"][0]["status"] == "damaged"
+    assert as_json["runs"][0]["problems"][0]["file"] == str(path)
+
+
+def _truncate(path, keep: int = 60) -> None:
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+def _set_lr(run_dir, value) -> None:
+    info = json.loads((run_dir / "run.json").read_text())
+    info["config"]["lr"] = value
+    (run_dir / "run.json").write_text(json.dumps(info))
+
+
+def _not_hdf5(run_dir) -> None:
+    (run_dir / "epoch_00001.h5").write_bytes(b"this is not an HDF5 file\n" * 100)
+    recommit(run_dir, 1)
+
+
+def _no_records(run_dir) -> None:
+    with h5py.File(run_dir / "epoch_00001.h5", "r+") as f:
+        del f["records"]
+    recommit(run_dir, 1)
+
+
+DAMAGE = {
+    # name: (how, damaged file, words of the reason, does plain `probe info` (JSON only) see it)
+    "truncated manifest.json": (lambda d: _truncate(d / "manifest.json"), "manifest.json", "not valid JSON", True),
+    "truncated run.json": (lambda d: _truncate(d / "run.json"), "run.json", "not valid JSON", True),
+    "empty run.json": (lambda d: _truncate(d / "run.json", 0), "run.json", "empty", True),
+    'lr "abc" in run.json': (lambda d: _set_lr(d, "abc"), "run.json", "config.lr must be a number", True),
+    "lr -1 in run.json": (lambda d: _set_lr(d, -1), "run.json", "positive finite", True),
+    "non-HDF5 epoch file": (_not_hdf5, "epoch_00001.h5", "unreadable HDF5", False),
+    "missing /records group": (_no_records, "epoch_00001.h5", "/records: missing", False),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_damaged_run_files_give_a_typed_error_and_one_line(damage, run_copy):
+    how, file, words, seen_by_info = DAMAGE[damage]
+    how(run_copy)
+    with pytest.raises(DamagedFileError) as info:
+        run = probe.open_run(run_copy)
+        run.records("test", 1)
+    assert str(info.value).startswith(f"{run_copy / file}: ") and words in str(info.value)
+    args = ("info", str(run_copy)) if seen_by_info else ("info", "--verify", str(run_copy))
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("probe: error: ") and file in result.stderr and words in result.stderr
