@@ -212,11 +212,11 @@ class Run:
                     raise DamagedFileError(f"{ep.path}: /records/{split} missing; run.json lists it")
             for split in records:
                 self._read_records(ep, f"records/{split}", RECORD_FIELDS)
-            if "sgd" in ep.file:
+            if "sgd" in ep.file or epoch > 0:
                 self._read_records(ep, "sgd", (*RECORD_FIELDS, "step"))
             read_model_state(ep.file, f"{ep.path}: /model")
-            if "optimizer" in ep.file:
-                read_optimizer(require_group(ep.file, "optimizer", f"{ep.path}: /optimizer"), f"{ep.path}: /optimizer")
+            read_optimizer(require_group(ep.file, "optimizer", f"{ep.path}: /optimizer"), f"{ep.path}: /optimizer")
+            require_group(ep.file, "rng", f"{ep.path}: /rng")
             return ep.path
 
     def open_epoch(self, epoch: int) -> h5py.File:
@@ -278,9 +278,10 @@ class Run:
             return self._read_records(ep, f"records/{split}", RECORD_FIELDS)
 
     def sgd_records(self, epoch: int) -> Records:
-        """Every sample of every minibatch SGD trained on during ``epoch`` (losses and logits as seen in training)."""
+        """Every sample of every minibatch SGD trained on during ``epoch`` (losses and logits as seen in training);
+        empty at epoch 0, before training (every later epoch file holds ``/sgd``)."""
         with self._reading(epoch) as ep:
-            if "sgd" not in ep.file:
+            if "sgd" not in ep.file and epoch == 0:
                 empty = np.zeros(0)
                 return Records(empty.astype(np.int64), empty.astype(np.int64), empty.astype(np.int64),
                                empty.astype(np.int64), empty.astype(bool),
@@ -295,10 +296,8 @@ class Run:
         with self._reading(epoch) as ep:
             return read_model_state(ep.file, f"{ep.path}: /model")
 
-    def optimizer_state(self, epoch: int) -> dict[str, Any] | None:
+    def optimizer_state(self, epoch: int) -> dict[str, Any]:
         with self._reading(epoch) as ep:
-            if "optimizer" not in ep.file:
-                return None
             where = f"{ep.path}: /optimizer"
             return read_optimizer(require_group(ep.file, "optimizer", where), where)
 
