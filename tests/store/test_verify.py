@@ -1,0 +1,72 @@
+"""``probe verify`` and ``verify_run``: every file of every run re-checked, one line per run, exit 0 / 1."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from probe.errors import RunDirectoryError
+from probe.store.verify import verify_path, verify_run
+from tests.conftest import run_cli
+
+
+@pytest.fixture
+def sweeps(tiny_colored_sweep, tmp_path):
+    """A folder holding a copy of the tiny colored sweep, whose second run has a truncated last epoch."""
+    folder = tmp_path / "sweeps"
+    shutil.copytree(tiny_colored_sweep, folder / "colored")
+    runs = sorted(p for p in (folder / "colored").iterdir() if p.is_dir())
+    last = runs[1] / "epoch_00002.h5"
+    last.write_bytes(last.read_bytes()[:-100])
+    return folder, runs
+
+
+def test_verify_run_reports_each_damaged_epoch(sweeps):
+    _, runs = sweeps
+    intact, damaged = verify_run(runs[0]), verify_run(runs[1])
+    assert intact.ok and intact.epochs == [0, 1, 2] and intact.line() == f"{runs[0]}: ok"
+    assert not damaged.ok and damaged.status == "damaged" and damaged.epochs == [0, 1]
+    (problem,) = damaged.problems
+    assert problem.file == runs[1] / "epoch_00002.h5" and "the manifest says" in problem.reason
+    assert damaged.line() == f"{runs[1]}: damaged: epoch_00002.h5: {problem.reason}"
+
+
+def test_probe_verify_on_a_run_a_sweep_and_a_folder_of_sweeps(sweeps):
+    folder, runs = sweeps
+    expected = [f"{runs[0]}: ok", f"{runs[1]}: damaged: epoch_00002.h5: "]
+    for target in (folder / "colored", folder):
+        result = run_cli("verify", str(target))
+        assert result.returncode == 1 and result.stderr == ""
+        lines = result.stdout.splitlines()
+        assert len(lines) == len(runs) == 4
+        assert lines[0] == expected[0] and lines[1].startswith(expected[1]) and "truncated" in lines[1]
+        assert all(line.endswith(": ok") for line in lines[2:])
+    assert run_cli("verify", str(runs[0])).returncode == 0
+    missing = run_cli("verify", str(folder / "nothing"))
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == f"probe: error: {folder / 'nothing'}: no such directory"
+
+
+def test_a_damaged_sweep_json_is_one_damaged_line(sweeps):
+    folder, _ = sweeps
+    (folder / "colored" / "sweep.json").write_text('{"schema_version": "1.0", "axes": {')
+    (report,) = verify_path(folder / "colored")
+    assert report.path == folder / "colored" and str(report.problems[0]).startswith("sweep.json: not valid JSON")
+    result = run_cli("verify", str(folder))
+    assert result.returncode == 1 and result.stdout.startswith(f"{folder / 'colored'}: damaged: sweep.json: ")
+    with pytest.raises(RunDirectoryError):
+        verify_path(folder / "colored" / "nothing")
+
+
+def test_info_shows_a_run_with_damaged_json_in_a_sweep(sweeps):
+    folder, runs = sweeps
+    (runs[2] / "run.json").write_text("{")
+    result = run_cli("info", str(folder / "colored"))
+    assert result.returncode == 2
+    row = next(line for line in result.stdout.splitlines() if line.strip().startswith(runs[2].name))
+    assert "damaged" in row and "run.json: not valid JSON" in row
+    assert result.stderr.startswith(f"probe: error: {runs[2]}: damaged: run.json: not valid JSON")
+    assert len(result.stderr.splitlines()) == 1  # the truncated epoch of runs[1] is seen only with --verify
+    verified = run_cli("info", "--verify", str(folder / "colored"))
+    assert verified.returncode == 2 and len(verified.stderr.splitlines()) == 2
