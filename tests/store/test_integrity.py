@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import probe
-from probe.errors import CorruptEpochError, DamagedFileError, SchemaVersionError
+from probe.errors import CorruptEpochError, DamagedFileError, RunDirectoryError, SchemaVersionError
+from probe.store.atomic import read_json
 from tests.conftest import run_cli
 from tests.store.hostile import recommit
 
@@ -171,3 +172,19 @@ def test_damaged_run_files_give_a_typed_error_and_one_line(damage, run_copy):
     assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("probe: error: ") and file in result.stderr and words in result.stderr
+
+
+def test_a_fifo_in_place_of_a_run_file_is_refused_without_blocking(run_copy):
+    (run_copy / "epoch_00001.h5").unlink()
+    os.mkfifo(run_copy / "epoch_00001.h5")
+    with pytest.raises(CorruptEpochError, match="not a regular file"):
+        probe.open_run(run_copy).records("test", 1)
+    (run_copy / "run.json").unlink()
+    os.mkfifo(run_copy / "run.json")
+    with pytest.raises(RunDirectoryError, match="no run.json"):
+        probe.open_run(run_copy)
+    fifo = run_copy / "manifest.json"
+    fifo.unlink()
+    os.mkfifo(fifo)
+    with pytest.raises(DamagedFileError, match="manifest.json: not a regular file"):
+        read_json(fifo)
