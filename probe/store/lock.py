@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import weakref
 from pathlib import Path
 
 from probe.errors import RunLockedError
@@ -21,8 +20,8 @@ from probe.errors import RunLockedError
 LOCK_NAME = ".lock"
 PROC_LOCKS = "/proc/locks"
 
-#: Locks held by this process; a forked child closes their descriptors (see :func:`_close_in_forked_child`).
-_HELD: weakref.WeakSet[DirectoryLock] = weakref.WeakSet()
+#: Descriptors of the locks this process holds; a forked child closes its copies (:func:`_close_in_forked_child`).
+_HELD_FDS: set[int] = set()
 
 
 class DirectoryLock:
@@ -33,10 +32,12 @@ class DirectoryLock:
         self.path = Path(directory) / LOCK_NAME
         self.what = what
         self._fd: int | None = None
+        self._owner_pid: int | None = None
 
     @property
     def held(self) -> bool:
-        return self._fd is not None
+        """True in the process that acquired the lock, until :meth:`release` (never in a forked child)."""
+        return self._fd is not None and self._owner_pid == os.getpid()
 
     def acquire(self) -> DirectoryLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -47,14 +48,16 @@ class DirectoryLock:
             raise RunLockedError(f"{self.path.parent}: another process is writing this {self.what}") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
-        _HELD.add(self)
+        self._fd, self._owner_pid = fd, os.getpid()
+        _HELD_FDS.add(fd)
         return self
 
     def release(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            _HELD.discard(self)
+        """Unlock and close; in a forked child (whose copy of the descriptor is already closed) only forget it."""
+        held = self.held
+        fd, self._fd = self._fd, None
+        if held and fd is not None:
+            _HELD_FDS.discard(fd)
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
@@ -72,14 +75,12 @@ RunLock = DirectoryLock
 def _close_in_forked_child() -> None:
     """Drop a forked child's copies of the parent's lock descriptors without unlocking (the lock belongs to the
     open file description, which the parent still holds)."""
-    for lock in list(_HELD):
-        fd, lock._fd = lock._fd, None
-        if fd is not None:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-    _HELD.clear()
+    for fd in _HELD_FDS:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD_FDS.clear()
 
 
 if hasattr(os, "register_at_fork"):
