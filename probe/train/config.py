@@ -120,6 +120,12 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrainConfig:
+        """The configuration stored by :meth:`to_json`; :class:`ProbeInputError` when it is not one."""
+        if not isinstance(data, dict):
+            raise ProbeInputError(f"a stored training configuration must be a JSON object, got {type(data).__name__}")
+        missing = [name for name in ("dataset", "model", "lr") if name not in data]
+        if missing:
+            raise ProbeInputError(f"the stored training configuration lacks {', '.join(missing)}")
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
         if "betas" in kwargs:

@@ -141,6 +141,10 @@ def _read_sweep_json(out: Path) -> dict[str, Any]:
     if not isinstance(stored, dict) or not isinstance(stored.get("base_config"), dict) \
             or not isinstance(stored.get("axes"), dict):
         raise RunDirectoryError(f"{out / SWEEP_JSON}: not a sweep.json written by probe")
+    try:
+        TrainConfig.from_json(stored["base_config"])
+    except ProbeInputError as err:
+        raise RunDirectoryError(f"{out / SWEEP_JSON}: base_config: {err}") from None
     return stored
 
 
