@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -40,18 +39,16 @@ def test_is_locked_reads_proc_locks_and_never_takes_the_lock(tmp_path):
 
 
 def test_a_tight_polling_loop_never_makes_a_real_writer_fail(tmp_path):
-    """A writer takes and drops the lock for 1.5 s while another process polls ``is_locked`` as fast as it can:
-    every acquire succeeds (a poll that took the lock, even briefly, made about 10% of them fail)."""
+    """A writer takes and drops the lock 3000 times while another process polls ``is_locked`` as fast as it can:
+    every acquire succeeds (a poll that took the lock, even briefly, made 1-10% of them fail)."""
     stop = tmp_path / "stop"
     poller = subprocess.Popen([sys.executable, "-c", POLLER, str(tmp_path), str(stop)], stdout=subprocess.PIPE,
                               text=True, cwd=REPO)
     try:
         assert poller.stdout.readline().strip() == "ready"
-        attempts, failures = 0, 0
-        deadline = time.monotonic() + 1.5
+        failures = 0
         lock = DirectoryLock(tmp_path)
-        while time.monotonic() < deadline:
-            attempts += 1
+        for _ in range(3000):
             try:
                 lock.acquire()
             except RunLockedError:
@@ -63,7 +60,7 @@ def test_a_tight_polling_loop_never_makes_a_real_writer_fail(tmp_path):
     finally:
         poller.kill()
         poller.wait()
-    assert attempts > 1000 and int(polls) > 1000
+    assert int(polls) >= 100  # the poller ran all along
     assert seen.strip() == "[False, True]"  # the poller did see the writer at work
     assert failures == 0
 

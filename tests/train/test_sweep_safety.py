@@ -3,6 +3,7 @@ joined; its worker processes die with it, and ``--resume`` then completes it."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -123,22 +124,27 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
 def test_a_live_sweep_is_protected_and_its_workers_die_with_it(tmp_path, capsys, one_torch_thread):
-    """``probe sweep --jobs 2`` trains in two worker processes. While it runs, a second sweep into its folder, its
-    ``--resume`` and its ``--overwrite`` exit 2 and delete nothing. SIGKILL of the parent ends every worker within
-    seconds (parent-death signal), the locks are free, and ``--resume`` completes the sweep."""
+    """``probe sweep --jobs 2`` trains in two worker processes. Once both runs have started, the workers are frozen
+    (SIGSTOP), so the sweep is surely still live: a second sweep into its folder, its ``--resume`` and its
+    ``--overwrite`` exit 2 and delete nothing. Then SIGKILL of the parent (and SIGCONT, so that a worker still
+    starting up runs on to its parent check) ends every worker within seconds, the locks are free, and ``--resume``
+    completes the sweep."""
     out = tmp_path / "sweep"
     args = ["sweep", *DATA, "--data-option", "n_train=1024", "--lr", "0.05", "0.1", "--epochs", "12", "--batch-size",
             "32", "--record", "every:6", "--threads", "1", "--quiet", "--out", str(out)]
     parent = subprocess.Popen([sys.executable, "-m", "probe.cli", *args, "--jobs", "2"], cwd=REPO,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: set[int] = set()
     try:
         deadline = time.monotonic() + 120
         runs = [out / "lr0.05_seed0", out / "lr0.1_seed0"]
         while not all((r / "epoch_00000.h5").exists() for r in runs):
             assert parent.poll() is None and time.monotonic() < deadline
-            time.sleep(0.02)
+            time.sleep(0.01)
         workers = children_of(parent.pid)
-        assert len(workers) >= 2 and is_locked(out)
+        for pid in workers:
+            os.kill(pid, signal.SIGSTOP)
+        assert len(workers) >= 2 and parent.poll() is None and is_locked(out)
 
         kept = {p for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")}
         for extra in (["--overwrite"], ["--resume"], []):
@@ -149,13 +155,18 @@ def test_a_live_sweep_is_protected_and_its_workers_die_with_it(tmp_path, capsys,
 
         parent.send_signal(signal.SIGKILL)
         parent.wait()
-        deadline = time.monotonic() + 10
-        while any(alive(w) for w in workers):
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+        deadline = time.monotonic() + 20
+        while any(alive(pid) for pid in workers):
             assert time.monotonic() < deadline, "sweep workers outlived their parent"
             time.sleep(0.05)
     finally:
         parent.kill()
         parent.wait()
+        for pid in workers:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
     assert not is_locked(out) and not any(is_locked(r) for r in runs)
     assert main(["sweep", "--resume", "--out", str(out), "--quiet"]) == 0
     sweep = probe.open_sweep(out)
