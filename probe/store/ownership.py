@@ -97,7 +97,7 @@ def check_new_directory(path: Path, *, overwrite: bool, kind: str) -> None:
     anything is written. An existing non-empty directory needs ``overwrite`` and must pass
     :func:`check_replaceable`."""
     path = Path(path)
-    if path.is_symlink() or (path.exists() and not path.is_dir()):
+    if path.exists() and not path.is_dir():
         raise RunDirectoryError(f"{path}: exists and is not a directory")
     if path.exists() and _entries(path):
         if not overwrite:
@@ -115,12 +115,12 @@ def make_directory(path: Path) -> None:
     (other failures, e.g. a full disk, stay ``OSError``)."""
     path = Path(path)
     missing = []
-    probe_path = path.absolute()
-    while not probe_path.is_dir():
-        missing.append(probe_path)
-        if probe_path.parent == probe_path:
+    ancestor = path.absolute()
+    while not ancestor.is_dir():
+        missing.append(ancestor)
+        if ancestor.parent == ancestor:
             break
-        probe_path = probe_path.parent
+        ancestor = ancestor.parent
     created = []
     try:
         for directory in reversed(missing):
