@@ -171,3 +171,39 @@ def test_a_live_sweep_is_protected_and_its_workers_die_with_it(tmp_path, capsys,
     assert main(["sweep", "--resume", "--out", str(out), "--quiet"]) == 0
     sweep = probe.open_sweep(out)
     assert [(r.status, r.epochs) for r in sweep.runs] == [("complete", [0, 6, 12])] * 2
+
+
+ORPHANS = (
+    "import os, time\n"
+    "import probe.train.sweep as sweep\n"
+    "pid = os.fork()\n"
+    "if pid == 0:  # its parent already died before the worker got going\n"
+    "    sweep.die_with_parent(os.getppid() + 1_000_000)\n"
+    "    os._exit(0)\n"
+    "print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)\n"
+    "sweep._set_parent_death_signal = lambda signum: False  # as where prctl is missing\n"
+    "middle = os.fork()\n"
+    "if middle == 0:\n"
+    "    worker = os.fork()\n"
+    "    if worker == 0:\n"
+    "        sweep.die_with_parent(os.getppid())\n"
+    "        time.sleep(60)\n"
+    "        os._exit(0)\n"
+    "    print(worker, flush=True)\n"
+    "    os._exit(0)\n"
+    "os.waitpid(middle, 0)\n"
+)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_a_worker_whose_parent_is_gone_exits_even_without_prctl():
+    """The parent check closes the race with a parent that died first; without ``prctl`` a thread polls the parent
+    pid and the worker exits within about a second of its parent."""
+    res = subprocess.run([sys.executable, "-c", ORPHANS], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    exit_code, worker = (int(line) for line in res.stdout.split())
+    assert exit_code == 1
+    deadline = time.monotonic() + 5
+    while alive(worker):
+        assert time.monotonic() < deadline, "an orphaned worker kept running"
+        time.sleep(0.05)
