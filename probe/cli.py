@@ -52,7 +52,7 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
                                        "back to the embedded digits)")
     g.add_argument("--rho", type=float, help="fraction of bias-aligned training samples")
     g.add_argument("--image-size", type=int, help="image side length (default: the dataset's own)")
-    g.add_argument("--data-seed", type=int, help="seed of the dataset's draws (default: 0)")
+    g.add_argument("--data-seed", type=int, help="seed of the dataset's draws, >= 0 (default: 0)")
     g.add_argument("--data-option", action="append", metavar="KEY=VALUE", help="any other dataset option (repeatable)")
 
 
@@ -73,8 +73,8 @@ def add_train_arguments(p: argparse.ArgumentParser, *, sweep: bool) -> None:
                    help="model option, e.g. width=256 depth=2 for mlp (repeatable)")
     g = p.add_argument_group("optimisation")
     if sweep:
-        g.add_argument("--lr", type=float, nargs="+", required=True, help="learning rates to sweep")
-        g.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default: 0)")
+        g.add_argument("--lr", type=float, nargs="+", help="learning rates to sweep (required unless --resume)")
+        g.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds, each >= 0 (default: 0)")
         g.add_argument("--batch-size", type=int, nargs="+", default=[64], help="batch sizes (default: 64)")
         g.add_argument("--momentum", type=float, nargs="+", default=[0.0], help="SGD momentum values (default: 0)")
         g.add_argument("--weight-decay", type=float, nargs="+", default=[0.0], help="weight decays (default: 0)")
@@ -84,7 +84,8 @@ def add_train_arguments(p: argparse.ArgumentParser, *, sweep: bool) -> None:
         g.add_argument("--jobs", type=int, default=1, help="runs trained at once in separate processes (default: 1)")
     else:
         g.add_argument("--lr", type=float, help="learning rate (required unless --resume)")
-        g.add_argument("--seed", type=int, default=None, help="seed of initialisation and minibatch order (default 0)")
+        g.add_argument("--seed", type=int, default=None,
+                       help="seed of initialisation and minibatch order, >= 0 (default 0)")
         g.add_argument("--batch-size", type=int, default=None, help="minibatch size (default: 64)")
         g.add_argument("--momentum", type=float, default=None, help="SGD momentum (default: 0)")
         g.add_argument("--weight-decay", type=float, default=None, help="weight decay (default: 0)")
@@ -110,8 +111,12 @@ def add_train_arguments(p: argparse.ArgumentParser, *, sweep: bool) -> None:
     g.add_argument("--workers", type=int, default=2,
                    help="decoding processes for image datasets streamed from disk (default: 2)")
     g.add_argument("--out", required=True, help="run directory to write" if not sweep else "sweep directory to write")
-    g.add_argument("--overwrite", action="store_true", help="replace an existing directory")
-    g.add_argument("--resume", action="store_true", help="continue from the last committed epoch")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace an existing probe " + ("sweep" if sweep else "run") + " directory that no process "
+                        "is writing (any other folder is refused and left as it is)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue from the last committed epoch" + (" of every run" if sweep else "")
+                        + "; alone, or with the original options (others are refused)")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -177,9 +182,31 @@ def _set_threads(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
 
 
+#: Options that never change what a run computes: accepted with ``--resume`` whatever their value.
+RESUME_NEUTRAL_OPTIONS = frozenset({"out", "resume", "overwrite", "quiet", "threads", "workers", "jobs"})
+
+
+def _options_given(args: argparse.Namespace, *, sweep: bool) -> list[str]:
+    """The training options on the command line that differ from their defaults (ignoring the neutral ones)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_train_arguments(parser, sweep=sweep)
+    defaults = vars(parser.parse_args(["--out", "-"]))
+    return ["--" + key.replace("_", "-") for key, value in vars(args).items()
+            if key in defaults and key not in RESUME_NEUTRAL_OPTIONS and value != defaults[key]]
+
+
+def _refuse_options_beside_resume(args: argparse.Namespace, *, sweep: bool, source: str) -> None:
+    """``--resume`` without ``--dataset`` takes everything from ``source``; any other option would be ignored."""
+    given = _options_given(args, sweep=sweep)
+    if given:
+        raise ProbeInputError(f"{args.out}: --resume takes the configuration from {source}; repeat the whole "
+                              f"original command or give none of: {', '.join(given)}")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from probe.store.reader import Run
     from probe.train import EXIT_DIVERGED, TrainConfig, Trainer
+    from probe.train.config import config_differences
 
     out = Path(args.out)
     if args.resume and args.overwrite:
@@ -188,14 +215,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         cfg = TrainConfig.from_json(Run(out).config)
         if args.dataset is not None:  # the full command repeated with --resume: it must describe the same run
-            asked = _config_from(args, sweep=False).to_json()
-            stored = cfg.to_json()
-            differ = [k for k in asked if k != "workers" and asked[k] != stored.get(k)]
+            differ = config_differences(cfg.to_json(), _config_from(args, sweep=False).to_json(), source="run.json")
             if differ:
-                raise ProbeInputError(
-                    f"{out}: --resume continues the run as run.json describes it; these options differ: "
-                    + ", ".join(f"{k} (run.json {stored.get(k)!r}, asked {asked[k]!r})" for k in differ)
-                )
+                raise ProbeInputError(f"{out}: --resume continues the run as run.json describes it; these options "
+                                      "differ: " + ", ".join(differ))
+        else:
+            _refuse_options_beside_resume(args, sweep=False, source="run.json")
         dataset = _prepare(cfg)
     else:
         cfg = _config_from(args, sweep=False)
@@ -216,27 +241,36 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from probe.store.ownership import check_new_directory
     from probe.train import run_sweep
-    from probe.train.sweep import plan_sweep
+    from probe.train.sweep import check_sweep_resume, plan_sweep, stored_sweep
 
     if args.resume and args.overwrite:
         raise ProbeInputError("--resume and --overwrite exclude each other")
     _set_threads(args)
-    if args.budget == "matched" and args.steps is None:
-        raise ProbeInputError("--budget matched needs --steps S (steps of the largest rate)")
-    base = _config_from(args, sweep=True)
-    axes: dict[str, list[Any]] = {"lr": args.lr}
-    for name, values in (("seed", args.seeds), ("batch_size", args.batch_size), ("momentum", args.momentum),
-                         ("weight_decay", args.weight_decay)):
-        if len(values) > 1 or name == "seed":
-            axes[name] = values
-    plan_sweep(base, axes, budget=args.budget, steps=args.steps)
-    if not args.resume:
-        from probe.store.writer import check_new_run_dir
-
-        check_new_run_dir(Path(args.out), overwrite=args.overwrite)
+    if args.resume and args.dataset is None:  # the sweep as sweep.json describes it
+        _refuse_options_beside_resume(args, sweep=True, source="sweep.json")
+        stored = stored_sweep(args.out)
+        base, axes, budget, steps = stored["base"], stored["axes"], stored["budget"], stored["steps"]
+    else:
+        if args.lr is None:
+            raise ProbeInputError("--lr is required")
+        if args.budget == "matched" and args.steps is None:
+            raise ProbeInputError("--budget matched needs --steps S (steps of the largest rate)")
+        base = _config_from(args, sweep=True)
+        axes: dict[str, list[Any]] = {"lr": args.lr}
+        for name, values in (("seed", args.seeds), ("batch_size", args.batch_size), ("momentum", args.momentum),
+                             ("weight_decay", args.weight_decay)):
+            if len(values) > 1 or name == "seed":
+                axes[name] = values
+        budget, steps = args.budget, args.steps
+    plan_sweep(base, axes, budget=budget, steps=steps)
+    if args.resume:
+        check_sweep_resume(args.out, base, axes, budget=budget, steps=steps)
+    else:
+        check_new_directory(Path(args.out), overwrite=args.overwrite, kind="sweep")
     _prepare(base)
-    results = run_sweep(base, args.out, axes, budget=args.budget, steps=args.steps, jobs=args.jobs,
+    results = run_sweep(base, args.out, axes, budget=budget, steps=steps, jobs=args.jobs,
                         resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
                         threads=args.threads)
     for run_dir, status, diverged in results:

@@ -157,7 +157,8 @@ class Run:
 
     @property
     def status(self) -> str:
-        """``running``, ``complete``, ``diverged`` or ``interrupted`` (a ``running`` run whose writer is gone)."""
+        """``running``, ``complete``, ``diverged``, ``failed`` (an error stopped training; ``run.json``'s ``error``
+        says which) or ``interrupted`` (stopped by the user, or a ``running`` run whose writer is gone)."""
         status = self.info_json.get("status", "unknown")
         if status == "running" and not is_locked(self.path):
             return "interrupted"

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import shutil
 import signal
 from pathlib import Path
 from typing import Any
@@ -29,12 +28,18 @@ from probe.store.atomic import (
     temp_path_for,
 )
 from probe.store.epoch_file import EpochPayload, write_epoch_h5
-from probe.store.lock import RunLock, is_locked
+from probe.store.lock import LOCK_NAME, RunLock
+from probe.store.ownership import (
+    DIVERGED_JSON,
+    MANIFEST_JSON,
+    RUN_JSON,
+    check_new_directory,
+    clear_directory,
+    make_directory,
+)
 from probe.store.schema import SCHEMA_VERSION, check_schema
 
-RUN_JSON = "run.json"
-MANIFEST_JSON = "manifest.json"
-DIVERGED_JSON = "diverged.json"
+__all__ = ["DIVERGED_JSON", "MANIFEST_JSON", "RUN_JSON", "RunWriter", "check_new_run_dir", "epoch_filename"]
 
 #: Fault injection for crash tests: ``PROBE_FAULT=<phase>:<epoch>`` SIGKILLs the writer at that point of that
 #: epoch's commit. Phases: before-temp, mid-write, after-rename.
@@ -56,29 +61,16 @@ def _fault(phase: str, epoch: int) -> None:
 
 
 def check_new_run_dir(run_dir: Path, *, overwrite: bool = False) -> None:
-    """Raise :class:`RunDirectoryError` unless a new run can be written at ``run_dir`` (checked before writing)."""
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunDirectoryError(f"{run_dir}: exists and is not a directory")
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise RunDirectoryError(
-                f"{run_dir}: already exists; pass --resume to continue it or --overwrite to replace it"
-            )
-        if is_locked(run_dir):
-            raise RunDirectoryError(f"{run_dir}: another process is writing this run; it cannot be overwritten")
-    parent = run_dir if run_dir.exists() else _existing_ancestor(run_dir)
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise RunDirectoryError(f"{run_dir}: not writable ({parent} does not allow writing)")
+    """Raise :class:`RunDirectoryError` unless a new run can be written at ``run_dir`` (checked before writing).
+
+    With ``overwrite`` an existing directory must be an inactive probe run (see :mod:`probe.store.ownership`)."""
+    check_new_directory(run_dir, overwrite=overwrite, kind="run")
 
 
-def _existing_ancestor(path: Path) -> Path:
-    path = path.absolute()
-    while not path.exists():
-        path = path.parent
-    if not path.is_dir():
-        raise RunDirectoryError(f"{path}: is a file, cannot create a run directory below it")
-    return path
+def one_line_error(error: BaseException, limit: int = 500) -> str:
+    """``"DataFormatError: img/1.jpg: truncated JPEG"``: the error's type and message on one line."""
+    text = " ".join(f"{type(error).__name__}: {error}".split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class RunWriter:
@@ -96,15 +88,15 @@ class RunWriter:
         """Start a new run directory with ``run_info`` (config, versions ...) as ``run.json``."""
         run_dir = Path(run_dir)
         check_new_run_dir(run_dir, overwrite=overwrite)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        make_directory(run_dir)
         writer = cls(run_dir)
         writer._lock.acquire()
         try:
             if overwrite:
-                for child in run_dir.iterdir():
-                    if child.name == ".lock":
-                        continue
-                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+                clear_directory(run_dir, kind="run")
+            elif any(name != LOCK_NAME for name in os.listdir(run_dir)):  # filled since the check
+                raise RunDirectoryError(f"{run_dir}: already exists; pass --resume to continue it or --overwrite "
+                                        "to replace it")
             writer.run_info = {"schema_version": SCHEMA_VERSION, **run_info, "status": "running",
                                "created": now_iso(), "updated": now_iso()}
             atomic_write_json(run_dir / RUN_JSON, writer.run_info)
@@ -136,6 +128,7 @@ class RunWriter:
                 if p.name not in committed:
                     p.unlink()
             (run_dir / DIVERGED_JSON).unlink(missing_ok=True)
+            writer.run_info.pop("error", None)  # of an earlier failed attempt
             writer.set_status("running")
         except BaseException:
             writer._lock.release()
@@ -176,6 +169,16 @@ class RunWriter:
     def set_status(self, status: str, **fields: Any) -> None:
         self.run_info = {**self.run_info, **fields, "status": status, "updated": now_iso()}
         atomic_write_json(self.run_dir / RUN_JSON, self.run_info)
+
+    def record_stop(self, status: str, error: BaseException | None = None) -> None:
+        """Record in ``run.json`` that training stopped early: ``failed`` (with a one-line ``error``) or
+        ``interrupted``. Best effort: when even this write fails (a full disk), ``run.json`` keeps ``running`` and
+        readers report ``interrupted`` once the lock is released."""
+        fields = {"error": one_line_error(error)} if error is not None else {}
+        try:
+            self.set_status(status, **fields)
+        except OSError:
+            pass
 
     def write_diverged(self, record: dict[str, Any]) -> None:
         atomic_write_json(self.run_dir / DIVERGED_JSON, record)

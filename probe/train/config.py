@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -11,6 +12,11 @@ from probe.errors import ProbeInputError
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
 BUDGETS = ("fixed", "matched")
+MAX_SEED = 2**63 - 1
+
+#: Fields that may differ between a run and its ``--resume`` because they do not change its results: the number of
+#: data-decoding processes. Everything else (data, model, optimiser, length, recording, device) must match.
+RESULT_NEUTRAL_FIELDS = frozenset({"workers"})
 
 
 @dataclass
@@ -98,6 +104,11 @@ class TrainConfig:
             raise ProbeInputError(f"warmup steps must be >= 0, got {self.warmup_steps}")
         if not all(0 < m < 1 for m in self.milestones):
             raise ProbeInputError(f"step milestones are fractions of training in (0, 1), got {list(self.milestones)}")
+        if not _is_seed(self.seed):
+            raise ProbeInputError(f"seed must be an integer in [0, 2**63), got {self.seed!r}")
+        if "seed" in self.dataset_options and not _is_seed(self.dataset_options["seed"]):
+            raise ProbeInputError(
+                f"dataset seed must be an integer in [0, 2**63), got {self.dataset_options['seed']!r}")
         parse_record(self.record)
         return self
 
@@ -109,6 +120,12 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrainConfig:
+        """The configuration stored by :meth:`to_json`; :class:`ProbeInputError` when it is not one."""
+        if not isinstance(data, dict):
+            raise ProbeInputError(f"a stored training configuration must be a JSON object, got {type(data).__name__}")
+        missing = [name for name in ("dataset", "model", "lr") if name not in data]
+        if missing:
+            raise ProbeInputError(f"the stored training configuration lacks {', '.join(missing)}")
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
         if "betas" in kwargs:
@@ -116,6 +133,20 @@ class TrainConfig:
         if "milestones" in kwargs:
             kwargs["milestones"] = tuple(kwargs["milestones"])
         return cls(**kwargs)
+
+
+def _is_seed(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEED
+
+
+def config_differences(stored: dict[str, Any], asked: dict[str, Any], *, source: str = "stored",
+                       ignore: frozenset[str] = RESULT_NEUTRAL_FIELDS) -> list[str]:
+    """``"lr (run.json 0.1, asked 0.2)"`` (``source`` names the stored side) for every field that differs between
+    two configurations in ``TrainConfig.to_json()`` form, except the fields in ``ignore``. Values are compared as
+    they read back from JSON."""
+    stored, asked = json.loads(json.dumps(stored)), json.loads(json.dumps(asked))
+    return [f"{k} ({source} {stored.get(k)!r}, asked {asked.get(k)!r})"
+            for k in sorted(set(stored) | set(asked)) if k not in ignore and stored.get(k) != asked.get(k)]
 
 
 def parse_record(spec: str) -> tuple[str, int]:

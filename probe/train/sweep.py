@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing as mp
+import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -16,10 +21,12 @@ from typing import Any
 
 from probe.errors import ProbeInputError, RunDirectoryError
 from probe.store.atomic import atomic_write_json, read_json
+from probe.store.lock import LOCK_NAME, DirectoryLock
+from probe.store.ownership import check_new_directory, clear_directory, make_directory
 from probe.store.reader import SWEEP_JSON
 from probe.store.schema import SCHEMA_VERSION
-from probe.store.writer import check_new_run_dir, now_iso
-from probe.train.config import TrainConfig
+from probe.store.writer import now_iso
+from probe.train.config import RESULT_NEUTRAL_FIELDS, TrainConfig, config_differences
 from probe.train.trainer import TrainResult, train
 
 #: Swept axis name -> TrainConfig field.
@@ -78,41 +85,114 @@ def _train_one(args: tuple[TrainConfig, str, bool, bool, int | None]) -> tuple[s
     return out, result.status, result.diverged
 
 
+def sweep_record(base: TrainConfig, name: str, axes: dict[str, Sequence[Any]], *, budget: str, steps: int | None,
+                 plan: list[tuple[str, TrainConfig, dict[str, Any]]]) -> dict[str, Any]:
+    """The content of ``sweep.json`` (without its creation time)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "name": name,
+        "axes": {k: list(v) for k, v in axes.items()},
+        "budget": budget,
+        "budget_steps": steps,
+        "base_config": base.to_json(),
+        "runs": [{"name": run, **values, "steps": cfg.steps, "epochs": cfg.epochs} for run, cfg, values in plan],
+    }
+
+
+def stored_sweep(out: str | Path) -> dict[str, Any]:
+    """``run_sweep``'s arguments as ``<out>/sweep.json`` records them: base, axes, budget, steps (for ``--resume``
+    without repeating the command)."""
+    stored = _read_sweep_json(Path(out))
+    return {"base": TrainConfig.from_json(stored["base_config"]), "axes": stored["axes"],
+            "budget": stored.get("budget", "fixed"), "steps": stored.get("budget_steps")}
+
+
+def sweep_differences(stored: dict[str, Any], asked: dict[str, Any]) -> list[str]:
+    """What differs between the ``sweep.json`` of a sweep and the one a command asks for: axes, budget and every
+    base-config field that is not swept (except :data:`~probe.train.config.RESULT_NEUTRAL_FIELDS`)."""
+    swept = {AXES[a] for a in (*stored.get("axes", {}), *asked["axes"]) if a in AXES}
+    differ = config_differences(TrainConfig.from_json(stored["base_config"]).to_json(), asked["base_config"],
+                                source="sweep.json", ignore=RESULT_NEUTRAL_FIELDS | swept)
+    for key in ("axes", "budget", "budget_steps"):
+        differ += config_differences({key: stored.get(key)}, {key: asked[key]}, source="sweep.json")
+    return differ
+
+
+def check_sweep_resume(out: str | Path, base: TrainConfig, axes: dict[str, Sequence[Any]], *, budget: str = "fixed",
+                       steps: int | None = None) -> None:
+    """Raise :class:`ProbeInputError` listing the differences unless ``run_sweep(base, out, axes, ...)`` describes
+    the sweep recorded in ``out/sweep.json``; :class:`RunDirectoryError` when there is none to resume."""
+    out = Path(out)
+    plan = plan_sweep(base, axes, budget=budget, steps=steps)
+    differ = sweep_differences(_read_sweep_json(out),
+                               sweep_record(base, out.name, axes, budget=budget, steps=steps, plan=plan))
+    if differ:
+        raise ProbeInputError(f"{out}: --resume continues the sweep as sweep.json describes it; these options "
+                              "differ: " + ", ".join(differ))
+
+
+def _read_sweep_json(out: Path) -> dict[str, Any]:
+    if not (out / SWEEP_JSON).is_file():
+        raise RunDirectoryError(f"{out}: no {SWEEP_JSON} to resume")
+    try:
+        stored = read_json(out / SWEEP_JSON)
+    except (OSError, ValueError) as err:
+        raise RunDirectoryError(f"{out / SWEEP_JSON}: unreadable ({err})") from None
+    if not isinstance(stored, dict) or not isinstance(stored.get("base_config"), dict) \
+            or not isinstance(stored.get("axes"), dict):
+        raise RunDirectoryError(f"{out / SWEEP_JSON}: not a sweep.json written by probe")
+    try:
+        TrainConfig.from_json(stored["base_config"])
+    except ProbeInputError as err:
+        raise RunDirectoryError(f"{out / SWEEP_JSON}: base_config: {err}") from None
+    return stored
+
+
 def run_sweep(base: TrainConfig, out: str | Path, axes: dict[str, Sequence[Any]], *, budget: str = "fixed",
               steps: int | None = None, jobs: int = 1, resume: bool = False, overwrite: bool = False,
               progress: bool = False, threads: int | None = None) -> list[tuple[str, str, dict[str, Any] | None]]:
     """Train every run of the sweep into ``out``; a diverged run does not stop the others.
 
-    Returns ``(run_dir, status, diverged)`` per run. ``jobs > 1`` trains that many runs at once in separate processes;
-    ``threads`` sets torch's CPU threads in each of them.
+    Returns ``(run_dir, status, diverged)`` per run. ``jobs > 1`` trains that many runs at once in separate processes,
+    which die with this one; ``threads`` sets torch's CPU threads in each of them. The sweep holds ``<out>/.lock``
+    from start to end, so a second sweep into ``out`` (or an ``overwrite`` of it) is refused meanwhile.
+
+    ``resume`` continues the sweep ``out/sweep.json`` describes and refuses other arguments (listing the
+    differences); ``overwrite`` replaces only an inactive probe sweep directory (see :mod:`probe.store.ownership`).
     """
     out = Path(out)
     plan = plan_sweep(base, axes, budget=budget, steps=steps)
     if jobs < 1:
         raise ProbeInputError(f"--jobs must be >= 1, got {jobs}")
+    if resume and overwrite:
+        raise ProbeInputError("--resume and --overwrite exclude each other")
+    lock = DirectoryLock(out, "sweep")
     if resume:
-        if not (out / SWEEP_JSON).is_file():
-            raise RunDirectoryError(f"{out}: no sweep.json to resume")
-        stored = read_json(out / SWEEP_JSON)
-        if [r["name"] for r in stored["runs"]] != [name for name, _, _ in plan]:
-            raise ProbeInputError(f"{out}: the sweep asked for differs from the one in sweep.json; resume it as it was")
+        check_sweep_resume(out, base, axes, budget=budget, steps=steps)
+        lock.acquire()
     else:
-        check_new_run_dir(out, overwrite=overwrite)
-        if overwrite and out.exists():
-            import shutil
+        check_new_directory(out, overwrite=overwrite, kind="sweep")
+        make_directory(out)
+        lock.acquire()
+        try:
+            if overwrite:
+                clear_directory(out, kind="sweep")
+            elif any(name != LOCK_NAME for name in os.listdir(out)):  # filled since the check
+                raise RunDirectoryError(f"{out}: already exists; pass --resume to continue it or --overwrite "
+                                        "to replace it")
+            record = sweep_record(base, out.name, axes, budget=budget, steps=steps, plan=plan)
+            atomic_write_json(out / SWEEP_JSON, {**record, "created": now_iso()})
+        except BaseException:
+            lock.release()
+            raise
+    try:
+        return _train_all(out, plan, resume=resume, jobs=jobs, progress=progress, threads=threads)
+    finally:
+        lock.release()
 
-            shutil.rmtree(out)
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / SWEEP_JSON, {
-            "schema_version": SCHEMA_VERSION,
-            "name": out.name,
-            "created": now_iso(),
-            "axes": {k: list(v) for k, v in axes.items()},
-            "budget": budget,
-            "budget_steps": steps,
-            "base_config": base.to_json(),
-            "runs": [{"name": name, **values, "steps": cfg.steps, "epochs": cfg.epochs} for name, cfg, values in plan],
-        })
+
+def _train_all(out: Path, plan: list[tuple[str, TrainConfig, dict[str, Any]]], *, resume: bool, jobs: int,
+               progress: bool, threads: int | None) -> list[tuple[str, str, dict[str, Any] | None]]:
     tasks = [(cfg, str(out / name), resume, progress and jobs == 1, threads) for name, cfg, _ in plan]
     results: list[tuple[str, str, dict[str, Any] | None]] = []
     bar = _sweep_bar(len(tasks), progress)
@@ -121,12 +201,50 @@ def run_sweep(base: TrainConfig, out: str | Path, axes: dict[str, Sequence[Any]]
             results.append(_train_one(task))
             bar.update(1)
     else:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
-            for res in pool.map(_train_one, tasks):
-                results.append(res)
-                bar.update(1)
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"),
+                                 initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
+            futures = [pool.submit(_train_one, task) for task in tasks]
+            try:
+                for future in futures:
+                    results.append(future.result())
+                    bar.update(1)
+            except BaseException:
+                for future in futures:  # runs not started yet are not started; running ones end on their own
+                    future.cancel()
+                raise
     bar.close()
     return results
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make this process (a sweep worker) end when the process ``parent_pid`` that started it dies, even by SIGKILL.
+
+    On Linux the kernel sends SIGKILL at the parent's death (``prctl(PR_SET_PDEATHSIG)``); the parent pid is checked
+    afterwards, which closes the race of a parent that died before. Elsewhere a daemon thread polls the parent pid.
+    """
+    armed = sys.platform.startswith("linux") and _set_parent_death_signal(signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    if not armed:
+        threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), name="probe-parent-watch",
+                         daemon=True).start()
+
+
+def _set_parent_death_signal(signum: int) -> bool:
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _exit_when_orphaned(parent_pid: int, interval: float = 1.0) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(interval)
+    os._exit(1)
 
 
 def _sweep_bar(total: int, enabled: bool):

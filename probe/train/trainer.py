@@ -163,14 +163,11 @@ class Trainer:
         eval_splits = {s: (self.dataset.split(s).to(self.device) if self.dataset.split(s).in_memory
                            else self.dataset.split(s)) for s in self.record_splits}
 
-        if resume:
-            writer = RunWriter.resume(self.out)
-            start_epoch, global_step = self._restore(writer, model, optimizer, shuffle)
-        else:
-            writer = RunWriter.create(self.out, self.run_info(), overwrite=overwrite)
-            start_epoch, global_step = 0, 0
+        writer = RunWriter.resume(self.out) if resume else RunWriter.create(self.out, self.run_info(),
+                                                                                overwrite=overwrite)
         self._committer = BackgroundCommitter(writer)
         try:
+            start_epoch, global_step = self._restore(writer, model, optimizer, shuffle) if resume else (0, 0)
             if start_epoch == 0 and 0 not in writer.committed_epochs:
                 self._commit(model, optimizer, shuffle, eval_splits, epoch=0, global_step=0, sgd=None,
                              lr=lr_at(0, total_steps, cfg))
@@ -257,6 +254,15 @@ class Trainer:
             writer.set_status("complete")
             return TrainResult("complete", self.out, writer.committed_epochs, global_step, None,
                                time.perf_counter() - started)
+        # the run directory exists: never leave it "running" behind a writer that stopped
+        except (KeyboardInterrupt, SystemExit):
+            self._committer.abandon()
+            writer.record_stop("interrupted")
+            raise
+        except BaseException as err:
+            self._committer.abandon()
+            writer.record_stop("failed", err)
+            raise
         finally:
             self._committer.close()
             writer.close()
@@ -322,6 +328,13 @@ class BackgroundCommitter:
         if self._pending is not None:
             pending, self._pending = self._pending, None
             pending.result()
+
+    def abandon(self) -> None:
+        """Wait for the pending commit, ignoring its failure (training already failed for another reason)."""
+        try:
+            self.wait()
+        except BaseException:
+            pass
 
     def close(self) -> None:
         try:

@@ -80,7 +80,7 @@ def test_full_disk_during_a_commit_keeps_every_committed_epoch(tmp_path, monkeyp
     err = capsys.readouterr().err
     assert "No space left on device" in err and err.count("\n") == 1
     run = probe.open_run(out)
-    assert run.epochs == [0, 1] and run.status == "interrupted"
+    assert run.epochs == [0, 1] and run.status == "failed"  # and run.json names the error
     assert [len(run.records("test", e)) for e in run.epochs] == [64, 64]
     assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
     monkeypatch.setattr(writer, "write_epoch_h5", real_write)

@@ -1,0 +1,86 @@
+"""Output paths that cannot hold a run, and negative seeds: one line, exit 2, nothing written."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from probe.cli import main
+from probe.errors import ProbeInputError
+from probe.train import TrainConfig
+
+PARITY = ["--dataset", "parity", "--data-option", "n_train=64", "--data-option", "n_val=16", "--data-option",
+          "n_test=16", "--model-option", "width=8", "--epochs", "1", "--quiet"]
+
+
+def assert_one_line_error(capsys, *fragments: str) -> None:
+    err = capsys.readouterr().err
+    assert err.startswith("probe: error:") and err.count("\n") == 1, err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["train", "--lr", "0.1", "--seed", "-1"], "seed must be an integer in [0, 2**63), got -1"),
+        (["train", "--lr", "0.1", "--data-seed", "-1"], "dataset seed must be an integer in [0, 2**63), got -1"),
+        (["train", "--lr", "0.1", "--data-option", "seed=-4"], "dataset seed must be an integer"),
+        (["sweep", "--lr", "0.1", "--seeds", "0", "-1"], "seed must be an integer in [0, 2**63), got -1"),
+        (["sweep", "--lr", "0.1", "--data-seed", "-2"], "dataset seed must be an integer"),
+    ],
+)
+def test_negative_seeds_are_refused(tmp_path, capsys, command, message):
+    out = tmp_path / "out"
+    assert main([*command, *PARITY, "--out", str(out)]) == 2
+    assert_one_line_error(capsys, message)
+    assert not out.exists()
+
+
+def test_train_config_validates_seeds_for_the_python_api():
+    with pytest.raises(ProbeInputError, match="seed must be"):
+        TrainConfig(dataset="parity", model="mlp", lr=0.1, epochs=1, seed=-1).validate()
+    with pytest.raises(ProbeInputError, match="dataset seed must be"):
+        TrainConfig(dataset="parity", model="mlp", lr=0.1, epochs=1, dataset_options={"seed": 1.5}).validate()
+    TrainConfig(dataset="parity", model="mlp", lr=0.1, epochs=1, seed=2**63 - 1).validate()
+
+
+@pytest.mark.parametrize("command", [["train", "--lr", "0.1"], ["sweep", "--lr", "0.1", "0.2"]])
+def test_a_path_that_cannot_hold_a_directory_is_refused(tmp_path, capsys, command):
+    assert main([*command, *PARITY, "--out", "/proc/x"]) == 2
+    assert_one_line_error(capsys, "/proc/x: cannot create the directory")
+    assert main([*command, *PARITY, "--out", "/proc/self/x/run"]) == 2
+    assert_one_line_error(capsys, "/proc/self/x/run")
+
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("mine")
+    assert main([*command, *PARITY, "--out", str(blocker / "run")]) == 2
+    assert_one_line_error(capsys, "notes.txt: is a file")
+    assert main([*command, *PARITY, "--out", str(blocker)]) == 2
+    assert_one_line_error(capsys, "notes.txt: exists and is not a directory")
+    assert blocker.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_a_read_only_mount_is_refused(tmp_path, capsys):
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)], capture_output=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.decode().strip()}")
+    try:
+        assert main(["train", "--lr", "0.1", *PARITY, "--out", str(mount / "deep" / "run")]) == 2
+        assert_one_line_error(capsys, str(mount / "deep" / "run"))
+        assert list(mount.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_failed_mkdir_removes_the_directories_it_created(tmp_path):
+    """``make_directory`` creates missing parents one by one; when a later one fails the earlier ones go again."""
+    from probe.store.ownership import make_directory
+
+    parent = tmp_path / "a"
+    with pytest.raises(ProbeInputError, match="cannot create the directory"):
+        make_directory(parent / ("x" * 300) / "run")  # the over-long name fails after "a" was created
+    assert not parent.exists()

@@ -1,0 +1,209 @@
+"""Sweeps: ``--resume`` continues only the sweep ``sweep.json`` describes; a live sweep is never overwritten or
+joined; its worker processes die with it, and ``--resume`` then completes it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+import probe
+from probe.cli import main
+from probe.store.lock import is_locked
+from tests.conftest import REPO
+from tests.store.snapshot import tree_digest
+
+DATA = ["--dataset", "parity", "--data-option", "n_train=64", "--data-option", "n_val=16", "--data-option",
+        "n_test=16", "--model-option", "width=8"]
+SWEEP = ["sweep", *DATA, "--lr", "0.1", "0.2", "--seeds", "0", "--epochs", "1", "--quiet"]
+
+
+@contextmanager
+def torch_threads(n: int):
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def one_torch_thread():
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def small_sweep(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sweeps") / "small"
+    with torch_threads(1):
+        assert main([*SWEEP, "--out", str(out)]) == 0
+    return out
+
+
+def replace_option(args: list[str], flag: str, *values: str) -> list[str]:
+    """``args`` with ``flag``'s values replaced (or the flag added)."""
+    if flag not in args:
+        return [*args, flag, *values]
+    i = args.index(flag)
+    j = i + 1
+    while j < len(args) and not args[j].startswith("--"):
+        j += 1
+    return [*args[:i], flag, *values, *args[j:]]
+
+
+@pytest.mark.parametrize(
+    ("change", "listed"),
+    [
+        (["--dataset", "colored-mnist"], "dataset (sweep.json 'parity', asked 'colored-mnist')"),
+        (["--data-option", "n_train=64", "--data-option", "n_val=16", "--data-option", "n_test=32"],
+         "dataset_options"),
+        (["--model", "cnn"], "model (sweep.json 'mlp', asked 'cnn')"),
+        (["--model-option", "width=16"], "model_options"),
+        (["--optimizer", "adamw"], "optimizer"),
+        (["--epochs", "2"], "epochs (sweep.json 1, asked 2)"),
+        (["--lr", "0.1", "0.3"], "axes"),
+        (["--seeds", "0", "1"], "axes"),
+        (["--momentum", "0.9"], "momentum"),
+        (["--budget", "matched", "--steps", "4"], "budget (sweep.json 'fixed', asked 'matched')"),
+    ],
+)
+def test_resume_with_other_options_exits_2_listing_them_and_changes_nothing(small_sweep, capsys, change, listed):
+    args = [*SWEEP, "--out", str(small_sweep), "--resume"]
+    flag = change[0]
+    if flag == "--budget":
+        args = [a for a in args if a not in ("--epochs", "1")]
+    if flag == "--data-option":
+        args = [a for a in args if not a.startswith("n_") and a != "--data-option"]
+    args = replace_option(args, flag, *change[1:]) if flag != "--data-option" else [*args, *change]
+    if flag == "--budget":
+        args = replace_option(args, "--steps", change[-1])
+    before = tree_digest(small_sweep)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("probe: error:") and err.count("\n") == 1
+    assert "these options differ" in err and listed in err
+    assert tree_digest(small_sweep) == before
+
+
+def test_resume_alone_or_with_the_same_options_is_accepted(small_sweep, capsys, one_torch_thread):
+    assert main([*SWEEP, "--out", str(small_sweep), "--resume", "--workers", "0", "--jobs", "1"]) == 0
+    assert main(["sweep", "--resume", "--out", str(small_sweep), "--quiet"]) == 0
+    assert main(["sweep", "--resume", "--out", str(small_sweep), "--lr", "0.5"]) == 2
+    assert "give none of: --lr" in capsys.readouterr().err
+    assert [r.status for r in probe.open_sweep(small_sweep).runs] == ["complete", "complete"]
+
+
+def children_of(pid: int) -> set[int]:
+    kids: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            kids |= {int(k) for k in (task / "children").read_text().split()}
+        except OSError:
+            pass
+    return kids
+
+
+def alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_a_live_sweep_is_protected_and_its_workers_die_with_it(tmp_path, capsys, one_torch_thread):
+    """``probe sweep --jobs 2`` trains in two worker processes. Once both runs have started, the workers are frozen
+    (SIGSTOP), so the sweep is surely still live: a second sweep into its folder, its ``--resume`` and its
+    ``--overwrite`` exit 2 and delete nothing. Then SIGKILL of the parent (and SIGCONT, so that a worker still
+    starting up runs on to its parent check) ends every worker within seconds, the locks are free, and ``--resume``
+    completes the sweep."""
+    out = tmp_path / "sweep"
+    args = ["sweep", *DATA, "--data-option", "n_train=1024", "--lr", "0.05", "0.1", "--epochs", "12", "--batch-size",
+            "32", "--record", "every:6", "--threads", "1", "--quiet", "--out", str(out)]
+    parent = subprocess.Popen([sys.executable, "-m", "probe.cli", *args, "--jobs", "2"], cwd=REPO,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        runs = [out / "lr0.05_seed0", out / "lr0.1_seed0"]
+        while not all((r / "epoch_00000.h5").exists() for r in runs):
+            assert parent.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        workers = children_of(parent.pid)
+        for pid in workers:
+            os.kill(pid, signal.SIGSTOP)
+        assert len(workers) >= 2 and parent.poll() is None and is_locked(out)
+
+        kept = {p for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")}
+        for extra in (["--overwrite"], ["--resume"], []):
+            assert main([*args[:-2], "--out", str(out), *extra]) == 2
+            err = capsys.readouterr().err
+            assert ("another process is writing this sweep" in err) if extra else ("already exists" in err)
+        assert all(p.exists() for p in kept)
+
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+        deadline = time.monotonic() + 20
+        while any(alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, "sweep workers outlived their parent"
+            time.sleep(0.05)
+    finally:
+        parent.kill()
+        parent.wait()
+        for pid in workers:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert not is_locked(out) and not any(is_locked(r) for r in runs)
+    assert main(["sweep", "--resume", "--out", str(out), "--quiet"]) == 0
+    sweep = probe.open_sweep(out)
+    assert [(r.status, r.epochs) for r in sweep.runs] == [("complete", [0, 6, 12])] * 2
+
+
+ORPHANS = (
+    "import os, time\n"
+    "import probe.train.sweep as sweep\n"
+    "pid = os.fork()\n"
+    "if pid == 0:  # its parent already died before the worker got going\n"
+    "    sweep.die_with_parent(os.getppid() + 1_000_000)\n"
+    "    os._exit(0)\n"
+    "print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)\n"
+    "sweep._set_parent_death_signal = lambda signum: False  # as where prctl is missing\n"
+    "middle = os.fork()\n"
+    "if middle == 0:\n"
+    "    worker = os.fork()\n"
+    "    if worker == 0:\n"
+    "        sweep.die_with_parent(os.getppid())\n"
+    "        time.sleep(60)\n"
+    "        os._exit(0)\n"
+    "    print(worker, flush=True)\n"
+    "    os._exit(0)\n"
+    "os.waitpid(middle, 0)\n"
+)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_a_worker_whose_parent_is_gone_exits_even_without_prctl():
+    """The parent check closes the race with a parent that died first; without ``prctl`` a thread polls the parent
+    pid and the worker exits within about a second of its parent."""
+    res = subprocess.run([sys.executable, "-c", ORPHANS], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    exit_code, worker = (int(line) for line in res.stdout.split())
+    assert exit_code == 1
+    deadline = time.monotonic() + 5
+    while alive(worker):
+        assert time.monotonic() < deadline, "an orphaned worker kept running"
+        time.sleep(0.05)
