@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from probe.data.base import Split, SpuriousDataset
+from probe.data.base import Split, SpuriousDataset, check_image_size
 from probe.data.bounded import read_bounded
 from probe.data.digits import resize_images
 from probe.data.paths import confined_path
@@ -290,6 +290,8 @@ STANDARD_MASK_NOTE = "none: standard classification has no annotated core or spu
 
 def _standard_cifar(num_classes: int, seed: int, image_size: int | None, val_fraction: float,
                     data_root: str | None) -> SpuriousDataset:
+    if image_size is not None:
+        image_size = check_image_size(image_size, f"cifar{num_classes}")
     arrays = load_cifar(data_root, num_classes)
     train_x = to_float_images(arrays.train_images, image_size)
     test_x = to_float_images(arrays.test_images, image_size)
