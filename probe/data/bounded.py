@@ -3,9 +3,9 @@
 Every data file probe reads whole (IDX, CIFAR batches) goes through this module; a file may be plain or gzip (told
 apart by its magic bytes). Two readers:
 
-- :func:`read_bounded`: the whole (decompressed) content, refused with :class:`~probe.errors.SizeLimitError` as soon as
-  it passes ``limit`` bytes. A plain file is measured before it is read; a gzip stream is decompressed in chunks and
-  never held past ``limit + 1`` bytes, so a gzip bomb costs at most ``limit`` bytes of memory.
+- :func:`read_bounded`: the whole (decompressed) content, refused with :class:`~probe.errors.SizeLimitError` when it
+  is over ``limit`` bytes. A plain file is measured before it is read; a gzip stream is first decompressed in chunks,
+  keeping nothing, to measure it, so a gzip bomb costs time (bounded by the limit) but no memory.
 - :func:`read_declared`: a payload whose size a header declares (IDX). The declared size is checked against
   ``limit`` and against what the file can hold (a plain file's size, deflate's largest ratio for gzip) before any
   allocation; a gzip stream is then decompressed once in chunks, holding nothing, to prove it holds exactly the
@@ -83,22 +83,25 @@ def read_exactly(fh: BinaryIO, n: int, path: str | os.PathLike, what: str) -> by
 
 
 def read_bounded(path: str | os.PathLike, *, limit: int = MAX_DATA_BYTES) -> bytes:
-    """The whole (decompressed) content of ``path``; :class:`SizeLimitError` once it passes ``limit`` bytes."""
+    """The whole (decompressed) content of ``path``; :class:`SizeLimitError` when it is over ``limit`` bytes.
+
+    A plain file is measured before it is read; a gzip stream is first decompressed in chunks, keeping nothing, to
+    measure it (stopping at ``limit + 1`` bytes), so memory is only ever allocated for content within the limit.
+    """
     path = Path(path)
-    if not is_gzip(path):
-        check_declared_size(path, _file_size(path), limit=limit, what="the file")
-    chunks: list[bytes] = []
-    total = 0
+    if is_gzip(path):
+        size = _stream_length(path, limit + 1)
+        if size > limit:
+            raise SizeLimitError(f"{path}: decompresses to more than the limit of {_human(limit)} for one data "
+                                 f"file; refused before keeping any of it")
+    else:
+        size = _file_size(path)
+        check_declared_size(path, size, limit=limit, what="the file")
     with open_data(path) as fh:
-        while True:
-            chunk = _read_chunk(fh, min(_CHUNK, limit + 1 - total), path)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > limit:
-                raise SizeLimitError(f"{path}: decompresses to more than the limit of {_human(limit)} for one data "
-                                     f"file; refused after reading {_human(limit)}")
+        data = _read_chunk(fh, size + 1, path)
+    if len(data) != size:
+        raise DataFormatError(f"{path}: file changed while it was read")
+    return data
 
 
 def read_declared(path: str | os.PathLike, parse_header: Callable[[BinaryIO], tuple[int, Any, str]], *,

@@ -1,0 +1,146 @@
+"""Data files are read within size limits fixed before allocating: real gzip bombs (4 MB of gzip, 4 GiB inflated)
+are refused with little memory, headers declaring absurd or false sizes are one-line typed errors."""
+
+import gzip
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from probe_data_fixtures import idx_bytes, write_mnist
+
+from probe.data.bounded import MAX_DATA_BYTES, read_bounded
+from probe.data.cifar import read_binary_batch
+from probe.data.mnist import IDX_IMAGES_MAGIC, read_idx
+from probe.errors import DataFormatError, SizeLimitError
+from tests.conftest import REPO, run_cli
+
+MEMORY_LIMIT_MB = 500
+
+
+def idx_header(*shape: int) -> bytes:
+    return (0x0800 | len(shape)).to_bytes(4, "big") + b"".join(s.to_bytes(4, "big") for s in shape)
+
+
+def write_gzip_bomb(path, head: bytes = b"", gib: int = 4) -> None:
+    """``head`` followed by ``gib`` GiB of zeros, as a valid multi-member gzip file of about ``gib`` MB."""
+    block = bytes(64 * 2**20)
+    rest = gzip.compress(block, compresslevel=9)
+    with open(path, "wb") as fh:
+        fh.write(gzip.compress(head + block, compresslevel=9))
+        for _ in range(16 * gib - 1):
+            fh.write(rest)
+
+
+def test_a_gzip_bomb_is_refused_with_little_memory(tmp_path):
+    """The bomb declares the largest IDX payload the limit admits (256 MiB) and inflates to 4 GiB: the stream is
+    measured in chunks before anything is kept. A CIFAR batch bomb (no header) is measured the same way."""
+    idx_bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    write_gzip_bomb(idx_bomb, idx_header(256, 1024, 1024))
+    assert idx_bomb.stat().st_size < 5 * 2**20
+    cifar_bomb = tmp_path / "data_batch_1.bin"
+    write_gzip_bomb(cifar_bomb)
+    script = (
+        "import resource, sys\n"
+        "from probe.data.cifar import read_binary_batch\n"
+        "from probe.data.mnist import read_idx\n"
+        "from probe.errors import ProbeInputError\n"
+        "for read in (lambda: read_idx(sys.argv[1]), lambda: read_binary_batch(sys.argv[2], 10)):\n"
+        "    try:\n"
+        "        read()\n"
+        "        print('read')\n"
+        "    except ProbeInputError as err:\n"
+        "        print(type(err).__name__, err)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, str(idx_bomb), str(cifar_bomb)], capture_output=True,
+                          text=True, cwd=REPO, timeout=120)
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 0, proc.stderr
+    assert lines[0].startswith("DataFormatError") and "needs 268435456 data bytes, the file has more" in lines[0]
+    assert lines[1].startswith("SizeLimitError") and "decompresses to more than the limit" in lines[1]
+    assert int(lines[2]) < MEMORY_LIMIT_MB
+
+
+def test_cli_refuses_a_gzip_bomb_before_the_run_exists(tmp_path):
+    """``probe train`` on MNIST files whose training images are a bomb (a true MNIST header, 4 GiB of data)."""
+    write_mnist(tmp_path / "data", "gz")
+    write_gzip_bomb(tmp_path / "data" / "train-images-idx3-ubyte.gz", idx_header(60, 28, 28))
+    out = tmp_path / "run"
+    proc = run_cli("train", "--dataset", "colored-mnist", "--data-root", str(tmp_path / "data"), "--lr", "0.1",
+                   "--epochs", "1", "--out", str(out))
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1
+    assert "train-images-idx3-ubyte.gz: IDX header shape (60, 28, 28) needs 47040 data bytes, the file has more" \
+        in proc.stderr
+    assert not out.exists()
+
+
+def test_a_header_of_2_31_by_2_31_is_one_line(tmp_path):
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(idx_header(2**31, 2**31) + bytes(100))
+    with pytest.raises(SizeLimitError) as err:
+        read_idx(path)
+    assert "IDX header shape (2147483648, 2147483648)" in str(err.value) and "refused before reading" in str(err.value)
+    assert "\n" not in str(err.value)
+    # the same header in the four-file release, through the CLI: exit 2, one line, no run directory
+    write_mnist(tmp_path / "data")
+    (tmp_path / "data" / "t10k-images-idx3-ubyte").write_bytes(idx_header(2**31, 2**31, 1) + bytes(64))
+    proc = run_cli("train", "--dataset", "double-mnist", "--data-root", str(tmp_path / "data"), "--lr", "0.1",
+                   "--epochs", "1", "--out", str(tmp_path / "run"))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "t10k-images-idx3-ubyte: the data declared by its IDX header shape (2147483648, 2147483648, 1)" \
+        in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_headers_lying_about_the_size(tmp_path, compressed):
+    real = idx_bytes(np.arange(3 * 4 * 4, dtype=np.uint8).reshape(3, 4, 4))
+
+    def write(data):
+        path = tmp_path / ("lie.gz" if compressed else "lie")
+        path.write_bytes(gzip.compress(data) if compressed else data)
+        return path
+
+    np.testing.assert_array_equal(read_idx(write(real), IDX_IMAGES_MAGIC).ravel(), np.arange(48))
+    with pytest.raises(DataFormatError, match=r"IDX header shape \(3, 4, 4\) needs 48 data bytes, the file has 40"):
+        read_idx(write(real[:-8]))  # declares more than the file holds
+    with pytest.raises(DataFormatError, match=r"needs 48 data bytes, the file has more"):
+        read_idx(write(real + bytes(5)))  # holds more than it declares
+    with pytest.raises(DataFormatError, match=r"file ends inside the IDX header \(3 dimensions\)"):
+        read_idx(write(real[:9]))
+
+
+def test_a_small_gzip_cannot_declare_more_than_deflate_can_hold(tmp_path):
+    path = tmp_path / "small.gz"
+    path.write_bytes(gzip.compress(idx_header(1000, 1000, 100) + bytes(1000)))  # 100 MB declared in ~1 KB
+    with pytest.raises(DataFormatError, match="more than a .*-byte gzip file can hold"):
+        read_idx(path)
+
+
+def test_damaged_gzip_is_a_typed_error(tmp_path):
+    data = gzip.compress(idx_bytes(np.zeros((50, 8, 8), np.uint8)))
+    path = tmp_path / "cut.gz"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataFormatError, match="cut.gz"):
+        read_idx(path)
+    flipped = bytearray(data)
+    flipped[-6] ^= 0xFF  # the CRC of the member
+    path.write_bytes(bytes(flipped))
+    with pytest.raises(DataFormatError, match="cut.gz: damaged or truncated"):
+        read_idx(path)
+
+
+def test_read_bounded_limits_plain_and_gzip_files(tmp_path):
+    plain = tmp_path / "batch.bin"
+    plain.write_bytes(bytes(3073 * 2))
+    assert read_bounded(plain) == bytes(3073 * 2)
+    with pytest.raises(SizeLimitError, match="batch.bin: the file is 6146 bytes"):
+        read_bounded(plain, limit=6000)
+    packed = tmp_path / "batch.bin.gz"
+    packed.write_bytes(gzip.compress(bytes(3073 * 2)))
+    assert read_binary_batch(packed, 10)[0].shape == (2, 3, 32, 32)
+    with pytest.raises(SizeLimitError, match="decompresses to more than the limit"):
+        read_bounded(packed, limit=6000)
+    assert MAX_DATA_BYTES >= 160 * 10**6  # CIFAR-100's training batch (154 MB) fits
