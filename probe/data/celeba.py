@@ -139,7 +139,7 @@ def celeba(
     images = _find_images(root, attr_path)
     if images is None:
         raise missing_data("celeba", CELEBA_WHERE + " (img_align_celeba/ is missing)", root)
-    image_size, resize = crop_geometry("celeba", image_size, resize, default=int(image_size))
+    image_size, resize = crop_geometry("celeba", image_size, resize, resize_default=lambda side: side)
     names, ids, values, lines = read_attributes(attr_path)
     for column in (target, attribute):
         if column not in names:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -40,14 +40,14 @@ def default_resize(crop: int) -> int:
 
 
 def crop_geometry(name: str, image_size: int, resize: int | None,
-                  default: int | None = None) -> tuple[int, int]:
+                  resize_default: Callable[[int], int] = default_resize) -> tuple[int, int]:
     """``(image_size, resize)`` validated (:func:`~probe.data.base.check_image_size`): ``resize`` defaults to
-    ``default`` (or :func:`default_resize`) and must be at least the crop side."""
+    ``resize_default(image_size)`` and must be at least the crop side."""
     image_size = check_image_size(image_size, name)
     if resize is not None:
         resize = check_image_size(resize, name, option="resize")
     else:
-        resize = min(MAX_IMAGE_SIZE, default if default is not None else default_resize(image_size))
+        resize = min(MAX_IMAGE_SIZE, resize_default(image_size))
     if resize < image_size:
         raise ProbeInputError(f"{name}: need image_size <= resize, got {image_size} and {resize}")
     return image_size, resize

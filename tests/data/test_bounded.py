@@ -2,8 +2,10 @@
 are refused with little memory, headers declaring absurd or false sizes are one-line typed errors."""
 
 import gzip
+import struct
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from probe_data_fixtures import idx_bytes, write_mnist
 
 from probe.data.bounded import MAX_DATA_BYTES, read_bounded
 from probe.data.cifar import read_binary_batch
+from probe.data.images import MAX_IMAGE_PIXELS, load_image
 from probe.data.mnist import IDX_IMAGES_MAGIC, read_idx
 from probe.errors import DataFormatError, SizeLimitError
 from tests.conftest import REPO, run_cli
@@ -144,3 +147,15 @@ def test_read_bounded_limits_plain_and_gzip_files(tmp_path):
     with pytest.raises(SizeLimitError, match="decompresses to more than the limit"):
         read_bounded(packed, limit=6000)
     assert MAX_DATA_BYTES >= 160 * 10**6  # CIFAR-100's training batch (154 MB) fits
+
+
+def test_an_image_declaring_too_many_pixels_is_refused_before_decoding(tmp_path):
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    path = tmp_path / "huge.png"  # a 40-byte header declaring 10000 x 8000 grey pixels, no pixel data
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 10000, 8000, 8, 0, 0, 0, 0))
+                     + chunk(b"IEND", b""))
+    assert 10000 * 8000 > MAX_IMAGE_PIXELS
+    with pytest.raises(SizeLimitError, match="huge.png: image header declares 10000x8000 pixels"):
+        load_image(path)
