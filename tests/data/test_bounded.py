@@ -35,6 +35,27 @@ def write_gzip_bomb(path, head: bytes = b"", gib: int = 4) -> None:
             fh.write(rest)
 
 
+#: Runs ``sys.argv[1:]`` and prints the child's peak resident memory (MB) as the last line of stderr. Launched from
+#: this small process because Linux keeps a process's peak across exec: a child of the large pytest process would
+#: report pytest's own size.
+MEASURE = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.run(sys.argv[1:]).returncode\n"
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024, file=sys.stderr)\n"
+    "sys.exit(code)\n"
+)
+
+
+def run_measured(*args: str) -> tuple[subprocess.CompletedProcess, int]:
+    """Run ``args`` in a fresh process; returns the completed process (stderr without the figure) and its peak RSS
+    in MB, measured with ``resource.getrusage``."""
+    proc = subprocess.run([sys.executable, "-c", MEASURE, *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=300)
+    *rest, peak = proc.stderr.splitlines()
+    proc.stderr = "".join(line + "\n" for line in rest)
+    return proc, int(peak)
+
+
 def test_a_gzip_bomb_is_refused_with_little_memory(tmp_path):
     """The bomb declares the largest IDX payload the limit admits (256 MiB) and inflates to 4 GiB: the stream is
     measured in chunks before anything is kept. A CIFAR batch bomb (no header) is measured the same way."""
@@ -44,7 +65,7 @@ def test_a_gzip_bomb_is_refused_with_little_memory(tmp_path):
     cifar_bomb = tmp_path / "data_batch_1.bin"
     write_gzip_bomb(cifar_bomb)
     script = (
-        "import resource, sys\n"
+        "import sys\n"
         "from probe.data.cifar import read_binary_batch\n"
         "from probe.data.mnist import read_idx\n"
         "from probe.errors import ProbeInputError\n"
@@ -54,24 +75,25 @@ def test_a_gzip_bomb_is_refused_with_little_memory(tmp_path):
         "        print('read')\n"
         "    except ProbeInputError as err:\n"
         "        print(type(err).__name__, err)\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", script, str(idx_bomb), str(cifar_bomb)], capture_output=True,
-                          text=True, cwd=REPO, timeout=120)
+    proc, peak_mb = run_measured(sys.executable, "-c", script, str(idx_bomb), str(cifar_bomb))
     lines = proc.stdout.splitlines()
     assert proc.returncode == 0, proc.stderr
     assert lines[0].startswith("DataFormatError") and "needs 268435456 data bytes, the file has more" in lines[0]
     assert lines[1].startswith("SizeLimitError") and "decompresses to more than the limit" in lines[1]
-    assert int(lines[2]) < MEMORY_LIMIT_MB
+    assert peak_mb < MEMORY_LIMIT_MB
 
 
 def test_cli_refuses_a_gzip_bomb_before_the_run_exists(tmp_path):
-    """``probe train`` on MNIST files whose training images are a bomb (a true MNIST header, 4 GiB of data)."""
+    """``probe train`` on MNIST files whose training images are a bomb (a true header, 4 GiB of data): exit 2, one
+    line, no run directory, peak memory of the whole CLI process under the limit."""
     write_mnist(tmp_path / "data", "gz")
     write_gzip_bomb(tmp_path / "data" / "train-images-idx3-ubyte.gz", idx_header(60, 28, 28))
     out = tmp_path / "run"
-    proc = run_cli("train", "--dataset", "colored-mnist", "--data-root", str(tmp_path / "data"), "--lr", "0.1",
-                   "--epochs", "1", "--out", str(out))
+    proc, peak_mb = run_measured(sys.executable, "-m", "probe.cli", "train", "--dataset", "colored-mnist",
+                                 "--data-root", str(tmp_path / "data"), "--lr", "0.1", "--epochs", "1", "--out",
+                                 str(out))
+    assert peak_mb < MEMORY_LIMIT_MB
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1
     assert "train-images-idx3-ubyte.gz: IDX header shape (60, 28, 28) needs 47040 data bytes, the file has more" \
