@@ -5,18 +5,20 @@ import gzip
 import struct
 import subprocess
 import sys
+import tracemalloc
 import zlib
 
 import numpy as np
 import pytest
-from probe_data_fixtures import idx_bytes, write_mnist
+from probe_data_fixtures import idx_bytes
 
+from probe.cli import main
 from probe.data.bounded import MAX_DATA_BYTES, read_bounded
 from probe.data.cifar import read_binary_batch
 from probe.data.images import MAX_IMAGE_PIXELS, load_image
 from probe.data.mnist import IDX_IMAGES_MAGIC, read_idx
 from probe.errors import DataFormatError, SizeLimitError
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO
 
 MEMORY_LIMIT_MB = 500
 
@@ -56,52 +58,49 @@ def run_measured(*args: str) -> tuple[subprocess.CompletedProcess, int]:
     return proc, int(peak)
 
 
-def test_a_gzip_bomb_is_refused_with_little_memory(tmp_path):
-    """The bomb declares the largest IDX payload the limit admits (256 MiB) and inflates to 4 GiB: the stream is
-    measured in chunks before anything is kept. A CIFAR batch bomb (no header) is measured the same way."""
-    idx_bomb = tmp_path / "train-images-idx3-ubyte.gz"
-    write_gzip_bomb(idx_bomb, idx_header(256, 1024, 1024))
-    assert idx_bomb.stat().st_size < 5 * 2**20
-    cifar_bomb = tmp_path / "data_batch_1.bin"
-    write_gzip_bomb(cifar_bomb)
-    script = (
-        "import sys\n"
-        "from probe.data.cifar import read_binary_batch\n"
-        "from probe.data.mnist import read_idx\n"
-        "from probe.errors import ProbeInputError\n"
-        "for read in (lambda: read_idx(sys.argv[1]), lambda: read_binary_batch(sys.argv[2], 10)):\n"
-        "    try:\n"
-        "        read()\n"
-        "        print('read')\n"
-        "    except ProbeInputError as err:\n"
-        "        print(type(err).__name__, err)\n"
-    )
-    proc, peak_mb = run_measured(sys.executable, "-c", script, str(idx_bomb), str(cifar_bomb))
-    lines = proc.stdout.splitlines()
-    assert proc.returncode == 0, proc.stderr
-    assert lines[0].startswith("DataFormatError") and "needs 268435456 data bytes, the file has more" in lines[0]
-    assert lines[1].startswith("SizeLimitError") and "decompresses to more than the limit" in lines[1]
-    assert peak_mb < MEMORY_LIMIT_MB
+def write_small_mnist(folder) -> None:
+    """The four MNIST IDX files, tiny and plain (every label 0)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", 20), ("t10k", 10)):
+        (folder / f"{split}-images-idx3-ubyte").write_bytes(idx_bytes(np.zeros((n, 28, 28), np.uint8)))
+        (folder / f"{split}-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros(n, np.uint8)))
 
 
-def test_cli_refuses_a_gzip_bomb_before_the_run_exists(tmp_path):
-    """``probe train`` on MNIST files whose training images are a bomb (a true header, 4 GiB of data): exit 2, one
-    line, no run directory, peak memory of the whole CLI process under the limit."""
-    write_mnist(tmp_path / "data", "gz")
-    write_gzip_bomb(tmp_path / "data" / "train-images-idx3-ubyte.gz", idx_header(60, 28, 28))
+def test_cli_refuses_a_gzip_bomb_with_little_memory(tmp_path):
+    """``probe train`` on MNIST files whose training images are a 4 MB bomb declaring the largest IDX payload the
+    limit admits (256 MiB) and inflating to 4 GiB: exit 2, one line, no run directory, and the peak memory of the
+    whole CLI process under 500 MB (the stream is measured in chunks before anything is kept)."""
+    write_small_mnist(tmp_path / "data")
+    bomb = tmp_path / "data" / "train-images-idx3-ubyte.gz"
+    (tmp_path / "data" / "train-images-idx3-ubyte").unlink()
+    write_gzip_bomb(bomb, idx_header(256, 1024, 1024))
+    assert bomb.stat().st_size < 5 * 2**20
     out = tmp_path / "run"
     proc, peak_mb = run_measured(sys.executable, "-m", "probe.cli", "train", "--dataset", "colored-mnist",
                                  "--data-root", str(tmp_path / "data"), "--lr", "0.1", "--epochs", "1", "--out",
                                  str(out))
     assert peak_mb < MEMORY_LIMIT_MB
-    assert proc.returncode == 2
-    assert proc.stderr.count("\n") == 1
-    assert "train-images-idx3-ubyte.gz: IDX header shape (60, 28, 28) needs 47040 data bytes, the file has more" \
-        in proc.stderr
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "train-images-idx3-ubyte.gz: IDX header shape (256, 1024, 1024) needs 268435456 data bytes, the file " \
+           "has more" in proc.stderr
     assert not out.exists()
 
 
-def test_a_header_of_2_31_by_2_31_is_one_line(tmp_path):
+def test_whole_file_reads_measure_a_gzip_bomb_before_keeping_it(tmp_path):
+    """CIFAR batches have no header: :func:`read_bounded` measures the stream, keeping nothing, up to the limit."""
+    bomb = tmp_path / "data_batch_1.bin"
+    write_gzip_bomb(bomb)
+    tracemalloc.start()
+    try:
+        with pytest.raises(SizeLimitError, match="data_batch_1.bin: decompresses to more than the limit of 64 MiB"):
+            read_bounded(bomb, limit=64 * 2**20)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 * 2**20  # the limit is 64 MiB and the bomb inflates to 4 GiB: nothing of it was kept
+
+
+def test_a_header_of_2_31_by_2_31_is_one_line(tmp_path, capsys):
     path = tmp_path / "train-images-idx3-ubyte"
     path.write_bytes(idx_header(2**31, 2**31) + bytes(100))
     with pytest.raises(SizeLimitError) as err:
@@ -109,13 +108,13 @@ def test_a_header_of_2_31_by_2_31_is_one_line(tmp_path):
     assert "IDX header shape (2147483648, 2147483648)" in str(err.value) and "refused before reading" in str(err.value)
     assert "\n" not in str(err.value)
     # the same header in the four-file release, through the CLI: exit 2, one line, no run directory
-    write_mnist(tmp_path / "data")
+    write_small_mnist(tmp_path / "data")
     (tmp_path / "data" / "t10k-images-idx3-ubyte").write_bytes(idx_header(2**31, 2**31, 1) + bytes(64))
-    proc = run_cli("train", "--dataset", "double-mnist", "--data-root", str(tmp_path / "data"), "--lr", "0.1",
-                   "--epochs", "1", "--out", str(tmp_path / "run"))
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
-    assert "t10k-images-idx3-ubyte: the data declared by its IDX header shape (2147483648, 2147483648, 1)" \
-        in proc.stderr
+    code = main(["train", "--dataset", "double-mnist", "--data-root", str(tmp_path / "data"), "--lr", "0.1",
+                 "--epochs", "1", "--out", str(tmp_path / "run")])
+    stderr = capsys.readouterr().err
+    assert code == 2 and stderr.count("\n") == 1
+    assert "t10k-images-idx3-ubyte: the data declared by its IDX header shape (2147483648, 2147483648, 1)" in stderr
     assert not (tmp_path / "run").exists()
 
 

@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 from PIL import Image
 from probe_data_fixtures import (
+    idx_bytes,
     write_celeba,
     write_cifar10_binary,
     write_class_folders,
-    write_mnist,
     write_waterbirds,
 )
 
+from probe.cli import main
 from probe.data import build_dataset
 from probe.data.paths import confined_path, confined_paths
 from probe.errors import UnsafePathError
-from tests.conftest import run_cli
 
 
 @pytest.fixture
@@ -113,7 +113,10 @@ def test_imagenet_refuses_an_image_symlinked_out(tmp_path, secret):
 
 
 def test_mnist_and_cifar_refuse_files_symlinked_out(tmp_path):
-    write_mnist(tmp_path / "mnist")
+    (tmp_path / "mnist").mkdir()
+    for split, n in (("train", 20), ("t10k", 10)):
+        (tmp_path / "mnist" / f"{split}-images-idx3-ubyte").write_bytes(idx_bytes(np.zeros((n, 28, 28), np.uint8)))
+        (tmp_path / "mnist" / f"{split}-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros(n, np.uint8)))
     outside = tmp_path / "outside-labels"
     labels = tmp_path / "mnist" / "train-labels-idx1-ubyte"
     labels.rename(outside)
@@ -140,13 +143,14 @@ def test_confined_paths_rules(tmp_path):
             confined_path(root, bad, source="list.csv", row=9)
 
 
-def test_cli_refuses_before_creating_the_run(tmp_path):
+def test_cli_refuses_before_creating_the_run(tmp_path, capsys):
     release = write_waterbirds(tmp_path / "data", segmentations=False)
     _set_img_filename(release["folder"] / "metadata.csv", 3, "/etc/passwd")
     out = tmp_path / "run"
-    proc = run_cli("train", "--dataset", "waterbirds", "--data-root", str(tmp_path / "data"), "--image-size",
-                        "8", "--lr", "0.1", "--epochs", "1", "--out", str(out))
-    assert proc.returncode == 2
-    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("probe: error: ")
-    assert "'/etc/passwd'" in proc.stderr and "line 3" in proc.stderr
+    code = main(["train", "--dataset", "waterbirds", "--data-root", str(tmp_path / "data"), "--image-size", "8",
+                 "--lr", "0.1", "--epochs", "1", "--out", str(out)])
+    stderr = capsys.readouterr().err
+    assert code == 2
+    assert stderr.count("\n") == 1 and stderr.startswith("probe: error: ")
+    assert "'/etc/passwd'" in stderr and "line 3" in stderr
     assert not out.exists()

@@ -6,9 +6,9 @@ import torch
 from PIL import Image
 from probe_data_fixtures import write_waterbirds
 
+from probe.cli import main
 from probe.data import build_dataset
 from probe.errors import DataFormatError
-from tests.conftest import run_cli
 
 
 def truncate(path):
@@ -17,16 +17,17 @@ def truncate(path):
     path.write_bytes(data[: len(data) // 2])
 
 
-def test_cli_refuses_a_truncated_jpeg_before_creating_the_run(tmp_path):
+def test_cli_refuses_a_truncated_jpeg_before_creating_the_run(tmp_path, capsys):
     release = write_waterbirds(tmp_path / "data", segmentations=False)
     victim = release["rows"][0][1]  # the first training image: the one the pre-flight check decodes
     truncate(release["folder"] / victim)
     out = tmp_path / "run"
-    proc = run_cli("train", "--dataset", "waterbirds", "--data-root", str(tmp_path / "data"), "--image-size", "8",
-                   "--lr", "0.1", "--epochs", "1", "--out", str(out))
-    assert proc.returncode == 2
-    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("probe: error: ")
-    assert f"{victim}: cannot decode image" in proc.stderr
+    code = main(["train", "--dataset", "waterbirds", "--data-root", str(tmp_path / "data"), "--image-size", "8",
+                 "--lr", "0.1", "--epochs", "1", "--out", str(out)])
+    stderr = capsys.readouterr().err
+    assert code == 2
+    assert stderr.count("\n") == 1 and stderr.startswith("probe: error: ")
+    assert f"{victim}: cannot decode image" in stderr
     assert not out.exists()
 
 
@@ -63,11 +64,12 @@ def test_a_bad_image_reached_in_training_is_one_typed_line(tmp_path):
     assert str(err.value).startswith(str(release["folder"] / victim)) and "\n" not in str(err.value)
 
 
-def test_cli_training_that_reaches_a_bad_image_exits_2_with_one_line(tmp_path):
+def test_cli_training_that_reaches_a_bad_image_exits_2_with_one_line(tmp_path, capsys):
     release = write_waterbirds(tmp_path / "data", segmentations=False)
     victim = release["rows"][9][1]
     truncate(release["folder"] / victim)
-    proc = run_cli("train", "--dataset", "waterbirds", "--data-root", str(tmp_path / "data"), "--image-size", "8",
-                   "--lr", "0.1", "--epochs", "1", "--workers", "2", "--quiet", "--out", str(tmp_path / "run"))
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.count("\n") == 1 and f"{victim}: cannot decode image" in proc.stderr
+    code = main(["train", "--dataset", "waterbirds", "--data-root", str(tmp_path / "data"), "--image-size", "8",
+                 "--lr", "0.1", "--epochs", "1", "--workers", "2", "--quiet", "--out", str(tmp_path / "run")])
+    stderr = capsys.readouterr().err
+    assert code == 2, stderr
+    assert stderr.count("\n") == 1 and f"{victim}: cannot decode image" in stderr
