@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from probe.errors import UnsafePathError
 
@@ -38,17 +38,18 @@ def confined_paths(root: str | os.PathLike, listed: Sequence[str], *, source: st
     little more than the existence check for hundreds of thousands of rows.
     """
     root = Path(root)
-    real_root = Path(os.path.realpath(root))
-    real_dirs: dict[Path, Path] = {}
-    links: dict[Path, set[str]] = {}
+    base = os.fspath(root)
+    real_root = os.path.realpath(base)
+    real_dirs: dict[str, str] = {}
+    links: dict[str, set[str]] = {}
     out: list[Path] = []
     for k, text in enumerate(listed):
-        reason, path = _escape(root, real_root, text, real_dirs, links)
+        reason, path = _escape(base, real_root, text, real_dirs, links)
         if reason is not None:
             where = f"{source}, line {rows[k]}" if rows is not None else f"{source}"
             raise UnsafePathError(f"{where}: {what} {text!r} {reason}; files read from here must stay inside "
                                   f"{str(root)!r}")
-        out.append(path)
+        out.append(Path(path))
     return out
 
 
@@ -58,35 +59,34 @@ def confined_path(root: str | os.PathLike, listed: str, *, source: str | os.Path
     return confined_paths(root, [listed], source=source, rows=None if row is None else [row], what=what)[0]
 
 
-def _escape(root: Path, real_root: Path, text: str, real_dirs: dict[Path, Path],
-            links: dict[Path, set[str]]) -> tuple[str | None, Path]:
-    """``(why text leaves root, or None; the joined path)``; ``real_dirs`` and ``links`` cache per directory."""
+def _escape(base: str, real_root: str, text: str, real_dirs: dict[str, str],
+            links: dict[str, set[str]]) -> tuple[str | None, str]:
+    """``(why text leaves base, or None; the joined path)``; ``real_dirs`` and ``links`` cache per directory."""
     if not text or "\0" in text:
-        return "is not a usable path", root
-    pure = PurePosixPath(text.replace("\\", "/"))
-    if pure.is_absolute() or Path(text).is_absolute():
-        return "is an absolute path", root
-    if ".." in pure.parts:
-        return "climbs out through '..'", root
-    path = root.joinpath(*pure.parts)
-    parent = path.parent
+        return "is not a usable path", base
+    if text.startswith("/"):
+        return "is an absolute path", base
+    if ".." in text.split("/"):
+        return "climbs out through '..'", base
+    path = os.path.join(base, text)
+    parent, name = os.path.split(path)
     if parent not in real_dirs:
-        real_dirs[parent] = Path(os.path.realpath(parent))
+        real_dirs[parent] = os.path.realpath(parent)
         links[parent] = _symlinks_in(parent)
     if not _inside(real_dirs[parent], real_root):
-        return f"lies in {str(real_dirs[parent])!r} (through a symlink), outside the folder", path
-    if path.name in links[parent]:
-        target = Path(os.path.realpath(path))
+        return f"lies in {real_dirs[parent]!r} (through a symlink), outside the folder", path
+    if name in links[parent]:
+        target = os.path.realpath(path)
         if not _inside(target, real_root):
-            return f"is a symlink to {str(target)!r}, outside the folder", path
+            return f"is a symlink to {target!r}, outside the folder", path
     return None, path
 
 
-def _inside(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-def _symlinks_in(folder: Path) -> set[str]:
+def _symlinks_in(folder: str) -> set[str]:
     """Names of the symlinks directly in ``folder`` (empty if it cannot be listed), from one directory scan."""
     try:
         with os.scandir(folder) as it:

@@ -138,7 +138,7 @@ def test_confined_paths_rules(tmp_path):
     assert confined_paths(root, ["a/x.jpg", "a/missing.jpg"], source="list.csv") == [root / "a" / "x.jpg",
                                                                                      root / "a" / "missing.jpg"]
     for bad, why in (("", "not a usable path"), ("a/\0x", "not a usable path"), ("/a/x.jpg", "absolute"),
-                     ("a/../a/x.jpg", r"'\.\.'"), ("..\\secret", r"'\.\.'")):
+                     ("a/../a/x.jpg", r"'\.\.'"), ("a/..", r"'\.\.'")):
         with pytest.raises(UnsafePathError, match=rf"list.csv, line 9: file .* {why}"):
             confined_path(root, bad, source="list.csv", row=9)
 
