@@ -159,14 +159,16 @@ def _config_from(args: argparse.Namespace, *, sweep: bool):
     return cfg.validate()
 
 
-def _prepare(cfg) -> None:
-    """Build the dataset and the model once, so that unknown names and bad options fail before any write."""
+def _prepare(cfg):
+    """Build the dataset and the model once, so that unknown names, bad options and damaged data files fail before
+    any write: the pre-flight check decodes one sample per split and source file type of a dataset streamed from
+    disk (a truncated JPEG of that kind is a one-line error naming it)."""
     from probe.data import build_dataset
     from probe.models import build_model
     from probe.train.device import resolve_device
 
     resolve_device(cfg.device)
-    ds = build_dataset(cfg.dataset, **cfg.dataset_options)
+    ds = build_dataset(cfg.dataset, preflight=True, **cfg.dataset_options)
     build_model(cfg.model, ds.input_shape, ds.num_classes, **cfg.model_options)
     for s in cfg.record_splits or []:
         ds.split(s)

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from probe.errors import ProbeInputError
+from probe.errors import DataFormatError, ProbeError, ProbeInputError
 
 #: BA/BC rules, as recorded in ``SpuriousDataset.bc_rule``.
 BC_RULE_LABEL_SPACE = "label-space: bias-aligned iff a == y"
@@ -144,11 +144,17 @@ class Split:
             persistent_workers=False,
         )
         for positions, xb in loader:
+            if isinstance(xb, ProbeError):  # a worker could not decode a file: raise its one-line typed error here
+                raise xb
             yield positions, (xb if device is None else xb.to(device, non_blocking=True))
 
 
 class _PositionsDataset(torch.utils.data.Dataset):
-    """Item ``i`` is batch ``i``: the positions and their stacked inputs (decoded inside the worker)."""
+    """Item ``i`` is batch ``i``: the positions and their stacked inputs (decoded inside the worker).
+
+    A :class:`~probe.errors.ProbeError` raised while decoding (a damaged file) is returned in place of the inputs, so
+    that it reaches the main process as itself rather than as a DataLoader traceback.
+    """
 
     def __init__(self, source: Any, chunks: list[torch.Tensor]):
         self.source = source
@@ -159,7 +165,10 @@ class _PositionsDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         positions = self.chunks[i]
-        return positions, torch.stack([torch.as_tensor(self.source[int(p)]) for p in positions.tolist()])
+        try:
+            return positions, torch.stack([torch.as_tensor(self.source[int(p)]) for p in positions.tolist()])
+        except ProbeError as err:
+            return positions, err
 
 
 #: ``render(split_name, positions, new_values) -> x`` re-renders samples with another attribute or label.
@@ -212,6 +221,29 @@ class SpuriousDataset:
     @property
     def train(self) -> Split:
         return self.split("train")
+
+    def preflight(self) -> int:
+        """Decode one sample per split and per source file type of every split streamed from disk (inputs and
+        masks), so that a file of a kind that cannot be decoded, or decodes to the wrong shape, fails here with a
+        one-line :class:`~probe.errors.DataFormatError` naming it, before a run writes anything.
+
+        In-memory splits were decoded when the dataset was built and cost nothing. Returns the samples decoded.
+        """
+        decoded = 0
+        for split in self.splits.values():
+            for kind, source in (("input", split.x), ("core mask", split.core_mask),
+                                 ("spurious mask", split.spurious_mask)):
+                if source is None or isinstance(source, torch.Tensor):
+                    continue
+                positions = source.one_per_file_type() if hasattr(source, "one_per_file_type") else [0]
+                for p in positions:
+                    sample = torch.as_tensor(source[p])
+                    decoded += 1
+                    if kind == "input" and tuple(sample.shape) != tuple(self.input_shape):
+                        where = source.paths[p] if hasattr(source, "paths") else f"sample {p}"
+                        raise DataFormatError(f"{self.name}/{split.name}: {where} decodes to shape "
+                                              f"{tuple(sample.shape)}, expected {tuple(self.input_shape)}")
+        return decoded
 
     @property
     def num_groups(self) -> int:
@@ -266,6 +298,25 @@ def spurious_attributes(y: torch.Tensor, rho: float, num_attrs: int, generator: 
 def unbiased_attributes(n: int, num_attrs: int, generator: torch.Generator) -> torch.Tensor:
     """Draw ``a`` uniformly and independently of the label (unbiased splits)."""
     return torch.randint(0, num_attrs, (n,), generator=generator)
+
+
+#: Largest image side (and resize side) a dataset accepts; standard protocols use at most 512.
+MAX_IMAGE_SIZE = 4096
+
+
+def check_image_size(image_size: Any, name: str, *, minimum: int = 1, option: str = "image_size") -> int:
+    """``image_size`` as an int in ``minimum..MAX_IMAGE_SIZE``, else a one-line :class:`ProbeInputError`.
+
+    Every dataset that takes an image side validates it here (pass ``None`` through yourself where it means "keep
+    the source's size").
+    """
+    whole = isinstance(image_size, int) or (isinstance(image_size, float) and image_size.is_integer())
+    if isinstance(image_size, bool) or not whole:
+        raise ProbeInputError(f"{name}: {option} must be a whole number of pixels, got {image_size!r}")
+    size = int(image_size)
+    if not minimum <= size <= MAX_IMAGE_SIZE:
+        raise ProbeInputError(f"{name}: {option} must lie in {minimum}..{MAX_IMAGE_SIZE}, got {size}")
+    return size
 
 
 def check_rho(rho: float, name: str) -> float:

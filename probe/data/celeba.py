@@ -21,6 +21,7 @@ import torch
 
 from probe.data.base import BC_RULE_MAJORITY, Split, SpuriousDataset, majority_bc
 from probe.data.images import ImageFiles, check_files_exist, crop_geometry
+from probe.data.paths import confined_paths
 from probe.data.roots import candidate_dirs, missing_data, resolve_data_root
 from probe.data.tables import parse_int, read_csv_rows
 from probe.errors import DataFormatError, ProbeInputError
@@ -138,7 +139,7 @@ def celeba(
     images = _find_images(root, attr_path)
     if images is None:
         raise missing_data("celeba", CELEBA_WHERE + " (img_align_celeba/ is missing)", root)
-    image_size, resize = crop_geometry("celeba", image_size, resize, default=int(image_size))
+    image_size, resize = crop_geometry("celeba", image_size, resize, resize_default=lambda side: side)
     names, ids, values, lines = read_attributes(attr_path)
     for column in (target, attribute):
         if column not in names:
@@ -151,7 +152,7 @@ def celeba(
             raise DataFormatError(f"{part_path}: no partition for {image_id!r} (listed at line {line} of "
                                   f"{attr_path.name})")
         codes.append(partition[image_id][0])
-    paths = [images / i for i in ids]
+    paths = confined_paths(images, ids, source=attr_path, rows=lines, what="image file")
     check_files_exist(paths, attr_path, lines)
     y_all = torch.tensor([v[ti] for v in values], dtype=torch.long)
     a_all = torch.tensor([v[ai] for v in values], dtype=torch.long)

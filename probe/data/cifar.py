@@ -22,8 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from probe.data.base import Split, SpuriousDataset
+from probe.data.base import Split, SpuriousDataset, check_image_size
+from probe.data.bounded import read_bounded
 from probe.data.digits import resize_images
+from probe.data.paths import confined_path
 from probe.data.roots import candidate_dirs, missing_data, resolve_data_root
 from probe.errors import DataFormatError, ProbeInputError
 
@@ -96,10 +98,7 @@ class RestrictedUnpickler(pickle.Unpickler):
 def load_pickled_batch(path: str | Path) -> dict:
     """Read one CIFAR python batch through :class:`RestrictedUnpickler`; keys are returned as ``str``."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise DataFormatError(f"{path}: cannot read ({err})") from None
+    raw = read_bounded(path)
     try:
         obj = RestrictedUnpickler(io.BytesIO(raw), path).load()
     except DataFormatError:
@@ -140,10 +139,7 @@ def read_binary_batch(path: str | Path, num_classes: int) -> tuple[np.ndarray, n
     path = Path(path)
     label_bytes = 1 if num_classes == 10 else 2
     record = label_bytes + 3072
-    try:
-        raw = np.fromfile(path, dtype=np.uint8)
-    except OSError as err:
-        raise DataFormatError(f"{path}: cannot read ({err})") from None
+    raw = np.frombuffer(read_bounded(path), dtype=np.uint8)
     if raw.size == 0 or raw.size % record:
         raise DataFormatError(f"{path}: {raw.size} bytes is not a whole number of {record}-byte CIFAR records")
     rows = raw.reshape(-1, record)
@@ -170,10 +166,15 @@ def _find(root: Path, dirs: tuple[str, ...], marker: str) -> Path | None:
     return None
 
 
+#: Largest class-name list read (CIFAR-100's is 1 KB).
+_NAMES_LIMIT = 2**20
+
+
 def _names_txt(path: Path, k: int) -> list[str]:
     if not path.is_file():
         return [str(i) for i in range(k)]
-    names = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    text = read_bounded(path, limit=_NAMES_LIMIT).decode("utf-8", "replace")
+    names = [line.strip() for line in text.splitlines() if line.strip()]
     return names if len(names) == k else [str(i) for i in range(k)]
 
 
@@ -206,10 +207,10 @@ def load_cifar(data_root: str | Path | None, num_classes: int = 10) -> CifarArra
         for f in [*train_bin, test_bin]:
             if not (folder / f).is_file():
                 raise DataFormatError(f"{folder / f}: missing from the CIFAR binary release in {folder}")
-        parts = [read_binary_batch(folder / f, num_classes) for f in train_bin]
-        test_x, test_y = read_binary_batch(folder / test_bin, num_classes)
-        names = _names_txt(folder / ("batches.meta.txt" if num_classes == 10 else "fine_label_names.txt"),
-                           num_classes)
+        parts = [read_binary_batch(confined_path(folder, f, source=folder), num_classes) for f in train_bin]
+        test_x, test_y = read_binary_batch(confined_path(folder, test_bin, source=folder), num_classes)
+        names = _names_txt(confined_path(folder, "batches.meta.txt" if num_classes == 10 else "fine_label_names.txt",
+                                         source=folder), num_classes)
         kind = "binary"
     else:
         folder = _find(root, dirs, train_py[0])
@@ -225,10 +226,11 @@ def load_cifar(data_root: str | Path | None, num_classes: int = 10) -> CifarArra
             x = _pixels(_field(batch, "data", path), path)
             return x, _labels(_field(batch, label_key, path), len(x), num_classes, path, label_key)
 
-        parts = [read(folder / f) for f in train_py]
-        test_x, test_y = read(folder / test_py)
-        names = (_names_pickle(folder / "batches.meta", "label_names", 10) if num_classes == 10
-                 else _names_pickle(folder / "meta", "fine_label_names", 100))
+        parts = [read(confined_path(folder, f, source=folder)) for f in train_py]
+        test_x, test_y = read(confined_path(folder, test_py, source=folder))
+        names = (_names_pickle(confined_path(folder, "batches.meta", source=folder), "label_names", 10)
+                 if num_classes == 10
+                 else _names_pickle(confined_path(folder, "meta", source=folder), "fine_label_names", 100))
         kind = "python"
     return CifarArrays(
         np.concatenate([p[0] for p in parts]),
@@ -288,6 +290,8 @@ STANDARD_MASK_NOTE = "none: standard classification has no annotated core or spu
 
 def _standard_cifar(num_classes: int, seed: int, image_size: int | None, val_fraction: float,
                     data_root: str | None) -> SpuriousDataset:
+    if image_size is not None:
+        image_size = check_image_size(image_size, f"cifar{num_classes}")
     arrays = load_cifar(data_root, num_classes)
     train_x = to_float_images(arrays.train_images, image_size)
     test_x = to_float_images(arrays.test_images, image_size)

@@ -13,6 +13,7 @@ from probe.data.base import (
     BC_RULE_LABEL_SPACE,
     Split,
     SpuriousDataset,
+    check_image_size,
     check_rho,
     label_space_bc,
     spurious_attributes,
@@ -63,6 +64,8 @@ def colored_mnist(
         data_root: folder with MNIST IDX files (or ``$PROBE_DATA``); ``None`` uses the embedded default digits.
     """
     rho = check_rho(rho, "colored-mnist")
+    if image_size is not None:
+        image_size = check_image_size(image_size, "colored-mnist")
     digits, root = digit_pool(data_root, seed)
     g = torch.Generator().manual_seed(seed)
     parts = digit_parts(resize_images(digits.train_images, image_size), digits.train_labels,

@@ -15,6 +15,7 @@ from probe.data.base import (
     BC_RULE_LABEL_SPACE,
     Split,
     SpuriousDataset,
+    check_image_size,
     check_rho,
     label_space_bc,
     spurious_attributes,
@@ -44,6 +45,8 @@ def corrupted_cifar10(
         data_root: folder holding the CIFAR-10 release (or ``$PROBE_DATA``).
     """
     rho = check_rho(rho, "corrupted-cifar10")
+    if image_size is not None:
+        image_size = check_image_size(image_size, "corrupted-cifar10")
     if int(severity) not in (1, 2, 3, 4, 5):
         raise ProbeInputError(f"corrupted-cifar10: severity must be 1..5, got {severity}")
     severity = int(severity)

@@ -15,6 +15,7 @@ from probe.data.base import (
     BC_RULE_LABEL_SPACE,
     Split,
     SpuriousDataset,
+    check_image_size,
     check_rho,
     label_space_bc,
     spurious_attributes,
@@ -61,6 +62,8 @@ def double_mnist(
         data_root: folder with MNIST IDX files (or ``$PROBE_DATA``); ``None`` uses the embedded default digits.
     """
     rho = check_rho(rho, "double-mnist")
+    if image_size is not None:
+        image_size = check_image_size(image_size, "double-mnist")
     if not 0.0 < core_brightness <= 1.0:
         raise ProbeInputError(f"double-mnist: core_brightness must lie in (0, 1], got {core_brightness}")
     digits, root = digit_pool(data_root, seed)

@@ -15,6 +15,7 @@ import torch
 from probe.data.base import SpuriousDataset
 from probe.data.cifar import STANDARD_BC_RULE, STANDARD_MASK_NOTE, holdout, single_attribute_split
 from probe.data.images import IMAGE_SUFFIXES, ImageFiles, crop_geometry
+from probe.data.paths import confined_paths
 from probe.data.roots import candidate_dirs, missing_data, resolve_data_root
 from probe.errors import DataFormatError
 
@@ -43,8 +44,8 @@ def scan_class_folders(folder: Path, classes: list[str] | None = None) -> tuple[
     for c in subdirs:
         if c not in lookup:
             raise DataFormatError(f"{folder / c}: class folder not among the {len(names)} training classes")
-        files = sorted(p for p in (folder / c).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        paths.extend(files)
+        files = sorted(p.name for p in (folder / c).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        paths.extend(confined_paths(folder, [f"{c}/{f}" for f in files], source=folder, what="image file"))
         labels.extend([lookup[c]] * len(files))
     if not paths:
         raise DataFormatError(f"{folder}: class folders hold no images ({', '.join(IMAGE_SUFFIXES)})")

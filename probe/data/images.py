@@ -11,18 +11,24 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from probe.errors import DataFormatError, ProbeInputError
+from probe.data.base import MAX_IMAGE_SIZE, check_image_size
+from probe.errors import DataFormatError, ProbeError, ProbeInputError, SizeLimitError
 
 #: ImageNet channel statistics, the usual normalisation for natural images.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: Largest image a file may declare (width x height), checked from its header before the pixels are decoded:
+#: 2^26 pixels (e.g. 8192 x 8192), far above any photo of the supported releases.
+MAX_IMAGE_PIXELS = 2**26
 
 #: File suffixes treated as images in class folders.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".tiff")
@@ -34,26 +40,36 @@ def default_resize(crop: int) -> int:
 
 
 def crop_geometry(name: str, image_size: int, resize: int | None,
-                  default: int | None = None) -> tuple[int, int]:
-    """``(image_size, resize)`` validated: ``resize`` defaults to ``default`` (or :func:`default_resize`) and must be
-    at least the crop side."""
-    image_size = int(image_size)
+                  resize_default: Callable[[int], int] = default_resize) -> tuple[int, int]:
+    """``(image_size, resize)`` validated (:func:`~probe.data.base.check_image_size`): ``resize`` defaults to
+    ``resize_default(image_size)`` and must be at least the crop side."""
+    image_size = check_image_size(image_size, name)
     if resize is not None:
-        resize = int(resize)
+        resize = check_image_size(resize, name, option="resize")
     else:
-        resize = default if default is not None else default_resize(image_size)
-    if image_size < 1 or resize < image_size:
-        raise ProbeInputError(f"{name}: need 1 <= image_size <= resize, got {image_size} and {resize}")
+        resize = min(MAX_IMAGE_SIZE, resize_default(image_size))
+    if resize < image_size:
+        raise ProbeInputError(f"{name}: need image_size <= resize, got {image_size} and {resize}")
     return image_size, resize
 
 
 def load_image(path: str | Path, mode: str = "RGB") -> torch.Tensor:
-    """Decode an image file to a ``(C, H, W)`` uint8 tensor (``mode`` "RGB" gives C = 3, "L" gives C = 1)."""
+    """Decode an image file to a ``(C, H, W)`` uint8 tensor (``mode`` "RGB" gives C = 3, "L" gives C = 1).
+
+    A file that cannot be decoded (truncated, not an image) is a :class:`DataFormatError` naming it; one whose header
+    declares more than :data:`MAX_IMAGE_PIXELS` pixels a :class:`SizeLimitError`, raised before decoding.
+    """
     from PIL import Image
 
     try:
         with Image.open(path) as im:
+            w, h = im.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise SizeLimitError(f"{path}: image header declares {w}x{h} pixels, over the limit of "
+                                     f"{MAX_IMAGE_PIXELS}; refused before decoding")
             arr = np.asarray(im.convert(mode), dtype=np.uint8)
+    except SizeLimitError:
+        raise
     except FileNotFoundError:
         raise DataFormatError(f"{path}: image file is missing") from None
     except Exception as err:  # Pillow raises several types for broken files
@@ -84,6 +100,9 @@ def resize_shorter(img: torch.Tensor, size: int) -> torch.Tensor:
         return img
     scale = size / min(h, w)
     hw = (max(size, int(round(h * scale))), max(size, int(round(w * scale))))
+    if hw[0] * hw[1] > MAX_IMAGE_PIXELS:
+        raise SizeLimitError(f"resizing a {h}x{w} image to shorter side {size} would give {hw[0]}x{hw[1]} pixels, "
+                             f"over the limit of {MAX_IMAGE_PIXELS}")
     return F.interpolate(img[None], size=hw, mode="bilinear", align_corners=False, antialias=True)[0]
 
 
@@ -158,10 +177,15 @@ class ImageFiles(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        img = load_image(self.paths[i], self.mode)
-        if self.augment:
-            return train_transform(img, self.resize, self.crop, self.norm)
-        return eval_transform(img, self.resize, self.crop, self.norm)
+        with decoding(self.paths[i]):
+            img = load_image(self.paths[i], self.mode)
+            if self.augment:
+                return train_transform(img, self.resize, self.crop, self.norm)
+            return eval_transform(img, self.resize, self.crop, self.norm)
+
+    def one_per_file_type(self) -> list[int]:
+        """The first position of each file type (suffix): what :meth:`SpuriousDataset.preflight` decodes."""
+        return first_per_suffix(self.paths)
 
 
 class MaskFiles(torch.utils.data.Dataset):
@@ -182,9 +206,36 @@ class MaskFiles(torch.utils.data.Dataset):
         return len(self.mask_paths)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        mask = load_image(self.mask_paths[i], "L")
-        m = mask_transform(mask, self.resize, self.crop, image_size_of(self.image_paths[i]))
-        return ~m if self.invert else m
+        with decoding(self.mask_paths[i]):
+            mask = load_image(self.mask_paths[i], "L")
+            m = mask_transform(mask, self.resize, self.crop, image_size_of(self.image_paths[i]))
+            return ~m if self.invert else m
+
+    def one_per_file_type(self) -> list[int]:
+        """The first position of each mask file type (suffix)."""
+        return first_per_suffix(self.mask_paths)
+
+
+def first_per_suffix(paths: Sequence[str]) -> list[int]:
+    """Position of the first path of each (lower-cased) suffix, in order."""
+    first: dict[str, int] = {}
+    for k, p in enumerate(paths):
+        first.setdefault(os.path.splitext(p)[1].lower(), k)
+    return list(first.values())
+
+
+@contextmanager
+def decoding(path: str):
+    """Errors while decoding and transforming ``path`` become one-line typed errors naming it: probe's own errors
+    pass unchanged (they name the file already, or gain its name), anything else is a :class:`DataFormatError`."""
+    try:
+        yield
+    except ProbeError as err:
+        if path in str(err):
+            raise
+        raise type(err)(f"{path}: {err}") from None
+    except Exception as err:
+        raise DataFormatError(f"{path}: cannot decode and transform image ({type(err).__name__}: {err})") from None
 
 
 def list_files(folder: Path) -> set[str]:

@@ -7,14 +7,16 @@ labels ``0x00000801`` (n).
 
 from __future__ import annotations
 
-import gzip
+import math
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from probe.data.bounded import read_declared, read_exactly
 from probe.data.digits import DigitImages, embedded_digits
+from probe.data.paths import confined_path
 from probe.data.roots import candidate_dirs, missing_data, resolve_data_root, root_given_explicitly
 from probe.errors import DataFormatError
 
@@ -41,38 +43,30 @@ MNIST_WHERE = (
 def read_idx(path: str | Path, expect_magic: int | None = None) -> np.ndarray:
     """Read one IDX file (gzipped or plain) into a uint8 array of the shape its header gives.
 
+    The header is read first and the size it declares checked against :data:`~probe.data.bounded.MAX_DATA_BYTES` and
+    against what the file can hold before anything is allocated (see :func:`~probe.data.bounded.read_declared`).
     Raises :class:`DataFormatError` naming the file on a wrong magic number, a type other than unsigned byte, or a
-    size that does not match the header.
+    size that does not match the header, and :class:`SizeLimitError` on a header declaring more than the limit.
     """
     path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(2)
-        opener = gzip.open if head == b"\x1f\x8b" else open
-        with opener(path, "rb") as fh:
-            raw = fh.read()
-    except OSError as err:
-        raise DataFormatError(f"{path}: cannot read IDX file ({err})") from None
-    if len(raw) < 4:
-        raise DataFormatError(f"{path}: too short for an IDX header ({len(raw)} bytes)")
-    magic = int.from_bytes(raw[:4], "big")
-    if expect_magic is not None and magic != expect_magic:
-        raise DataFormatError(
-            f"{path}: IDX magic number 0x{magic:08x}, expected 0x{expect_magic:08x} "
-            f"({'images' if expect_magic == IDX_IMAGES_MAGIC else 'labels'})"
-        )
-    if raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise DataFormatError(f"{path}: IDX magic number 0x{magic:08x} is not an unsigned-byte IDX file")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataFormatError(f"{path}: IDX header names {ndim} dimensions but the file ends inside it")
-    shape = tuple(int.from_bytes(raw[4 + 4 * k : 8 + 4 * k], "big") for k in range(ndim))
-    expected = int(np.prod(shape)) if shape else 0
-    if len(raw) - header != expected:
-        raise DataFormatError(f"{path}: IDX header shape {shape} needs {expected} data bytes, file has "
-                              f"{len(raw) - header}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+    def parse_header(fh) -> tuple[int, tuple[int, ...], str]:
+        head = read_exactly(fh, 4, path, "IDX header")
+        magic = int.from_bytes(head, "big")
+        if expect_magic is not None and magic != expect_magic:
+            raise DataFormatError(
+                f"{path}: IDX magic number 0x{magic:08x}, expected 0x{expect_magic:08x} "
+                f"({'images' if expect_magic == IDX_IMAGES_MAGIC else 'labels'})"
+            )
+        if head[0] != 0 or head[1] != 0 or head[2] != 0x08:
+            raise DataFormatError(f"{path}: IDX magic number 0x{magic:08x} is not an unsigned-byte IDX file")
+        ndim = head[3]
+        dims = read_exactly(fh, 4 * ndim, path, f"IDX header ({ndim} dimensions)")
+        shape = tuple(int.from_bytes(dims[4 * k : 4 * k + 4], "big") for k in range(ndim))
+        return (math.prod(shape) if shape else 0), shape, f"IDX header shape {shape}"
+
+    shape, data = read_declared(path, parse_header)
+    return data.reshape(shape)
 
 
 def find_mnist(root: str | Path) -> dict[str, Path] | None:
@@ -96,7 +90,8 @@ def load_mnist(data_root: str | Path) -> DigitImages:
     if files is None:
         raise missing_data("mnist", MNIST_WHERE, root)
     arrays = {
-        role: read_idx(path, IDX_IMAGES_MAGIC if role.endswith("images") else IDX_LABELS_MAGIC)
+        role: read_idx(confined_path(path.parent, path.name, source=path.parent),
+                       IDX_IMAGES_MAGIC if role.endswith("images") else IDX_LABELS_MAGIC)
         for role, path in files.items()
     }
     for split in ("train", "test"):

@@ -19,6 +19,7 @@ from probe.data.base import (
     BC_RULE_LABEL_SPACE,
     Split,
     SpuriousDataset,
+    check_image_size,
     check_rho,
     label_space_bc,
     spurious_attributes,
@@ -56,10 +57,10 @@ def mnist_cifar(
         data_root: folder holding the CIFAR-10 release (and optionally MNIST IDX files), or ``$PROBE_DATA``.
     """
     rho = check_rho(rho, "mnist-cifar")
+    side = check_image_size(image_size, "mnist-cifar") if image_size is not None else 32
     cifar = load_cifar(data_root, 10)
     root = resolve_data_root(data_root)
     digits = load_mnist(root) if root is not None and find_mnist(root) is not None else embedded_digits(seed)
-    side = int(image_size) if image_size is not None else 32
     g = torch.Generator().manual_seed(seed)
 
     def core_pool(images, labels):

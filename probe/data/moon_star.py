@@ -26,6 +26,7 @@ from probe.data.base import (
     BC_RULE_LABEL_SPACE,
     Split,
     SpuriousDataset,
+    check_image_size,
     check_rho,
     label_space_bc,
     spurious_attributes,
@@ -134,9 +135,7 @@ def moon_star(
     rho = check_rho(rho, "moon-star")
     if cue not in CUES:
         raise ProbeInputError(f"moon-star: cue must be one of {', '.join(CUES)}, got {cue!r}")
-    image_size = int(image_size)
-    if image_size < 8:
-        raise ProbeInputError(f"moon-star: image_size must be at least 8, got {image_size}")
+    image_size = check_image_size(image_size, "moon-star", minimum=8)
     g = torch.Generator().manual_seed(seed)
     splits: dict[str, Split] = {}
     params: dict[str, dict[str, torch.Tensor]] = {}

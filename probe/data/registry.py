@@ -43,10 +43,12 @@ def _builder(name: str) -> Callable[..., SpuriousDataset]:
         raise ProbeInputError(f"unknown dataset {name!r}; known: {', '.join(dataset_names())}") from None
 
 
-def build_dataset(name: str, **options: Any) -> SpuriousDataset:
+def build_dataset(name: str, /, *, preflight: bool = True, **options: Any) -> SpuriousDataset:
     """Build dataset ``name`` with ``options`` (``None`` values take the builder's default).
 
-    Unknown options are an error naming the options the dataset accepts.
+    Unknown options are an error naming the options the dataset accepts. With ``preflight`` (the default) one sample
+    per split and source file type is decoded (:meth:`SpuriousDataset.preflight`), so that ``probe train``, ``probe
+    sweep`` and :class:`~probe.train.Trainer` refuse a damaged image file before they create a run directory.
     """
     builder = _builder(name)
     accepted = dataset_options(name)
@@ -56,4 +58,7 @@ def build_dataset(name: str, **options: Any) -> SpuriousDataset:
         raise ProbeInputError(
             f"dataset {name!r} takes no option {', '.join(unknown)}; it takes {', '.join(sorted(accepted))}"
         )
-    return builder(**given)
+    dataset = builder(**given)
+    if preflight:
+        dataset.preflight()
+    return dataset

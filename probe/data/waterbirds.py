@@ -16,12 +16,13 @@ the image. Without it there are no masks. No counterfactual: re-compositing need
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import torch
 
 from probe.data.base import BC_RULE_MAJORITY, Split, SpuriousDataset, majority_bc
 from probe.data.images import ImageFiles, MaskFiles, check_files_exist, crop_geometry
+from probe.data.paths import confined_paths
 from probe.data.roots import candidate_dirs, missing_data, resolve_data_root
 from probe.data.tables import parse_int, read_csv_rows
 from probe.errors import DataFormatError, ProbeInputError
@@ -97,14 +98,15 @@ def waterbirds(
     image_size, resize = crop_geometry("waterbirds", image_size, resize)
     meta_path = folder / "metadata.csv"
     meta = read_metadata(meta_path)
-    paths = [folder / f for f in meta["filename"]]
-    check_files_exist(paths, meta_path, [f"{line}, column 'img_filename'" for line in meta["line"]])
+    rows = [f"{line}, column 'img_filename'" for line in meta["line"]]
+    paths = confined_paths(folder, meta["filename"], source=meta_path, rows=rows, what="image file")
+    check_files_exist(paths, meta_path, rows)
     seg = find_segmentations(segmentation_root) if segmentation_root is not None else None
     mask_paths = None
     if seg is not None:
-        mask_paths = [seg / Path(f).with_suffix(".png") for f in meta["filename"]]
-        check_files_exist(mask_paths, meta_path, meta["line"],
-                          what="segmentation file")
+        mask_names = [str(PurePosixPath(f).with_suffix(".png")) for f in meta["filename"]]
+        mask_paths = confined_paths(seg, mask_names, source=meta_path, rows=rows, what="segmentation file")
+        check_files_exist(mask_paths, meta_path, meta["line"], what="segmentation file")
     y_all = torch.tensor(meta["y"], dtype=torch.long)
     a_all = torch.tensor(meta["place"], dtype=torch.long)
     code = torch.tensor(meta["split"], dtype=torch.long)

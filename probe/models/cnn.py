@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from probe.models.base import FeatureModel
+from probe.models.options import Option
 
 
 class SmallCNN(FeatureModel):
@@ -18,6 +19,8 @@ class SmallCNN(FeatureModel):
         channels: channels of the two conv blocks (default 32).
         width: penultimate feature width (default 128).
     """
+
+    OPTIONS = (Option("channels", 32, minimum=1, maximum=4096), Option("width", 128, minimum=1, maximum=65536))
 
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, channels: int = 32, width: int = 128):
         super().__init__()

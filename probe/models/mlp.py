@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from probe.models.base import FeatureModel
+from probe.models.options import Option
 
 
 class MLP(FeatureModel):
@@ -17,8 +18,10 @@ class MLP(FeatureModel):
         input_shape: per-sample input shape; flattened.
         num_classes: number of logits.
         width: hidden units per layer (default 256).
-        depth: number of hidden layers (default 2).
+        depth: number of hidden layers (default 2; 0 gives a linear model on the flattened input).
     """
+
+    OPTIONS = (Option("width", 256, minimum=1, maximum=65536), Option("depth", 2, minimum=0, maximum=256))
 
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, width: int = 256, depth: int = 2):
         super().__init__()

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from probe.models.base import FeatureModel
+from probe.models.options import Option
 
 
 class BasicBlock(nn.Module):
@@ -97,6 +98,11 @@ class ResNet(FeatureModel):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.stages(self.stem(x)))
+
+
+#: Options of :func:`resnet18` and :func:`resnet50`.
+RESNET_OPTIONS = (Option("stem", "auto", str, choices=("auto", "cifar", "imagenet")),
+                  Option("width", 64, minimum=1, maximum=1024))
 
 
 def resnet18(input_shape, num_classes, stem: str = "auto", width: int = 64) -> ResNet:
