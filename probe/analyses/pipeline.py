@@ -3,7 +3,8 @@
 For each run, analyses registered with ``needs_model=False`` (records only: groups, logits, losses, proposition) run
 on every committed epoch; analyses with ``needs_model=True`` (features, pruning, attributions) run on a few epochs
 (:func:`default_model_epochs`). Each result is cached under ``<out>/cache`` keyed by the epoch file's sha256 from the
-manifest, the analysis options and the probe version, so a second ``analyze`` recomputes nothing that is still valid.
+manifest, the analysis options and the probe version, so a second ``analyze`` recomputes nothing that is still valid;
+every epoch is re-hashed against the manifest before the cache (or an analysis) answers for it.
 
 The results come back as tidy tables (:class:`AnalysisResult`):
 
@@ -16,7 +17,9 @@ The results come back as tidy tables (:class:`AnalysisResult`):
 - ``failures``: every run left out of the claims (diverged, collapsed, incomplete, empty, damaged).
 
 A failing analysis never stops the others: the error is recorded in ``errors`` / ``metrics.json`` / the report and
-printed to stderr (``strict=True`` raises instead).
+printed to stderr. A damaged run (a truncated or altered epoch file, an unreadable ``run.json``) never stops the
+others either: it gets status ``damaged`` with ``damaged_file`` and ``damage_reason`` and none of its numbers are
+used (``strict=True`` raises in both cases instead).
 """
 
 from __future__ import annotations
@@ -278,7 +281,7 @@ class MetricCache:
     """Per-(run, epoch) JSON files ``<root>/<run>/epoch_XXXXX.json`` mapping analysis -> {key, metrics}.
 
     An entry is valid when its ``epoch_sha256`` equals the manifest's and its ``options`` key equals the current
-    one; errors are never cached.
+    one; errors are never cached. ``analyze`` verifies the epoch file against the manifest before it uses an entry.
     """
 
     def __init__(self, root: Path | None):
@@ -519,22 +522,24 @@ def _run_row(plan: RunPlan, ident: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _damaged_row(ident: dict[str, Any], error: Exception, default_file: Path) -> dict[str, Any]:
+def _damaged_row(ident: dict[str, Any], error: Exception, run_dir: Path, file: Path | None = None) -> dict[str, Any]:
     """The run table row of a run that cannot be read: status ``damaged``, the file and the reason."""
-    file, reason = _file_and_reason(error, default_file)
-    return {**ident, "status": "damaged", "train_status": "damaged", "damaged_file": file, "damage_reason": reason}
+    damaged_file, reason = _file_and_reason(error, run_dir, file or run_dir)
+    return {**ident, "status": "damaged", "train_status": "damaged", "damaged_file": damaged_file,
+            "damage_reason": reason}
 
 
-def _file_and_reason(error: Exception, default_file: Path) -> tuple[str, str]:
-    """Split an error about a file into the file and the reason. probe's typed errors read ``<file>: <reason>``;
-    ``OSError`` carries ``filename``; anything else is about ``default_file``."""
+def _file_and_reason(error: Exception, run_dir: Path, default_file: Path) -> tuple[str, str]:
+    """Split an error about a file of ``run_dir`` into the file and the reason: probe's typed errors read
+    ``<file>: <reason>``, ``OSError`` carries ``filename``; anything else is about ``default_file``."""
     text = str(error) or type(error).__name__
     named = getattr(error, "filename", None)
     if named is not None:
         return str(named), getattr(error, "strerror", None) or text
-    head, sep, tail = text.partition(": ")
-    if sep and (head.startswith(("/", ".")) or os.sep in head) and " " not in head.strip():
-        return head, tail
+    for prefix in (f"{run_dir}{os.sep}", f"{run_dir}"):
+        if text.startswith(prefix) and ": " in text[len(prefix):]:
+            name, _, reason = text[len(prefix):].partition(": ")
+            return prefix + name, reason
     if not isinstance(error, ProbeError):
         text = f"{type(error).__name__}: {text}"
     return str(default_file), text
@@ -664,7 +669,7 @@ def analyze(
         for unreadable in source.unreadable:
             cfg = unreadable.config
             ident = _identity(source, unreadable.name, cfg.get("lr"), cfg.get("seed"), many)
-            damaged.append(_damaged_row(ident, unreadable.error, unreadable.path / RUN_JSON))
+            damaged.append(_damaged_row(ident, unreadable.error, unreadable.path, unreadable.path / RUN_JSON))
         for run in source.runs:
             try:
                 plans.append(plan_run(source, run, epochs, model_epochs))
