@@ -353,8 +353,8 @@ def _command_modules() -> list[Any]:
 
 def _ignore_file_size_signal() -> None:
     """A file-size limit (``ulimit -f``) makes writes fail with EFBIG, an ``OSError`` reported on one line, instead of
-    killing the process with SIGXFSZ. CPython ignores SIGXFSZ at start-up already; this keeps it so where probe's
-    ``main`` runs in a host that restored the default."""
+    killing the process with SIGXFSZ. CPython already ignores SIGXFSZ at start-up; saying so here keeps it true when
+    ``main`` runs in a host process that restored the default."""
     import signal
     import threading
 
