@@ -450,9 +450,19 @@ def _command_modules() -> list[Any]:
     return [importlib.import_module(name) for name in COMMAND_MODULES if importlib.util.find_spec(name) is not None]
 
 
+def _ignore_file_size_signal() -> None:
+    """A file-size limit (``ulimit -f``) makes writes fail with EFBIG, an ``OSError`` reported on one line, instead of
+    killing the process with SIGXFSZ. CPython already ignores SIGXFSZ at start-up; saying so here keeps it true when
+    ``main`` runs in a host process that restored the default."""
+    import signal
+    import threading
+
+    if hasattr(signal, "SIGXFSZ") and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _ignore_file_size_signal()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

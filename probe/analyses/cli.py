@@ -8,6 +8,7 @@ from typing import Any
 
 from probe.errors import ProbeInputError
 
+#: exit code when the analysis is written but an analysis raised an error or a run is damaged.
 EXIT_ANALYSIS_ERRORS = 1
 
 
@@ -89,8 +90,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if result.errors:
         print(f"probe analyze: {len(result.errors)} analysis error(s) (listed in metrics.json and the report)",
               file=sys.stderr)
-        return EXIT_ANALYSIS_ERRORS
-    return 0
+    if len(result.damaged):
+        print(f"probe analyze: {len(result.damaged)} damaged run(s) left out (listed in failures.csv and the report)",
+              file=sys.stderr)
+    return EXIT_ANALYSIS_ERRORS if result.errors or len(result.damaged) else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -3,7 +3,8 @@
 For each run, analyses registered with ``needs_model=False`` (records only: groups, logits, losses, proposition) run
 on every committed epoch; analyses with ``needs_model=True`` (features, pruning, attributions) run on a few epochs
 (:func:`default_model_epochs`). Each result is cached under ``<out>/cache`` keyed by the epoch file's sha256 from the
-manifest, the analysis options and the probe version, so a second ``analyze`` recomputes nothing that is still valid.
+manifest, the analysis options and the probe version, so a second ``analyze`` recomputes nothing that is still valid;
+every epoch is re-hashed against the manifest before the cache (or an analysis) answers for it.
 
 The results come back as tidy tables (:class:`AnalysisResult`):
 
@@ -13,19 +14,23 @@ The results come back as tidy tables (:class:`AnalysisResult`):
   step is closest to 10% of the run's steps);
 - ``claims``: :func:`probe.analyses.claims.evaluate_claims` of the run table (with ``survives_control`` when a
   matched-budget sweep is analysed alongside a fixed-steps one);
-- ``failures``: every run left out of the claims (diverged, collapsed, incomplete, empty).
+- ``failures``: every run left out of the claims (diverged, collapsed, incomplete, empty, damaged).
 
 A failing analysis never stops the others: the error is recorded in ``errors`` / ``metrics.json`` / the report and
-printed to stderr (``strict=True`` raises instead).
+printed to stderr. A damaged run (a truncated or altered epoch file, an unreadable ``run.json``) never stops the
+others either: it gets status ``damaged`` with ``damaged_file`` and ``damage_reason`` and none of its numbers are
+used (``strict=True`` raises in both cases instead).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 import os
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Sequence
@@ -37,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from probe.analyses.base import EPOCH_ANALYSES, AnalysisContext
-from probe.errors import ProbeInputError, RunDirectoryError
+from probe.errors import ProbeError, ProbeInputError, RunDirectoryError
 from probe.store.reader import RUN_JSON, SWEEP_JSON, Run, Sweep, open_path
 
 #: modules whose import registers the epoch analyses ``analyze`` runs (those not installed are skipped).
@@ -61,8 +66,8 @@ EPOCH_COLUMNS = ["run", "sweep", "lr", "seed", "budget", "epoch", "step", "analy
 #: configuration columns of the run table, before the summary columns.
 RUN_COLUMNS = ["run", "sweep", "lr", "seed", "batch_size", "momentum", "weight_decay", "budget", "steps",
                "epochs_recorded", "train_status", "status", "final_train_acc", "diverged_epoch", "diverged_step",
-               "early_epoch", "early_step", "final_epoch", "final_step"]
-STATUSES = ("ok", "diverged", "collapsed", "incomplete", "empty")
+               "early_epoch", "early_step", "final_epoch", "final_step", "damaged_file", "damage_reason"]
+STATUSES = ("ok", "diverged", "collapsed", "incomplete", "empty", "damaged")
 CACHE_FORMAT = 1
 
 
@@ -81,6 +86,16 @@ def load_analyses() -> dict[str, Any]:
 
 
 @dataclass
+class UnreadableRun:
+    """A started run of a sweep that cannot be opened (its ``run.json`` is damaged): listed, never analysed."""
+
+    name: str
+    path: Path
+    config: dict[str, Any]  # what sweep.json says of it: the base config with the run's axis values (lr, seed ...)
+    error: Exception
+
+
+@dataclass
 class Source:
     """One analysed run or sweep: its runs and the budget kind they share (``fixed`` or ``matched``)."""
 
@@ -89,15 +104,32 @@ class Source:
     budget: str
     runs: list[Run]
     kind: str  # "sweep" or "run"
+    unreadable: list[UnreadableRun] = field(default_factory=list)
 
     def describe(self) -> dict[str, Any]:
         return {"label": self.label, "path": str(self.path), "budget": self.budget, "kind": self.kind,
-                "runs": [r.name for r in self.runs]}
+                "runs": [r.name for r in self.runs] + [r.name for r in self.unreadable]}
+
+
+def _open_sweep_runs(sweep: Sweep) -> tuple[list[Run], list[UnreadableRun]]:
+    """The started runs of ``sweep`` in ``sweep.json`` order, and those whose ``run.json`` cannot be read."""
+    runs, unreadable = [], []
+    base = sweep.config.get("base_config") or {}
+    for entry in sweep.run_entries():
+        path = sweep.path / entry["name"]
+        if not (path / RUN_JSON).is_file():
+            continue  # not started yet
+        try:
+            runs.append(Run(path))
+        except (ProbeError, OSError, ValueError) as err:  # damaged run.json: list the run, analyse the others
+            unreadable.append(UnreadableRun(entry["name"], path, {**base, **entry}, err))
+    return runs, unreadable
 
 
 def _source(target: Run | Sweep, label: str | None = None) -> Source:
     if isinstance(target, Sweep):
-        return Source(label or target.name, target.path, target.budget, target.runs, "sweep")
+        runs, unreadable = _open_sweep_runs(target)
+        return Source(label or target.name, target.path, target.budget, runs, "sweep", unreadable)
     return Source(label or target.name, target.path, str(target.config.get("budget", "fixed")), [target], "run")
 
 
@@ -131,7 +163,7 @@ def resolve_sources(path: str | os.PathLike, control: str | os.PathLike | None =
             s.label = f"{s.label}-{s.budget}" if labels.count(s.label) > 1 else s.label
             if [x.label for x in sources].count(s.label) > 1:
                 s.label = f"{s.label}{i}"
-    if not any(s.runs for s in sources):
+    if not any(s.runs or s.unreadable for s in sources):
         raise RunDirectoryError(f"{p}: no started run to analyse")
     return p.resolve().name, sources
 
@@ -192,6 +224,48 @@ def _total_steps(run: Run, epochs: list[int], steps: list[int]) -> int:
     return int(steps[-1]) if steps else 0
 
 
+@dataclass
+class RunPlan:
+    """What ``analyze`` reads of one run: its committed epochs with their steps and sha256 (from the manifest),
+    and the epochs of the record-level (``cheap``) and model (``heavy``) analyses."""
+
+    source: Source
+    run: Run
+    committed: list[int]
+    steps: list[int]
+    sha256: dict[int, str]
+    total_steps: int
+    early: int | None
+    cheap: list[int]
+    heavy: list[int]
+
+    @property
+    def epochs(self) -> list[int]:
+        """Every epoch some analysis reads, in order."""
+        return sorted(set(self.cheap) | set(self.heavy))
+
+    def tasks(self, cheap_names: Sequence[str], heavy_names: Sequence[str]) -> int:
+        return len(self.cheap) * len(cheap_names) + len(self.heavy) * len(heavy_names)
+
+
+def plan_run(source: Source, run: Run, epochs: Any = None, model_epochs: Any = None) -> RunPlan:
+    """The :class:`RunPlan` of ``run`` for ``analyze``'s ``epochs`` and ``model_epochs`` (see :func:`analyze`)."""
+    try:
+        manifest_epochs = run.manifest["epochs"]
+    except RunDirectoryError:  # started, nothing committed yet (no manifest)
+        manifest_epochs = []
+    committed = [int(e["epoch"]) for e in manifest_epochs]
+    steps = [int(e["global_step"]) for e in manifest_epochs]
+    total = _total_steps(run, committed, steps) if committed else 0
+    early = early_epoch(committed, steps, total) if committed else None
+    cheap = _select(epochs, committed, steps, default=list(committed))
+    if committed:
+        cheap = sorted(set(cheap) | {early, committed[-1]})
+    heavy = _select(model_epochs, committed, steps, default=default_model_epochs(committed, steps))
+    sha256 = {int(e["epoch"]): e.get("sha256") for e in manifest_epochs}
+    return RunPlan(source, run, committed, steps, sha256, total, early, cheap, heavy)
+
+
 # --- caching -------------------------------------------------------------------------------------------------------
 
 
@@ -207,7 +281,7 @@ class MetricCache:
     """Per-(run, epoch) JSON files ``<root>/<run>/epoch_XXXXX.json`` mapping analysis -> {key, metrics}.
 
     An entry is valid when its ``epoch_sha256`` equals the manifest's and its ``options`` key equals the current
-    one; errors are never cached.
+    one; errors are never cached. ``analyze`` verifies the epoch file against the manifest before it uses an entry.
     """
 
     def __init__(self, root: Path | None):
@@ -288,7 +362,8 @@ class AnalysisResult:
         runs: one row per run (see the module doc).
         claims: per claim and budget: rank correlation with the rate, uncertainty, verdict (and
             ``survives_control`` when both budgets are present).
-        failures: runs left out of the claims, with status and where they diverged.
+        failures: runs left out of the claims, with status, where they diverged, and for a damaged run the file
+            and the reason (``damaged_file``, ``damage_reason``).
         ratio_curves: ``log R(alpha)`` of the training split at each run's early and final epoch:
             ``run, lr, seed, budget, phase, epoch, alpha, ratio, log_ratio``.
         errors: one dict per failed (run, epoch, analysis): ``run, epoch, analysis, error, traceback``.
@@ -315,6 +390,13 @@ class AnalysisResult:
         return (f"AnalysisResult(out={str(self.out)!r}, runs={len(self.runs)} {statuses}, "
                 f"epoch rows={len(self.epochs)}, claims={self.claims['claim'].nunique() if len(self.claims) else 0}, "
                 f"errors={len(self.errors)})")
+
+    @property
+    def damaged(self) -> pd.DataFrame:
+        """Runs that could not be read (status ``damaged``), with ``damaged_file`` and ``damage_reason``."""
+        if self.runs.empty:
+            return self.runs
+        return self.runs[self.runs["status"] == "damaged"].reset_index(drop=True)
 
     @property
     def report(self) -> Path | None:
@@ -397,8 +479,82 @@ def _warn(message: str) -> None:
     print(f"probe analyze: {message}", file=sys.stderr, flush=True)
 
 
-def _run_id(source: Source, run: Run, many: bool) -> str:
-    return f"{source.label}/{run.name}" if many else run.name
+def _identity(source: Source, name: str, lr: Any, seed: Any, many: bool) -> dict[str, Any]:
+    """The identity columns of a run's rows: ``run`` (``<sweep>/<run>`` with several sources), sweep, lr, seed,
+    budget."""
+    return {"run": f"{source.label}/{name}" if many else name, "sweep": source.label, "lr": _number(lr, float),
+            "seed": _number(seed, int), "budget": source.budget}
+
+
+def _number(value: Any, kind: type) -> Any:
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def _run_identity(source: Source, run: Run, many: bool) -> dict[str, Any]:
+    try:
+        config = run.config
+    except Exception:  # noqa: BLE001 - a damaged run.json still gets a row
+        config = {}
+    return _identity(source, run.name, config.get("lr"), config.get("seed"), many)
+
+
+def _run_row(plan: RunPlan, ident: dict[str, Any]) -> dict[str, Any]:
+    """The run table row of an analysed run: configuration, status, final training accuracy, early and final
+    epochs."""
+    run, committed, steps = plan.run, plan.committed, plan.steps
+    status, final_acc = _classify(run, committed)
+    cfg = run.config
+    div = run.diverged or {}
+    return {
+        **ident,
+        "batch_size": cfg.get("batch_size"), "momentum": cfg.get("momentum"),
+        "weight_decay": cfg.get("weight_decay"), "steps": plan.total_steps, "epochs_recorded": len(committed),
+        "train_status": run.status, "status": status, "final_train_acc": final_acc,
+        "diverged_epoch": div.get("epoch", np.nan), "diverged_step": div.get("step", np.nan),
+        "early_epoch": plan.early if plan.early is not None else np.nan,
+        "early_step": dict(zip(committed, steps)).get(plan.early, np.nan) if plan.early is not None else np.nan,
+        "final_epoch": committed[-1] if committed else np.nan,
+        "final_step": steps[-1] if steps else np.nan,
+        "damaged_file": None, "damage_reason": None,
+    }
+
+
+def _damaged_row(ident: dict[str, Any], error: Exception, run_dir: Path, file: Path | None = None) -> dict[str, Any]:
+    """The run table row of a run that cannot be read: status ``damaged``, the file and the reason."""
+    damaged_file, reason = _file_and_reason(error, run_dir, file or run_dir)
+    return {**ident, "status": "damaged", "train_status": "damaged", "damaged_file": damaged_file,
+            "damage_reason": reason}
+
+
+def _file_and_reason(error: Exception, run_dir: Path, default_file: Path) -> tuple[str, str]:
+    """Split an error about a file of ``run_dir`` into the file and the reason: probe's typed errors read
+    ``<file>: <reason>``, ``OSError`` carries ``filename``; anything else is about ``default_file``."""
+    text = str(error) or type(error).__name__
+    named = getattr(error, "filename", None)
+    if named is not None:
+        return str(named), getattr(error, "strerror", None) or text
+    for prefix in (f"{run_dir}{os.sep}", f"{run_dir}"):
+        if text.startswith(prefix) and ": " in text[len(prefix):]:
+            name, _, reason = text[len(prefix):].partition(": ")
+            return prefix + name, reason
+    if not isinstance(error, ProbeError):
+        text = f"{type(error).__name__}: {text}"
+    return str(default_file), text
+
+
+def prepare_out_dir(out_dir: Path) -> None:
+    """Create ``out_dir`` and check that a file can be written in it: an output folder that cannot be written
+    (a read-only mount, ``/proc``, a file in the way) is refused before any analysis runs."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, trial = tempfile.mkstemp(prefix=".probe-write-check-", dir=out_dir)
+        os.close(fd)
+        os.unlink(trial)
+    except OSError as err:
+        raise ProbeInputError(f"--out {out_dir}: cannot write there ({err.strerror or err})") from None
 
 
 def _final_train_acc(run: Run, epoch: int) -> float | None:
@@ -501,31 +657,31 @@ def analyze(
     options = dict(options or {})
     name, sources = resolve_sources(path, control)
     out_dir = Path(out) if out is not None else Path("analyses") / name
-    out_dir.mkdir(parents=True, exist_ok=True)
+    prepare_out_dir(out_dir)
     dev = torch.device(device)
     many = len(sources) > 1
     opt_key = _options_key(options)
 
-    # plan: (source, run, epochs for cheap analyses, epochs for model analyses)
-    plans = []
+    plans: list[RunPlan] = []
+    damaged: list[dict[str, Any]] = []  # run-table rows of runs that cannot be read
+    damaged_paths: set[Path] = set()
     for source in sources:
+        for unreadable in source.unreadable:
+            cfg = unreadable.config
+            ident = _identity(source, unreadable.name, cfg.get("lr"), cfg.get("seed"), many)
+            damaged.append(_damaged_row(ident, unreadable.error, unreadable.path, unreadable.path / RUN_JSON))
         for run in source.runs:
             try:
-                committed = run.epochs
-            except RunDirectoryError:  # started, nothing committed yet (no manifest)
-                committed = []
-            steps = [run.step_of(e) for e in committed]
-            total = _total_steps(run, committed, steps) if committed else 0
-            early = early_epoch(committed, steps, total) if committed else None
-            cheap = _select(epochs, committed, steps, default=list(committed))
-            if committed:
-                cheap = sorted(set(cheap) | {early, committed[-1]})
-            heavy = _select(model_epochs, committed, steps, default=default_model_epochs(committed, steps))
-            plans.append((source, run, committed, steps, total, early, cheap, heavy))
+                plans.append(plan_run(source, run, epochs, model_epochs))
+            except Exception as exc:  # noqa: BLE001 - a damaged run is listed, the others are analysed
+                if strict:
+                    raise
+                damaged.append(_damaged_row(_run_identity(source, run, many), exc, run.path))
+                damaged_paths.add(run.path)
 
     cheap_names = [n for n in names if not registry[n].needs_model]
     heavy_names = [n for n in names if registry[n].needs_model]
-    tasks = sum(len(p[6]) * len(cheap_names) + len(p[7]) * len(heavy_names) for p in plans)
+    tasks = sum(p.tasks(cheap_names, heavy_names) for p in plans)
     bar = _bar(tasks, progress)
     rows: list[tuple] = []
     errors: list[dict[str, Any]] = []
@@ -533,76 +689,83 @@ def analyze(
     run_rows: list[dict[str, Any]] = []
     ratio_frames: list[pd.DataFrame] = []
 
-    for source, run, committed, steps, total, early, cheap, heavy in plans:
-        rid = _run_id(source, run, many)
-        ident = {"run": rid, "sweep": source.label, "lr": run.lr, "seed": run.seed, "budget": source.budget}
+    for plan in plans:
+        source, run, committed, steps = plan.source, plan.run, plan.committed, plan.steps
+        ident = _run_identity(source, run, many)
+        rid = ident["run"]
         cache_root = out_dir / "cache" / source.label
         ctx = AnalysisContext(EpochMemo(run), device=dev, cache_dir=cache_root, options=options)  # type: ignore[arg-type]
         cache = MetricCache(cache_root / "metrics")
-        shas = {e["epoch"]: e.get("sha256") for e in run.manifest["epochs"]} if committed else {}
         step_of = dict(zip(committed, steps))
-        for epoch in sorted(set(cheap) | set(heavy)):
-            wanted = ([n for n in cheap_names] if epoch in cheap else []) + (heavy_names if epoch in heavy else [])
-            stored = cache.load(run, epoch) if use_cache else {}
-            entries = {k: v for k, v in stored.items()
-                       if v.get("epoch_sha256") == shas[epoch] and v.get("options") == opt_key}
-            changed = False
-            for analysis in wanted:
-                hit = analysis in entries
-                t0 = time.perf_counter()
-                if not hit:
-                    try:
-                        metrics = _flatten(registry[analysis].fn(ctx, epoch))
-                    except Exception as exc:  # noqa: BLE001 - one failing analysis must not stop the report
-                        if strict:
-                            raise
-                        err = {"run": rid, "epoch": int(epoch), "analysis": analysis,
-                               "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
-                        errors.append(err)
-                        _warn(f"ERROR in analysis {analysis!r} on {rid} epoch {epoch}: {err['error']}")
-                        bar.update(1)
-                        continue
-                    entries[analysis] = {"epoch_sha256": shas[epoch], "options": opt_key,
-                                         "metrics": [list(m) for m in metrics]}
-                    changed = True
-                timings.append({"run": rid, "epoch": int(epoch), "analysis": analysis, "cached": hit,
-                                "seconds": time.perf_counter() - t0})
-                for split, metric, value in entries[analysis]["metrics"]:
-                    rows.append((rid, source.label, run.lr, run.seed, source.budget, int(epoch),
-                                 int(step_of[epoch]), analysis, split, metric, float(value)))
-                bar.update(1)
-            if changed:
-                cache.store(run, epoch, entries)
-
-        status, final_acc = _classify(run, committed)
-        if status not in ("ok",):
+        run_rows_epochs: list[tuple] = []  # kept only if the whole run reads cleanly
+        run_timings: list[dict[str, Any]] = []
+        done = 0
+        try:
+            for epoch in plan.epochs:  # re-hash every epoch against the manifest before any analysis or cache entry
+                run.verify(epoch)  # answers for it (a damaged epoch raises a typed error naming the file)
+            for epoch in plan.epochs:
+                wanted = (cheap_names if epoch in plan.cheap else []) + (heavy_names if epoch in plan.heavy else [])
+                stored = cache.load(run, epoch) if use_cache else {}
+                entries = {k: v for k, v in stored.items()
+                           if v.get("epoch_sha256") == plan.sha256[epoch] and v.get("options") == opt_key}
+                changed = False
+                for analysis in wanted:
+                    hit = analysis in entries
+                    t0 = time.perf_counter()
+                    done += 1
+                    bar.update(1)
+                    if not hit:
+                        try:
+                            metrics = _flatten(registry[analysis].fn(ctx, epoch))
+                        except Exception as exc:  # noqa: BLE001 - one failing analysis must not stop the report
+                            if strict:
+                                raise
+                            err = {"run": rid, "epoch": int(epoch), "analysis": analysis,
+                                   "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+                            errors.append(err)
+                            _warn(f"ERROR in analysis {analysis!r} on {rid} epoch {epoch}: {err['error']}")
+                            continue
+                        entries[analysis] = {"epoch_sha256": plan.sha256[epoch], "options": opt_key,
+                                             "metrics": [list(m) for m in metrics]}
+                        changed = True
+                    run_timings.append({"run": rid, "epoch": int(epoch), "analysis": analysis, "cached": hit,
+                                        "seconds": time.perf_counter() - t0})
+                    for split, metric, value in entries[analysis]["metrics"]:
+                        run_rows_epochs.append((rid, source.label, ident["lr"], ident["seed"], source.budget,
+                                                int(epoch), int(step_of[epoch]), analysis, split, metric,
+                                                float(value)))
+                if changed:
+                    cache.store(run, epoch, entries)
+            run_row = _run_row(plan, ident)
+        except Exception as exc:  # noqa: BLE001 - a damaged run is listed, the others are analysed
+            if strict:
+                raise
+            bar.update(plan.tasks(cheap_names, heavy_names) - done)
+            damaged.append(_damaged_row(ident, exc, run.path))
+            damaged_paths.add(run.path)
+            continue
+        rows += run_rows_epochs
+        timings += run_timings
+        run_rows.append(run_row)
+        if run_row["status"] != "ok":
             where = ""
-            if run.diverged:
-                where = f" (non-finite loss at epoch {run.diverged.get('epoch')}, step {run.diverged.get('step')})"
-            _warn(f"run {rid} (lr {run.lr:g}) is {status}{where}; it is listed in the report and left out of the "
-                  "claims")
-        cfg = run.config
-        div = run.diverged or {}
-        run_rows.append({
-            **ident,
-            "batch_size": cfg.get("batch_size"), "momentum": cfg.get("momentum"),
-            "weight_decay": cfg.get("weight_decay"), "steps": total, "epochs_recorded": len(committed),
-            "train_status": run.status, "status": status, "final_train_acc": final_acc,
-            "diverged_epoch": div.get("epoch", np.nan), "diverged_step": div.get("step", np.nan),
-            "early_epoch": early if early is not None else np.nan,
-            "early_step": step_of.get(early, np.nan) if early is not None else np.nan,
-            "final_epoch": committed[-1] if committed else np.nan,
-            "final_step": steps[-1] if steps else np.nan,
-        })
+            if run_row["status"] == "diverged":
+                where = (f" (non-finite loss at epoch {run_row['diverged_epoch']}, "
+                         f"step {run_row['diverged_step']})")
+            _warn(f"run {rid} (lr {ident['lr']:g}) is {run_row['status']}{where}; it is listed in the report and "
+                  "left out of the claims")
         if committed and "train" in run.splits and "proposition" in names:
             try:
-                ratio_frames.append(_ratio_curves(run, ident, early, committed[-1], options))
+                ratio_frames.append(_ratio_curves(run, ident, plan.early, committed[-1], options))
             except Exception as exc:  # noqa: BLE001
                 if strict:
                     raise
                 errors.append({"run": rid, "epoch": int(committed[-1]), "analysis": "ratio_curves",
                                "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
                 _warn(f"ERROR computing R(alpha) curves of {rid}: {type(exc).__name__}: {exc}")
+    for row in damaged:
+        _warn(f"run {row['run']} is damaged and left out: {row['damaged_file']}: {row['damage_reason']}")
+        run_rows.append(row)
     bar.close()
 
     epochs_table = pd.DataFrame(rows, columns=EPOCH_COLUMNS)
@@ -624,7 +787,9 @@ def analyze(
         if report:
             from probe.report.html import write_report
 
-            write_report(result, extra_sections=_panels(result, sources, attribution_grids, strict))
+            readable = [dataclasses.replace(s, runs=[r for r in s.runs if r.path not in damaged_paths])
+                        for s in sources]
+            write_report(result, extra_sections=_panels(result, readable, attribution_grids, strict))
     finally:
         write_tables(result)  # after the report, so that errors drawing figures are in metrics.json too
     if errors:
@@ -657,10 +822,13 @@ def _panels(result: AnalysisResult, sources: list[Source], attribution_grids: bo
 
 
 def _setup(sources: list[Source]) -> dict[str, Any]:
-    """Dataset, model and optimiser of the first run (what the report's header shows)."""
+    """Dataset, model and optimiser of the first readable run (what the report's header shows)."""
     for source in sources:
         for run in source.runs:
-            cfg, info = run.config, run.info_json.get("dataset", {})
+            try:
+                cfg, info = run.config, run.info_json.get("dataset", {})
+            except Exception:  # noqa: BLE001 - a damaged run.json: take the next run
+                continue
             return {"dataset": cfg.get("dataset"), "dataset_options": cfg.get("dataset_options"),
                     "dataset_source": info.get("source"), "bc_rule": info.get("bc_rule"),
                     "model": cfg.get("model"), "model_options": cfg.get("model_options"),
@@ -704,7 +872,9 @@ def _judge(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
     if runs.empty:
         return pd.DataFrame(columns=["claim", "budget", "verdict"]), pd.DataFrame(columns=["run", "status"])
-    return evaluate_claims(runs, axis="lr"), failures_table(runs, axis="lr")
+    failures = failures_table(runs, axis="lr")
+    damage = runs.set_index("run")[["damaged_file", "damage_reason"]]
+    return evaluate_claims(runs, axis="lr"), failures.join(damage, on="run")
 
 
 def _bar(total: int, enabled: bool):

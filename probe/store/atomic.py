@@ -3,10 +3,12 @@ fsync the directory. A reader sees either the old file or the new one, never a p
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +22,6 @@ def temp_path_for(path: Path) -> Path:
     return path.with_name(f"{TEMP_PREFIX}{path.name}.{os.getpid()}")
 
 
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -36,29 +30,57 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def publish(temp: Path, path: Path) -> None:
-    """fsync ``temp``, rename it to ``path`` and fsync the directory."""
-    fsync_file(temp)
-    os.replace(temp, path)
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """``os.write`` until every byte of ``data`` is written (a short write is retried, so a full disk or a file-size
+    limit surfaces as ``OSError`` with ENOSPC or EFBIG)."""
+    view = memoryview(data).cast("B")
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def atomic_write_bytes(path: Path, data: bytes | memoryview, *,
+                       fault_hook: Callable[[str], None] | None = None) -> None:
+    """Replace ``path`` with ``data``: write a temporary sibling with plain OS writes, fsync it, rename it over
+    ``path``, fsync the directory.
+
+    On any failure (ENOSPC, EFBIG, an interrupt) the temporary file is removed, ``path`` keeps its old content and the
+    ``OSError`` propagates, naming ``path``. ``fault_hook("mid-write")`` is called with half of ``data`` written, for
+    crash tests.
+    """
+    path = Path(path)
+    temp = temp_path_for(path)
+    half = len(data) // 2
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            write_all(fd, memoryview(data)[:half])
+            if fault_hook is not None:
+                fault_hook("mid-write")
+            write_all(fd, memoryview(data)[half:])
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+    except OSError as err:
+        _remove_quietly(temp)
+        if err.filename is None:  # os.write names no file; say which one could not be written
+            raise OSError(err.errno, err.strerror, str(path)) from err
+        raise
+    except BaseException:
+        _remove_quietly(temp)
+        raise
     fsync_dir(path.parent)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    temp = temp_path_for(path)
-    try:
-        with open(temp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(temp, path)
-        fsync_dir(path.parent)
-    finally:
-        if temp.exists():
-            temp.unlink()
+def _remove_quietly(path: Path) -> None:
+    """Remove ``path`` if it exists; a failure to remove it (a read-only folder) never hides the error at hand."""
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
+    """:func:`atomic_write_bytes` of ``obj`` as indented JSON."""
     atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 

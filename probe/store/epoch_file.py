@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 from probe.errors import DamagedFileError
+from probe.store.atomic import atomic_write_bytes
 from probe.store.schema import SCHEMA_VERSION
 
 RECORD_FIELDS = ("index", "y", "a", "group", "is_bc", "logits", "loss")
@@ -50,9 +52,15 @@ def _to_numpy(t: torch.Tensor) -> np.ndarray:
     return t.contiguous().numpy()
 
 
-def write_epoch_h5(path: Path, payload: EpochPayload, fault_hook=None) -> None:
-    """Write ``payload`` to ``path`` (a temporary path: the caller publishes it)."""
-    with h5py.File(path, "w", libver="latest") as f:
+#: growth step of the in-memory image (h5py's ``core`` driver); large steps mean few reallocations for big models.
+IMAGE_INCREMENT = 4 << 20
+
+
+def epoch_file_image(payload: EpochPayload) -> bytes:
+    """The HDF5 epoch file of ``payload``, built in memory (nothing touches the disk)."""
+    label = f"probe-epoch-{payload.epoch}-{id(payload)}.h5"  # names the in-memory file to HDF5; never created
+    with h5py.File(label, "w", driver="core", backing_store=False, block_size=IMAGE_INCREMENT,
+                   libver="latest") as f:
         f.attrs["schema_version"] = SCHEMA_VERSION
         f.attrs["epoch"] = payload.epoch
         f.attrs["global_step"] = payload.global_step
@@ -62,9 +70,6 @@ def write_epoch_h5(path: Path, payload: EpochPayload, fault_hook=None) -> None:
         g = f.create_group("model")
         for name, tensor in payload.model_state.items():
             g.create_dataset(name, data=_to_numpy(tensor))
-        if fault_hook is not None:
-            f.flush()
-            fault_hook("mid-write")
         if payload.optimizer_state is not None:
             _write_optimizer(f.create_group("optimizer"), payload.optimizer_state)
         g = f.create_group("rng")
@@ -79,6 +84,17 @@ def write_epoch_h5(path: Path, payload: EpochPayload, fault_hook=None) -> None:
             sg = f.create_group("sgd")
             for name, arr in payload.sgd.items():
                 sg.create_dataset(name, data=arr)
+        f.flush()
+        return f.id.get_file_image()
+
+
+def write_epoch_h5(path: Path, payload: EpochPayload, fault_hook: Callable[[str], None] | None = None) -> bytes:
+    """Write ``payload`` to ``path`` atomically (:func:`~probe.store.atomic.atomic_write_bytes`); returns the bytes
+    written. HDF5 never writes to the disk itself, so a full disk or a file-size limit is a plain ``OSError`` and
+    leaves no temporary file behind."""
+    image = epoch_file_image(payload)
+    atomic_write_bytes(path, image, fault_hook=fault_hook)
+    return image
 
 
 def _write_optimizer(g: h5py.Group, state_dict: dict[str, Any]) -> None:

@@ -2,9 +2,9 @@
 
 Commit protocol for epoch ``e`` (each step survives a crash at any point):
 
-1. write ``.tmp-epoch_{e:05d}.h5.<pid>``, flush and fsync it;
+1. build the HDF5 file in memory, write it to ``.tmp-epoch_{e:05d}.h5.<pid>`` with plain OS writes and fsync it;
 2. rename it to ``epoch_{e:05d}.h5`` and fsync the directory;
-3. hash the file and replace ``manifest.json`` atomically the same way (this is the commit marker).
+3. hash the bytes written and replace ``manifest.json`` atomically the same way (this is the commit marker).
 
 Readers trust only what the manifest lists, so an epoch file without a manifest entry (a crash between 2 and 3) is
 invisible and is overwritten on resume.
@@ -13,20 +13,14 @@ invisible and is overwritten on resume.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import os
 import signal
 from pathlib import Path
 from typing import Any
 
 from probe.errors import RunDirectoryError
-from probe.store.atomic import (
-    atomic_write_json,
-    publish,
-    read_json,
-    remove_temp_files,
-    sha256_file,
-    temp_path_for,
-)
+from probe.store.atomic import atomic_write_json, read_json, remove_temp_files
 from probe.store.epoch_file import EpochPayload, write_epoch_h5
 from probe.store.lock import LOCK_NAME, RunLock
 from probe.store.ownership import (
@@ -141,23 +135,20 @@ class RunWriter:
         return [e["epoch"] for e in self.manifest["epochs"]]
 
     def commit_epoch(self, payload: EpochPayload) -> dict[str, Any]:
-        """Write, publish and commit one epoch file; returns its manifest entry."""
+        """Write, publish and commit one epoch file; returns its manifest entry.
+
+        The file is built in memory and written with plain OS writes, so a full disk (or a file-size limit) raises
+        ``OSError`` with the temporary file removed and every committed epoch untouched."""
         epoch = payload.epoch
         path = self.run_dir / epoch_filename(epoch)
-        temp = temp_path_for(path)
         _fault("before-temp", epoch)
-        try:
-            write_epoch_h5(temp, payload, fault_hook=lambda phase: _fault(phase, epoch))
-            publish(temp, path)
-        except BaseException:  # e.g. a full disk: leave nothing half-written behind, keep what was committed
-            temp.unlink(missing_ok=True)
-            raise
+        image = write_epoch_h5(path, payload, fault_hook=lambda phase: _fault(phase, epoch))
         _fault("after-rename", epoch)
         entry = {
             "epoch": epoch,
             "file": path.name,
-            "size": path.stat().st_size,
-            "sha256": sha256_file(path),
+            "size": len(image),
+            "sha256": hashlib.sha256(image).hexdigest(),
             "global_step": payload.global_step,
             "committed": now_iso(),
         }

@@ -220,3 +220,106 @@ def test_collapse_is_judged_from_sgd_minibatches_when_train_is_not_recorded(tmp_
         train(tiny_parity_config(lr=1e-7, epochs=1, record_splits=["test"], sgd_logits=sgd_logits), out)
         result = analyze(out, out=tmp_path / f"an_{name}", model_epochs="none", progress=False, report=False)
         assert result.runs["status"].tolist() == [expected], name
+
+
+# --- damaged runs, the cache, unwritable output --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def parity_sweep(tmp_path_factory):
+    """Four parity runs (lr 0.03, 0.1, 0.3, 1), epochs 0..2; tests damage copies of it."""
+    out = tmp_path_factory.mktemp("sweeps") / "parity"
+    run_sweep(tiny_parity_config(epochs=2), out, {"lr": [0.03, 0.1, 0.3, 1.0]})
+    return out
+
+
+def _copy(sweep: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(sweep, tmp_path / "sweep", ignore=shutil.ignore_patterns(".lock")))
+
+
+def _flip_bit_in_place(path: Path, offset: int) -> None:
+    """Flip one bit of ``path`` keeping its size and its modification time (bit rot, as a disk shows it)."""
+    import os
+
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x10
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+
+
+def test_damaged_runs_are_listed_and_the_others_analysed(parity_sweep, tmp_path, capsys):
+    """A truncated last epoch, a truncated run.json and a bit flip in an epoch each put their run in the failures
+    table with the file and the reason; the healthy run is analysed; the command says so and exits 1."""
+    from probe.cli import main
+
+    sweep = _copy(parity_sweep, tmp_path)
+    last = sweep / "lr0.03" / "epoch_00002.h5"
+    last.write_bytes(last.read_bytes()[:-200])
+    run_json = sweep / "lr0.1" / "run.json"
+    run_json.write_bytes(run_json.read_bytes()[:40])
+    _flip_bit_in_place(sweep / "lr0.3" / "epoch_00001.h5", 5000)
+
+    out = tmp_path / "analysis"
+    code = main(["analyze", str(sweep), "--out", str(out), "--analyses", "groups", "losses", "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 1, captured.err
+    assert "3 damaged run(s)" in captured.err and "Traceback" not in captured.err
+
+    failures = pd.read_csv(out / "failures.csv").set_index("run")
+    assert set(failures.index) == {"lr0.03", "lr0.1", "lr0.3"}
+    assert (failures["status"] == "damaged").all()
+    assert failures.loc["lr0.03", "damaged_file"] == str(last)
+    assert "truncated" in failures.loc["lr0.03", "damage_reason"]
+    assert failures.loc["lr0.1", "damaged_file"] == str(run_json)
+    assert failures.loc["lr0.1", "lr"] == 0.1  # from sweep.json: run.json cannot be read
+    assert failures.loc["lr0.3", "damaged_file"] == str(sweep / "lr0.3" / "epoch_00001.h5")
+    assert "sha256" in failures.loc["lr0.3", "damage_reason"]
+
+    epochs = pd.read_csv(out / "epochs.csv")
+    assert set(epochs["run"]) == {"lr1"}  # nothing of a damaged run is reported as a measurement
+    healthy = open_run(sweep / "lr1")
+    test = healthy.records("test", 2)
+    acc = epochs[(epochs["epoch"] == 2) & (epochs["split"] == "test") & (epochs["metric"] == "acc")]["value"]
+    assert acc.tolist() == [pytest.approx(accuracy_score(test.y, test.logits.argmax(1)))]
+    runs = pd.read_csv(out / "runs.csv").set_index("run")
+    assert runs.loc["lr1", "status"] == "ok" and len(runs) == 4
+    html = (out / "report.html").read_text()
+    assert "damaged" in html and "epoch_00001.h5" in html
+    assert _strict_json(out / "metrics.json")["statuses"]["lr0.3"] == "damaged"
+
+
+def test_cache_never_answers_for_a_damaged_epoch(parity_sweep, tmp_path, counting):
+    """Bit rot in an analysed epoch, with its size and mtime unchanged: the second analyze into the same --out
+    re-hashes the file and lists the run as damaged instead of answering from the cache."""
+    sweep = _copy(parity_sweep, tmp_path)
+    out = tmp_path / "analysis"
+    first = analyze(sweep, out=out, analyses=["count"], progress=False, report=False)
+    assert first.damaged.empty and len(counting) == 4 * 3
+    _flip_bit_in_place(sweep / "lr0.1" / "epoch_00002.h5", 3000)
+    second = analyze(sweep, out=out, analyses=["count"], progress=False, report=False)
+    assert len(counting) == 4 * 3  # the three healthy runs come from the cache
+    assert second.timings["cached"].all()
+    assert second.damaged["run"].tolist() == ["lr0.1"]
+    assert second.failures.set_index("run").loc["lr0.1", "damaged_file"] == str(sweep / "lr0.1" / "epoch_00002.h5")
+    assert "lr0.1" not in set(second.epochs["run"])
+    assert set(second.epochs["run"]) == {"lr0.03", "lr0.3", "lr1"}
+
+
+def test_unwritable_out_is_refused_before_any_analysis(tiny_parity_run, tmp_path, capsys, counting):
+    from probe.cli import main
+    from tests.mounts import tmpfs
+
+    for out in ("/proc/probe-analysis", "/proc/self/analysis"):
+        assert main(["analyze", str(tiny_parity_run), "--out", out, "--analyses", "count", "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"probe: error: --out {out}: cannot write there"), err
+    with tmpfs(tmp_path / "ro", "64k", read_only=True) as ro:
+        for out in (ro, ro / "sub"):
+            assert main(["analyze", str(tiny_parity_run), "--out", str(out), "--analyses", "count", "--quiet"]) == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and "Read-only file system" in err, err
+    assert counting == []  # refused before any analysis ran
