@@ -579,7 +579,7 @@ def _classify(run: Run, committed: list[int]) -> tuple[str, float]:
     acc = float("nan") if measured is None else measured
     if run.diverged is not None:
         return "diverged", acc
-    if run.status in ("running", "interrupted"):
+    if run.status in ("running", "interrupted", "failed"):
         return "incomplete", acc
     if measured is None:  # training accuracy was not recorded: nothing says the run collapsed
         return "ok", acc

@@ -93,7 +93,7 @@ ENTRIES: dict[str, tuple[str, str, str]] = {
                   "re-rendered."),
     "status": ("analyze", "status: ok, diverged, collapsed, incomplete, empty, damaged",
                "diverged: the training loss became non-finite; collapsed: finite, but the final training accuracy "
-               "is below 1.5x chance (1.5 / K); incomplete: training is still running or was interrupted; empty: "
+               "is below 1.5x chance (1.5 / K); incomplete: training is still running, was interrupted or failed; empty: "
                "no epoch committed; damaged: a file of the run is truncated, altered or unreadable (damaged_file, "
                "damage_reason). Only 'ok' runs enter the claims."),
     "phase": ("analyze", "final: / early:",

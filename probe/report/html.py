@@ -166,7 +166,7 @@ def _setup_html(result: AnalysisResult) -> str:
                      f"{len(src['runs'])} run(s)</li>")
     runs = result.runs
     lrs = ", ".join(f"{v:g}" for v in sorted(runs["lr"].unique())) if len(runs) else "–"
-    seeds = ", ".join(str(int(v)) for v in sorted(runs["seed"].unique())) if len(runs) else "–"
+    seeds = ", ".join(str(int(v)) for v in sorted(runs["seed"].dropna().unique())) if len(runs) else "–"
     rows = [("dataset", f"{setup.get('dataset', '?')} {setup.get('dataset_options', '')}"),
             ("data source", setup.get("dataset_source", "?")),
             ("BA / BC rule", setup.get("bc_rule", "?")),
