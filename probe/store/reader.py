@@ -122,7 +122,10 @@ class Run:
         self.info_json  # noqa: B018 - validates run.json now, so a damaged run fails to open
 
     def __repr__(self) -> str:
-        return f"Run({str(self.path)!r}, lr={self.lr}, epochs={len(self.epochs)}, status={self.status!r})"
+        try:
+            return f"Run({str(self.path)!r}, lr={self.lr}, epochs={len(self.epochs)}, status={self.status!r})"
+        except (ProbeInputError, OSError):
+            return f"Run({str(self.path)!r}, damaged)"
 
     # -- metadata ------------------------------------------------------------------------------------------------
     @property
