@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import probe
+from probe.cli import main
 from probe.errors import DamagedFileError
 from probe.store.verify import verify_run
 from tests.conftest import REPO, run_cli
@@ -115,12 +116,13 @@ def test_probe_verify_names_every_hostile_run(tiny_parity_run, tmp_path):
         assert line.startswith(f"{sweep}/") and ": damaged: epoch_00003.h5: /records/test/logits" in line
         assert words in line
     assert len(lines) == 4 and result.stderr == ""
-    assert run_cli("verify", str(sweep / "intact")).returncode == 0
+    assert main(["verify", str(sweep / "intact")]) == 0
 
 
 MEMORY_SCRIPT = """
 import resource, sys
 import probe
+from probe.cli import main
 from probe.errors import DamagedFileError
 run = probe.open_run(sys.argv[1])
 try:
