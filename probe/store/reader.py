@@ -122,7 +122,10 @@ class Run:
         self.info_json  # noqa: B018 - validates run.json now, so a damaged run fails to open
 
     def __repr__(self) -> str:
-        return f"Run({str(self.path)!r}, lr={self.lr}, epochs={len(self.epochs)}, status={self.status!r})"
+        try:
+            return f"Run({str(self.path)!r}, lr={self.lr}, epochs={len(self.epochs)}, status={self.status!r})"
+        except (ProbeInputError, OSError):
+            return f"Run({str(self.path)!r}, damaged)"
 
     # -- metadata ------------------------------------------------------------------------------------------------
     @property
@@ -233,10 +236,11 @@ class Run:
         try:
             with damaged_as(path):
                 check_schema(_attr(f, "schema_version", path), str(path))
-                stored = _attr(f, "epoch", path)
-                if not isinstance(stored, (int, np.integer)) or int(stored) != entry["epoch"]:
-                    raise DamagedFileError(f"{path}: holds epoch {stored!r}, the manifest lists it as epoch "
-                                           f"{entry['epoch']}")
+                for key in ("epoch", "global_step"):
+                    stored = _attr(f, key, path)
+                    if not isinstance(stored, (int, np.integer)) or int(stored) != entry[key]:
+                        raise DamagedFileError(f"{path}: root attribute {key} is {stored!r}, the manifest says "
+                                               f"{entry[key]}")
         except BaseException:
             f.close()
             raise

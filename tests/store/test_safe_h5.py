@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import probe
+from probe.cli import main
 from probe.errors import DamagedFileError
 from probe.store.verify import verify_run
 from tests.conftest import REPO, run_cli
@@ -115,12 +116,13 @@ def test_probe_verify_names_every_hostile_run(tiny_parity_run, tmp_path):
         assert line.startswith(f"{sweep}/") and ": damaged: epoch_00003.h5: /records/test/logits" in line
         assert words in line
     assert len(lines) == 4 and result.stderr == ""
-    assert run_cli("verify", str(sweep / "intact")).returncode == 0
+    assert main(["verify", str(sweep / "intact")]) == 0
 
 
 MEMORY_SCRIPT = """
 import resource, sys
 import probe
+from probe.cli import main
 from probe.errors import DamagedFileError
 run = probe.open_run(sys.argv[1])
 try:
@@ -129,6 +131,9 @@ except DamagedFileError as err:
     print("refused:", err)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 """
+#: Linux keeps ru_maxrss across fork and exec, so the measured process is started by a small one (python -S), not
+#: by pytest, whose own size would otherwise be reported.
+SMALL_PARENT = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
 
 
 @pytest.mark.parametrize("shape,dtype", [((300_000_000, 10), "f4"), ((2**40,), "u1")])
@@ -137,8 +142,8 @@ def test_huge_declared_dataset_is_refused_without_allocating(shape, dtype, run_c
     replace_dataset(path, LOGITS, declared_only(shape, dtype))
     recommit(run_copy, 1)
     assert path.stat().st_size < 300_000  # a small file ...
-    result = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(run_copy)], capture_output=True, text=True,
-                            cwd=REPO, env=dict(os.environ), timeout=120)
+    command = [sys.executable, "-S", "-c", SMALL_PARENT, sys.executable, "-c", MEMORY_SCRIPT, str(run_copy)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=dict(os.environ), timeout=120)
     assert result.returncode == 0, result.stderr
     refusal, peak_mb = result.stdout.splitlines()
     assert refusal.startswith("refused:") and "declares" in refusal  # ... declaring GBs to TBs is refused

@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 
+from probe.cli import main
 from probe.errors import RunDirectoryError
 from probe.store.verify import verify_path, verify_run
 from tests.conftest import run_cli
@@ -32,41 +33,41 @@ def test_verify_run_reports_each_damaged_epoch(sweeps):
     assert damaged.line() == f"{runs[1]}: damaged: epoch_00002.h5: {problem.reason}"
 
 
-def test_probe_verify_on_a_run_a_sweep_and_a_folder_of_sweeps(sweeps):
+def test_probe_verify_on_a_run_a_sweep_and_a_folder_of_sweeps(sweeps, capsys):
     folder, runs = sweeps
     expected = [f"{runs[0]}: ok", f"{runs[1]}: damaged: epoch_00002.h5: "]
-    for target in (folder / "colored", folder):
-        result = run_cli("verify", str(target))
-        assert result.returncode == 1 and result.stderr == ""
-        lines = result.stdout.splitlines()
-        assert len(lines) == len(runs) == 4
-        assert lines[0] == expected[0] and lines[1].startswith(expected[1]) and "truncated" in lines[1]
-        assert all(line.endswith(": ok") for line in lines[2:])
-    assert run_cli("verify", str(runs[0])).returncode == 0
-    missing = run_cli("verify", str(folder / "nothing"))
-    assert missing.returncode == 2
-    assert missing.stderr.strip() == f"probe: error: {folder / 'nothing'}: no such directory"
+    result = run_cli("verify", str(folder / "colored"))
+    assert result.returncode == 1 and result.stderr == ""
+    assert main(["verify", str(folder)]) == 1
+    assert capsys.readouterr().out == result.stdout  # a folder of sweeps: the same lines
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(runs) == 4
+    assert lines[0] == expected[0] and lines[1].startswith(expected[1]) and "truncated" in lines[1]
+    assert all(line.endswith(": ok") for line in lines[2:])
+    assert main(["verify", str(runs[0])]) == 0 and capsys.readouterr().out == f"{runs[0]}: ok\n"
+    assert main(["verify", str(folder / "nothing")]) == 2
+    assert capsys.readouterr().err.strip() == f"probe: error: {folder / 'nothing'}: no such directory"
 
 
-def test_a_damaged_sweep_json_is_one_damaged_line(sweeps):
+def test_a_damaged_sweep_json_is_one_damaged_line(sweeps, capsys):
     folder, _ = sweeps
     (folder / "colored" / "sweep.json").write_text('{"schema_version": "1.0", "axes": {')
     (report,) = verify_path(folder / "colored")
     assert report.path == folder / "colored" and str(report.problems[0]).startswith("sweep.json: not valid JSON")
-    result = run_cli("verify", str(folder))
-    assert result.returncode == 1 and result.stdout.startswith(f"{folder / 'colored'}: damaged: sweep.json: ")
+    assert main(["verify", str(folder)]) == 1
+    assert capsys.readouterr().out.startswith(f"{folder / 'colored'}: damaged: sweep.json: ")
     with pytest.raises(RunDirectoryError):
         verify_path(folder / "colored" / "nothing")
 
 
-def test_info_shows_a_run_with_damaged_json_in_a_sweep(sweeps):
+def test_info_shows_a_run_with_damaged_json_in_a_sweep(sweeps, capsys):
     folder, runs = sweeps
     (runs[2] / "run.json").write_text("{")
-    result = run_cli("info", str(folder / "colored"))
-    assert result.returncode == 2
-    row = next(line for line in result.stdout.splitlines() if line.strip().startswith(runs[2].name))
+    assert main(["info", str(folder / "colored")]) == 2
+    out, err = capsys.readouterr()
+    row = next(line for line in out.splitlines() if line.strip().startswith(runs[2].name))
     assert "damaged" in row and "run.json: not valid JSON" in row
-    assert result.stderr.startswith(f"probe: error: {runs[2]}: damaged: run.json: not valid JSON")
-    assert len(result.stderr.splitlines()) == 1  # the truncated epoch of runs[1] is seen only with --verify
-    verified = run_cli("info", "--verify", str(folder / "colored"))
-    assert verified.returncode == 2 and len(verified.stderr.splitlines()) == 2
+    assert err.startswith(f"probe: error: {runs[2]}: damaged: run.json: not valid JSON")
+    assert len(err.splitlines()) == 1  # the truncated epoch of runs[1] is seen only with --verify
+    assert main(["info", "--verify", str(folder / "colored")]) == 2
+    assert len(capsys.readouterr().err.splitlines()) == 2
