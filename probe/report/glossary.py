@@ -93,9 +93,9 @@ ENTRIES: dict[str, tuple[str, str, str]] = {
                   "re-rendered."),
     "status": ("analyze", "status: ok, diverged, collapsed, incomplete, empty, damaged",
                "diverged: the training loss became non-finite; collapsed: finite, but the final training accuracy "
-               "is below 1.5x chance (1.5 / K); incomplete: training is still running, was interrupted or failed; empty: "
-               "no epoch committed; damaged: a file of the run is truncated, altered or unreadable (damaged_file, "
-               "damage_reason). Only 'ok' runs enter the claims."),
+               "is below 1.5x chance (1.5 / K); incomplete: training is still running, was interrupted or failed; "
+               "empty: no epoch committed; damaged: a file of the run is truncated, altered or unreadable "
+               "(damaged_file, damage_reason). Only 'ok' runs enter the claims."),
     "phase": ("analyze", "final: / early:",
               "run-table prefixes: final = the last committed epoch; early = the recorded epoch (after step 0) "
               "whose step is closest to 10% of the run's steps."),
