@@ -46,3 +46,9 @@ class CorruptEpochError(DamagedFileError):
 
 class RunLockedError(RunDirectoryError):
     """Another process already holds the writer lock of this run directory (a second writer is refused)."""
+
+
+#: Exit code of the command line for an I/O failure or another :class:`ProbeError` (a full disk, a damaged run found).
+EXIT_IO_ERROR = 1
+#: Exit code of the command line for bad input (:class:`ProbeInputError`).
+EXIT_BAD_INPUT = 2

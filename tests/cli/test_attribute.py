@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from probe.analyses.attribution_cli import register, spread_epochs
+from probe.cli.attribute import register, spread_epochs
 from probe.errors import ProbeInputError
 from probe.train import TrainConfig, run_sweep
 

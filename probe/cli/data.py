@@ -17,7 +17,7 @@ from probe.errors import ProbeInputError
 def dataset_from_args(args: argparse.Namespace) -> SpuriousDataset:
     """Build the dataset named by ``args.name`` with ``--data-root``, ``--rho``, ``--image-size``, ``--seed`` and
     every ``--data-option``."""
-    from probe.cli import parse_options  # the same key=value reading as ``probe train``
+    from probe.cli.options import parse_options  # the same key=value reading as ``probe train``
 
     options: dict[str, Any] = parse_options(args.data_option, "--data-option")
     for key in ("data_root", "rho", "image_size", "seed"):

@@ -1,0 +1,126 @@
+"""``probe info``: configuration, epochs, status, sizes and divergence of a run, a sweep or a folder of sweeps."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from probe.errors import EXIT_BAD_INPUT
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Describe a run, a sweep or a folder of sweeps. A damaged run is shown with status ``damaged`` and reported on
+    stderr, one line each, and the exit code is 2 (``--verify`` checks every file; without it only the JSON files
+    are read)."""
+    from probe.store.reader import SWEEP_JSON, open_path
+
+    folder = Path(args.path)
+    children = sorted(p for p in folder.iterdir() if (p / SWEEP_JSON).is_file()) if folder.is_dir() else []
+    if children and not (folder / SWEEP_JSON).is_file() and not (folder / "run.json").is_file():
+        # a folder of sweeps, e.g. a fixed-steps sweep and its matched-budget twin
+        payloads = [_info_payload(open_path(c), verify=args.verify) for c in children]
+        if args.json:
+            print(json.dumps({"sweeps": payloads}, indent=2))
+        else:
+            for child, payload in zip(children, payloads):
+                _info_one(open_path(child), payload)
+                print()
+        return _report_damaged(*payloads)
+    target = open_path(args.path)
+    payload = _info_payload(target, verify=args.verify)
+    if args.json:
+        print(json.dumps(payload, indent=2))
+    else:
+        _info_one(target, payload)
+    return _report_damaged(payload)
+
+
+def _report_damaged(*payloads: dict[str, Any]) -> int:
+    """One stderr line per damaged run; the exit code of ``probe info`` (2 when a run is damaged, else 0)."""
+    damaged = [r for p in payloads for r in p["runs"] if r["status"] == "damaged"]
+    for r in damaged:
+        problem = r["problems"][0]
+        print(f"probe: error: {r['path']}: damaged: {Path(problem['file']).name}: {problem['reason']}",
+              file=sys.stderr)
+    return EXIT_BAD_INPUT if damaged else 0
+
+
+def _run_summary(run_dir: Path, *, verify: bool) -> dict[str, Any]:
+    """``Run.summary()``, or ``status: damaged`` with the problems; with ``verify`` every file is checked first."""
+    from probe.errors import ProbeError
+    from probe.store.reader import Run
+    from probe.store.verify import Problem, verify_run
+
+    problems: list[Problem] = []
+    if verify:
+        problems = verify_run(run_dir).problems
+    summary: dict[str, Any] = {"name": run_dir.name, "path": str(run_dir)}
+    if not problems:
+        try:
+            summary = Run(run_dir).summary()
+        except (ProbeError, OSError) as err:  # run.json or manifest.json damaged
+            problems = [Problem.from_error(run_dir / "run.json", err)]
+    if problems:
+        summary["status"] = "damaged"
+    if verify or problems:
+        summary["problems"] = [{"file": str(p.file), "reason": p.reason} for p in problems]
+    return summary
+
+
+def _info_payload(target, *, verify: bool = False) -> dict[str, Any]:
+    from probe.store.reader import Sweep
+
+    if isinstance(target, Sweep):
+        payload: dict[str, Any] = {"runs": [_run_summary(d, verify=verify) for d in target.run_dirs()]}
+        payload["sweep"] = {k: v for k, v in target.config.items() if k != "runs"}
+        return payload
+    if not verify:
+        return {"runs": [target.summary()]}  # a damaged run.json or manifest.json is an error (exit 2)
+    return {"runs": [_run_summary(target.path, verify=True)]}
+
+
+def _info_one(target, payload: dict[str, Any]) -> None:
+    from probe.store.reader import Run, Sweep
+
+    if isinstance(target, Sweep):
+        cfg = target.config
+        base = cfg["base_config"]
+        print(f"sweep {target.path}  budget={cfg.get('budget')}  axes="
+              + ", ".join(f"{k}={v}" for k, v in cfg["axes"].items()))
+        print(f"  dataset={base['dataset']} {base.get('dataset_options') or ''}  model={base['model']} "
+              f"{base.get('model_options') or ''}  optimizer={base.get('optimizer')}")
+        missing = len(cfg["runs"]) - len(payload["runs"])
+        if missing:
+            print(f"  {missing} run(s) not started yet")
+    else:
+        assert isinstance(target, Run)
+        cfg = target.config
+        print(f"run {target.path}")
+        for key in ("dataset", "dataset_options", "model", "model_options", "optimizer", "lr", "momentum",
+                    "weight_decay", "batch_size", "epochs", "steps", "seed", "schedule", "record", "budget"):
+            print(f"  {key:16s} {cfg.get(key)}")
+    header = f"  {'run':28s} {'status':12s} {'lr':>8s} {'seed':>4s} {'epochs':>6s} {'step':>7s} {'MB':>8s}  divergence"
+    print(header)
+    for s in payload["runs"]:
+        if s["status"] == "damaged":
+            p = s["problems"][0]
+            print(f"  {s['name']:28s} {'damaged':12s} {Path(p['file']).name}: {p['reason']}")
+            continue
+        d = s["diverged"]
+        div = f"epoch {d['epoch']} step {d['step']} loss {d['loss']}" if d else "-"
+        print(f"  {s['name']:28s} {s['status']:12s} {s['lr']:8g} {s['seed']:4d} {s['epochs_committed']:6d} "
+              f"{s['last_step'] if s['last_step'] is not None else '-':>7} {s['bytes'] / 1e6:8.2f}  {div}")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("info", help="describe a run or sweep directory",
+                              description="Config, committed epochs, status, sizes and divergence of a run or sweep.")
+    p.add_argument("path", help="run or sweep directory")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--verify", action="store_true",
+                   help="re-hash and check every file first (as probe verify); damaged runs show status 'damaged' "
+                        "and the reason (exit code 2 when any run is damaged)")
+    p.set_defaults(func=cmd_info)

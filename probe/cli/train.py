@@ -1,0 +1,194 @@
+"""``probe train``: one run. Also the training options, configuration and pre-flight that ``probe sweep`` shares."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from probe.cli.options import add_data_arguments, dataset_options_from, parse_options
+from probe.errors import ProbeInputError
+
+
+def add_train_arguments(p: argparse.ArgumentParser, *, sweep: bool) -> None:
+    add_data_arguments(p)
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default="mlp", help="mlp, cnn, resnet18 or resnet50 (default: mlp)")
+    g.add_argument("--model-option", action="append", metavar="KEY=VALUE",
+                   help="model option, e.g. width=256 depth=2 for mlp (repeatable)")
+    g = p.add_argument_group("optimisation")
+    if sweep:
+        g.add_argument("--lr", type=float, nargs="+", help="learning rates to sweep (required unless --resume)")
+        g.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds, each >= 0 (default: 0)")
+        g.add_argument("--batch-size", type=int, nargs="+", default=[64], help="batch sizes (default: 64)")
+        g.add_argument("--momentum", type=float, nargs="+", default=[0.0], help="SGD momentum values (default: 0)")
+        g.add_argument("--weight-decay", type=float, nargs="+", default=[0.0], help="weight decays (default: 0)")
+        g.add_argument("--budget", choices=["fixed", "matched"], default="fixed",
+                       help="fixed: every rate trains --steps/--epochs; matched: rate x steps held fixed, the "
+                            "largest rate trains --steps")
+        g.add_argument("--jobs", type=int, default=1, help="runs trained at once in separate processes (default: 1)")
+    else:
+        g.add_argument("--lr", type=float, help="learning rate (required unless --resume)")
+        g.add_argument("--seed", type=int, default=None,
+                       help="seed of initialisation and minibatch order, >= 0 (default 0)")
+        g.add_argument("--batch-size", type=int, default=None, help="minibatch size (default: 64)")
+        g.add_argument("--momentum", type=float, default=None, help="SGD momentum (default: 0)")
+        g.add_argument("--weight-decay", type=float, default=None, help="weight decay (default: 0)")
+    g.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd", help="default: sgd")
+    g.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
+    g.add_argument("--schedule", choices=["constant", "cosine", "step"], default="constant", help="default: constant")
+    g.add_argument("--warmup-steps", type=int, default=0, help="linear warm-up steps (default: 0)")
+    length = g.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=int, help="training length in epochs")
+    length.add_argument("--steps", type=int, help="training length in optimiser steps")
+    g = p.add_argument_group("recording and hardware")
+    g.add_argument("--record", default="all", help="recorded epochs: all, every:K or log:N (epoch 0 and the last "
+                                                   "are always recorded; default: all)")
+    g.add_argument("--record-splits", nargs="+", metavar="SPLIT",
+                   help="splits recorded each epoch (default: all of the dataset's splits)")
+    g.add_argument("--no-sgd-logits", action="store_true",
+                   help="keep only the losses, not the logits, of the minibatch samples SGD saw (large datasets)")
+    g.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+    g.add_argument("--amp", action="store_true", help="bfloat16 mixed precision on CUDA")
+    g.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's own choice; 1 is often fastest for small models "
+                        "on a busy machine)")
+    g.add_argument("--workers", type=int, default=2,
+                   help="decoding processes for image datasets streamed from disk (default: 2)")
+    g.add_argument("--out", required=True, help="run directory to write" if not sweep else "sweep directory to write")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace an existing probe " + ("sweep" if sweep else "run") + " directory that no process "
+                        "is writing (any other folder is refused and left as it is)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue from the last committed epoch" + (" of every run" if sweep else "")
+                        + "; alone, or with the original options (others are refused)")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _config_from(args: argparse.Namespace, *, sweep: bool):
+    from probe.train import TrainConfig
+
+    epochs, steps = args.epochs, args.steps
+    if args.dataset is None:
+        raise ProbeInputError("--dataset is required")
+    if epochs is None and steps is None:
+        raise ProbeInputError("give the training length with --epochs or --steps")
+    common = dict(
+        dataset=args.dataset,
+        dataset_options=dataset_options_from(args),
+        model=args.model,
+        model_options=parse_options(args.model_option, "--model-option"),
+        optimizer=args.optimizer,
+        nesterov=args.nesterov,
+        schedule=args.schedule,
+        warmup_steps=args.warmup_steps,
+        epochs=epochs,
+        steps=steps,
+        record=args.record,
+        device=args.device,
+        amp=args.amp,
+        workers=args.workers,
+        record_splits=args.record_splits,
+        sgd_logits=not args.no_sgd_logits,
+    )
+    if sweep:
+        cfg = TrainConfig(lr=args.lr[0], seed=args.seeds[0], batch_size=args.batch_size[0],
+                          momentum=args.momentum[0], weight_decay=args.weight_decay[0], **common)
+    else:
+        if args.lr is None:
+            raise ProbeInputError("--lr is required")
+        cfg = TrainConfig(lr=args.lr, seed=0 if args.seed is None else args.seed,
+                          batch_size=64 if args.batch_size is None else args.batch_size,
+                          momentum=0.0 if args.momentum is None else args.momentum,
+                          weight_decay=0.0 if args.weight_decay is None else args.weight_decay, **common)
+    return cfg.validate()
+
+
+def _prepare(cfg):
+    """Build the dataset and the model once, so that unknown names, bad options and damaged data files fail before
+    any write: the pre-flight check decodes one sample per split and source file type of a dataset streamed from
+    disk (a truncated JPEG of that kind is a one-line error naming it)."""
+    from probe.data import build_dataset
+    from probe.models import build_model
+    from probe.train.device import resolve_device
+
+    resolve_device(cfg.device)
+    ds = build_dataset(cfg.dataset, preflight=True, **cfg.dataset_options)
+    build_model(cfg.model, ds.input_shape, ds.num_classes, **cfg.model_options)
+    for s in cfg.record_splits or []:
+        ds.split(s)
+    return ds
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ProbeInputError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+#: Options that never change what a run computes: accepted with ``--resume`` whatever their value.
+RESUME_NEUTRAL_OPTIONS = frozenset({"out", "resume", "overwrite", "quiet", "threads", "workers", "jobs"})
+
+
+def _options_given(args: argparse.Namespace, *, sweep: bool) -> list[str]:
+    """The training options on the command line that differ from their defaults (ignoring the neutral ones)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_train_arguments(parser, sweep=sweep)
+    defaults = vars(parser.parse_args(["--out", "-"]))
+    return ["--" + key.replace("_", "-") for key, value in vars(args).items()
+            if key in defaults and key not in RESUME_NEUTRAL_OPTIONS and value != defaults[key]]
+
+
+def _refuse_options_beside_resume(args: argparse.Namespace, *, sweep: bool, source: str) -> None:
+    """``--resume`` without ``--dataset`` takes everything from ``source``; any other option would be ignored."""
+    given = _options_given(args, sweep=sweep)
+    if given:
+        raise ProbeInputError(f"{args.out}: --resume takes the configuration from {source}; repeat the whole "
+                              f"original command or give none of: {', '.join(given)}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from probe.store.reader import Run
+    from probe.train import EXIT_DIVERGED, TrainConfig, Trainer
+    from probe.train.config import config_differences
+
+    out = Path(args.out)
+    if args.resume and args.overwrite:
+        raise ProbeInputError("--resume and --overwrite exclude each other")
+    _set_threads(args)
+    if args.resume:
+        cfg = TrainConfig.from_json(Run(out).config)
+        if args.dataset is not None:  # the full command repeated with --resume: it must describe the same run
+            differ = config_differences(cfg.to_json(), _config_from(args, sweep=False).to_json(), source="run.json")
+            if differ:
+                raise ProbeInputError(f"{out}: --resume continues the run as run.json describes it; these options "
+                                      "differ: " + ", ".join(differ))
+        else:
+            _refuse_options_beside_resume(args, sweep=False, source="run.json")
+        dataset = _prepare(cfg)
+    else:
+        cfg = _config_from(args, sweep=False)
+        from probe.store.writer import check_new_run_dir
+
+        check_new_run_dir(out, overwrite=args.overwrite)
+        dataset = _prepare(cfg)
+    result = Trainer(cfg, out, dataset=dataset, progress=not args.quiet).fit(resume=args.resume,
+                                                                            overwrite=args.overwrite)
+    if result.status == "diverged":
+        d = result.diverged
+        print(f"{out}: diverged at epoch {d['epoch']}, step {d['step']} (loss {d['loss']}, lr {d['lr']:g}); "
+              f"epochs 0..{d['last_committed_epoch']} are kept", file=sys.stderr)
+        return EXIT_DIVERGED
+    print(f"{out}: complete, {len(result.epochs_committed)} epochs recorded, {result.global_step} steps, "
+          f"{result.seconds:.1f} s")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="train one run",
+                              description="Train one run; one HDF5 file per recorded epoch.")
+    add_train_arguments(p, sweep=False)
+    p.set_defaults(func=cmd_train)
