@@ -141,7 +141,7 @@ class Option:
             return out_list
         except _Refused as exc:
             why = f" ({exc})" if str(exc) else ""
-            raise ProbeInputError(f"analysis option {self.name} takes {self._describe()}, got {value!r}{why}") from None
+            raise ProbeInputError(f"analysis option {self.name} takes {self.describe()}, got {value!r}{why}") from None
 
     def _check_item(self, item: Any) -> None:
         if self.choices is not None and item not in self.choices:
@@ -149,7 +149,8 @@ class Option:
         if self.low is not None and item < self.low or self.high is not None and item > self.high:
             raise _Refused(f"{item!r} is out of range")
 
-    def _describe(self) -> str:
+    def describe(self) -> str:
+        """The kind with its choices or bounds, as error messages and the docs show it."""
         text = self.kind
         if self.choices is not None:
             text += " from " + ", ".join(map(str, self.choices))
