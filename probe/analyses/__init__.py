@@ -1,9 +1,9 @@
 """Analyses of a run or sweep: pure functions over arrays, plus registered per-epoch analyses over runs.
 
 Names are imported on first use, so that ``import probe.analyses.base`` (or the CLI) does not load Captum,
-scikit-learn and matplotlib. ``probe analyze`` imports every analysis module, which registers its per-epoch
-analyses in :data:`EPOCH_ANALYSES`.
-Each metric id's definition and code are listed in ``docs/metrics.md``.
+scikit-learn and matplotlib. :func:`load_analyses` imports every built-in analysis module, which registers (and
+declares: options, version, metric ids) its per-epoch analyses in :data:`EPOCH_ANALYSES`.
+Each metric id's definition and code are listed in ``docs/metrics.md``, generated from those declarations.
 """
 
 import importlib
@@ -16,6 +16,8 @@ _EXPORTS = {
     "Claim": "probe.analyses.claims",
     "EPOCH_ANALYSES": "probe.analyses.base",
     "METHODS": "probe.analyses.attribution_methods",
+    "Metric": "probe.analyses.base",
+    "Option": "probe.analyses.base",
     "PropositionCheck": "probe.analyses.proposition",
     "activation_sparsity": "probe.analyses.sparsity",
     "analysis_positions": "probe.analyses.attribution",
@@ -40,6 +42,8 @@ _EXPORTS = {
     "confidence_histograms": "probe.analyses.losses",
     "core_flip_rate": "probe.analyses.attribution",
     "cross_entropy": "probe.analyses.losses",
+    "declared_metrics": "probe.analyses.base",
+    "declared_options": "probe.analyses.base",
     "dfr_wga": "probe.analyses.probes",
     "evaluate_claims": "probe.analyses.claims",
     "extract_features": "probe.analyses.features",
@@ -49,12 +53,15 @@ _EXPORTS = {
     "group_accuracy_metrics": "probe.analyses.groups",
     "layer_activation_sparsity": "probe.analyses.sparsity",
     "linear_probe": "probe.analyses.probes",
+    "load_analyses": "probe.analyses.base",
     "logit_metrics": "probe.analyses.logits",
     "loss_ratio_curve": "probe.analyses.proposition",
     "margins": "probe.analyses.logits",
     "max_softmax": "probe.analyses.logits",
     "max_sparsity_at": "probe.analyses.pruning",
+    "metric_declaration": "probe.analyses.base",
     "norm_compressibility": "probe.analyses.pruning",
+    "options_key": "probe.analyses.base",
     "param_norms": "probe.analyses.logits",
     "probe_core": "probe.analyses.probes",
     "probe_spurious": "probe.analyses.probes",
@@ -64,6 +71,7 @@ _EXPORTS = {
     "ratio_vs_logit_norm": "probe.analyses.proposition",
     "register_epoch_analysis": "probe.analyses.base",
     "relu_layers": "probe.analyses.features",
+    "resolve_options": "probe.analyses.base",
     "retention": "probe.analyses.pruning",
     "scaled_cross_entropy": "probe.analyses.proposition",
     "select_positions": "probe.analyses.attribution",
@@ -93,6 +101,8 @@ __all__ = [
     "AnalysisContext",
     "Attributions",
     "Claim",
+    "Metric",
+    "Option",
     "PropositionCheck",
     "activation_sparsity",
     "analysis_positions",
@@ -117,6 +127,8 @@ __all__ = [
     "confidence_histograms",
     "core_flip_rate",
     "cross_entropy",
+    "declared_metrics",
+    "declared_options",
     "dfr_wga",
     "evaluate_claims",
     "extract_features",
@@ -126,12 +138,15 @@ __all__ = [
     "group_accuracy_metrics",
     "layer_activation_sparsity",
     "linear_probe",
+    "load_analyses",
     "logit_metrics",
     "loss_ratio_curve",
     "margins",
     "max_softmax",
     "max_sparsity_at",
+    "metric_declaration",
     "norm_compressibility",
+    "options_key",
     "param_norms",
     "probe_core",
     "probe_spurious",
@@ -141,6 +156,7 @@ __all__ = [
     "ratio_vs_logit_norm",
     "register_epoch_analysis",
     "relu_layers",
+    "resolve_options",
     "retention",
     "scaled_cross_entropy",
     "select_positions",

@@ -25,7 +25,7 @@ from probe.analyses.attribution_methods import (
     check_method,
     method_applies,
 )
-from probe.analyses.base import AnalysisContext, EpochMetrics, register_epoch_analysis
+from probe.analyses.base import AnalysisContext, EpochMetrics, Metric, Option, register_epoch_analysis
 from probe.errors import ProbeInputError
 
 if TYPE_CHECKING:
@@ -370,22 +370,48 @@ def shares_table(results: list[Attributions]) -> pd.DataFrame:
 
 
 # -- the epoch analysis ------------------------------------------------------------------------------------------
-@register_epoch_analysis("attribution", needs_model=True)
+_NUMBERS = "metrics-attributions.md#numbers"
+
+
+@register_epoch_analysis(
+    "attribution",
+    needs_model=True,
+    version=1,
+    options=(
+        Option("attr_methods", "list[str]", ("ig",), "attribution methods of the attr_share ids", choices=METHODS),
+        Option("attr_split", "str", "test", "split whose samples are attributed and re-rendered",
+               choices=("train", "val", "test")),
+        Option("attr_n", "int", 256, "samples attributed per epoch (analysis_positions)", low=0),
+        Option("attr_seed", "int", 0, "seed of the sample choice, the stochastic methods and the re-renderings"),
+        Option("attr_method_options", "dict", {}, "keyword arguments of attribute() for every method, as JSON, "
+               "e.g. {\"smoothgrad\": 0.1}"),
+    ),
+    metrics=(
+        Metric("core_attr_share@<method>", "attribution mass (method m, '+smoothgrad' when smoothed) inside the core "
+               "region over the total", _NUMBERS, "probe.analyses.attribution:attr_shares"),
+        Metric("spurious_attr_share@<method>", "attribution mass inside the spurious region over the total",
+               _NUMBERS, "probe.analyses.attribution:attr_shares"),
+        Metric("pointing_game@<method>", "fraction of samples whose top-attributed pixel lies in the core region",
+               _NUMBERS, "probe.analyses.attribution:attr_shares"),
+        Metric("spurious_flip_rate", "fraction of predictions that change when only the spurious feature of a sample "
+               "is re-rendered", _NUMBERS, "probe.analyses.attribution:spurious_flip_rate"),
+        Metric("core_flip_rate", "fraction of predictions that change when only the core feature of a sample is "
+               "re-rendered", _NUMBERS, "probe.analyses.attribution:core_flip_rate"),
+    ),
+)
 def attribution_analysis(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
     """``core_attr_share@<m>``, ``spurious_attr_share@<m>``, ``pointing_game@<m>`` for each method ``m`` in
-    ``ctx.options["attr_methods"]`` (default ``["ig"]``; skipped without masks, ``gradcam`` skipped for models
+    the option ``attr_methods`` (default ``["ig"]``; skipped without masks, ``gradcam`` skipped for models
     without a conv layer) and ``spurious_flip_rate`` / ``core_flip_rate`` where the dataset can re-render, on the
-    split ``ctx.options["attr_split"]`` (default ``"test"``), over :func:`analysis_positions` with
-    ``n = ctx.options["attr_n"]`` (default 256) and ``seed = ctx.options["attr_seed"]`` (default 0).
-    ``ctx.options["attr_method_options"]`` (a dict) goes to :func:`attribute` for every method; with a
+    split ``attr_split`` (default ``"test"``), over :func:`analysis_positions` with ``n = attr_n`` (default 256)
+    and ``seed = attr_seed`` (default 0); the options are declared above.
+    ``attr_method_options`` (a dict) goes to :func:`attribute` for every method; with a
     ``smoothgrad`` level in it the ids read ``core_attr_share@<m>+smoothgrad``."""
-    methods = list(ctx.options.get("attr_methods", ["ig"]))
-    for m in methods:
-        check_method(m)
-    split_name = ctx.options.get("attr_split", "test")
-    n = int(ctx.options.get("attr_n", 256))
-    seed = int(ctx.options.get("attr_seed", 0))
-    method_options = dict(ctx.options.get("attr_method_options", {}))
+    methods = ctx.option("attr_methods")
+    split_name = ctx.option("attr_split")
+    n = ctx.option("attr_n")
+    seed = ctx.option("attr_seed")
+    method_options = ctx.option("attr_method_options")
     dataset = ctx.dataset
     s = dataset.split(split_name)
     positions = analysis_positions(s, n, seed)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from probe.analyses.base import Option
 from probe.errors import ProbeInputError
 
 if TYPE_CHECKING:
@@ -30,6 +31,8 @@ PENULTIMATE = "penultimate"
 
 #: Default number of samples per forward pass.
 DEFAULT_BATCH_SIZE = 512
+#: the analysis option ``batch_size``, declared by every analysis that runs the model over a split.
+BATCH_SIZE = Option("batch_size", "int", DEFAULT_BATCH_SIZE, "samples per forward pass of the model analyses", low=1)
 
 
 def relu_layers(model: nn.Module) -> list[str]:
@@ -211,7 +214,7 @@ def cached_features(
 
     The entry is ``ctx.cache_dir/features/<run>/epoch_XXXXX_<split>.npy`` (``np.save``, ``allow_pickle=False``) with
     a ``.json`` sidecar holding its key (run, epoch, the epoch file's sha256, split size, model config). Without a
-    ``ctx.cache_dir`` nothing is stored. ``batch_size`` defaults to ``ctx.options["batch_size"]`` or 512.
+    ``ctx.cache_dir`` nothing is stored. ``batch_size`` defaults to the option ``batch_size`` (:data:`BATCH_SIZE`).
     """
     ds_split = ctx.dataset.split(split)
     n = len(ds_split)
@@ -231,7 +234,7 @@ def cached_features(
                 pass  # unreadable entry: extract again and overwrite it
     if model is None:
         model = ctx.model(epoch)
-    bs = int(batch_size or ctx.options.get("batch_size", DEFAULT_BATCH_SIZE))
+    bs = int(batch_size or ctx.option(BATCH_SIZE))
     array = extract_features(model, ds_split, batch_size=bs, device=ctx.device)[PENULTIMATE]
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from probe.analyses.base import AnalysisContext, EpochMetrics, register_epoch_analysis
-from probe.analyses.features import EpochFeatures
+from probe.analyses.base import AnalysisContext, EpochMetrics, Metric, register_epoch_analysis
+from probe.analyses.features import BATCH_SIZE, EpochFeatures
 from probe.errors import ProbeInputError
 
 
@@ -107,7 +107,27 @@ def attr_selectivity(features, a) -> float:
     return selectivity(features, a)
 
 
-@register_epoch_analysis("geometry", needs_model=True)
+_SEPARATION = "metrics-representations.md#class-separation-class_separation-attr_separation"
+_SELECTIVITY = "metrics-representations.md#selectivity-class_selectivity-attr_selectivity"
+
+
+@register_epoch_analysis(
+    "geometry",
+    needs_model=True,
+    version=1,
+    options=(BATCH_SIZE,),
+    metrics=(
+        Metric("class_separation", "1 - mean within-class cosine distance / mean cosine distance over all pairs, on "
+               "|penultimate features| grouped by the core label y", _SEPARATION,
+               "probe.analyses.geometry:class_separation"),
+        Metric("attr_separation", "class_separation with the samples grouped by the spurious attribute a",
+               _SEPARATION, "probe.analyses.geometry:attr_separation"),
+        Metric("class_selectivity", "per unit (mu_max - mu_rest) / (mu_max + mu_rest) over the classes of y, "
+               "averaged over active units", _SELECTIVITY, "probe.analyses.geometry:class_selectivity"),
+        Metric("attr_selectivity", "class_selectivity with classes given by the spurious attribute a",
+               _SELECTIVITY, "probe.analyses.geometry:attr_selectivity"),
+    ),
+)
 def geometry_analysis(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
     """``test``: ``class_separation``, ``class_selectivity`` and (when the dataset has more than one attribute
     value) ``attr_separation``, ``attr_selectivity`` on the penultimate features of the test split."""

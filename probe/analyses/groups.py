@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from probe.analyses.base import AnalysisContext, EpochMetrics, register_epoch_analysis
+from probe.analyses.base import AnalysisContext, EpochMetrics, Metric, register_epoch_analysis
 from probe.analyses.logits import _as_labels, _as_mask, _mean
 from probe.errors import ProbeInputError
 
@@ -98,7 +98,27 @@ def _trainweighted(acc_group: np.ndarray, present: np.ndarray, train_group_count
     return float(np.sum(w[present] * acc_group[present]) / w.sum())
 
 
-@register_epoch_analysis("groups", needs_model=False)
+_DOCS = "metrics-logits.md#accuracy-and-groups--analysis-groups-splits-every-recorded-split"
+_CODE = "probe.analyses.groups:group_accuracy_metrics"
+
+
+@register_epoch_analysis(
+    "groups",
+    needs_model=False,
+    version=1,
+    metrics=(
+        Metric("acc", "micro accuracy: fraction of samples whose argmax logit is the core label y", _DOCS, _CODE),
+        Metric("acc_group/<g>", "accuracy within group g = y * A + a (NaN for an empty group)", _DOCS, _CODE),
+        Metric("wga", "worst-group accuracy: the minimum of acc_group over non-empty groups", _DOCS, _CODE),
+        Metric("mean_group_acc", "unweighted mean of acc_group over non-empty groups", _DOCS, _CODE),
+        Metric("avg_acc_trainweighted", "group accuracies weighted by the training split's group proportions (the "
+               "Waterbirds papers' 'average accuracy')", _DOCS, _CODE),
+        Metric("acc_ba", "accuracy on bias-aligned (BA) samples", _DOCS, _CODE),
+        Metric("acc_bc", "accuracy on bias-conflicting (BC) samples", _DOCS, _CODE),
+        Metric("unbiased_acc", "accuracy on the unbiased split: mean_group_acc when the dataset has a spurious "
+               "attribute, else acc", _DOCS, _CODE),
+    ),
+)
 def groups_epoch(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
     """:func:`group_accuracy_metrics` for every recorded split (pred = argmax of the stored logits); the training
     weights of ``avg_acc_trainweighted`` come from the same epoch's ``train`` records."""

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from probe.analyses.base import AnalysisContext, EpochMetrics, register_epoch_analysis
+from probe.analyses.base import AnalysisContext, EpochMetrics, Metric, register_epoch_analysis
 from probe.errors import ProbeInputError
 
 #: state_dict entries that are running statistics, not parameters (``BatchNorm``).
@@ -168,7 +168,33 @@ def param_norms(state_dict: Mapping[str, Any]) -> dict[str, float]:
 # --- run wrapper -------------------------------------------------------------------------------------------------
 
 
-@register_epoch_analysis("logits", needs_model=False)
+_DOCS = "metrics-logits.md#logit-dynamics--analysis-logits-every-recorded-split-plus-model"
+
+
+@register_epoch_analysis(
+    "logits",
+    needs_model=False,
+    version=1,
+    metrics=(
+        Metric("logit_norm", "mean over samples of the Euclidean norm ||z||_2 of the logit vector", _DOCS,
+               "probe.analyses.logits:logit_metrics"),
+        Metric("logit_norm_ba", "logit_norm over bias-aligned (BA) samples", _DOCS,
+               "probe.analyses.logits:logit_metrics"),
+        Metric("logit_norm_bc", "logit_norm over bias-conflicting (BC) samples", _DOCS,
+               "probe.analyses.logits:logit_metrics"),
+        Metric("margin_mean", "mean margin z_y - max_{k != y} z_k (positive iff correct)", _DOCS,
+               "probe.analyses.logits:margins"),
+        Metric("margin_median", "median margin z_y - max_{k != y} z_k", _DOCS, "probe.analyses.logits:margins"),
+        Metric("margin_min_ba", "smallest margin over bias-aligned (BA) samples", _DOCS,
+               "probe.analyses.logits:margins"),
+        Metric("max_softmax_mean", "mean over samples of the largest softmax probability", _DOCS,
+               "probe.analyses.logits:max_softmax"),
+        Metric("param_norm", "L2 norm of all parameters together (BatchNorm running statistics excluded); split "
+               "'model'", _DOCS, "probe.analyses.logits:param_norms"),
+        Metric("param_norm/<tensor>", "L2 norm of one parameter tensor, by its state_dict name; split 'model'", _DOCS,
+               "probe.analyses.logits:param_norms"),
+    ),
+)
 def logits_epoch(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
     """:func:`logit_metrics` for every recorded split, and :func:`param_norms` under ``"model"``."""
     run = ctx.run

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from probe.analyses.base import AnalysisContext, EpochMetrics, register_epoch_analysis
+from probe.analyses.base import AnalysisContext, EpochMetrics, Metric, Option, register_epoch_analysis
 from probe.analyses.logits import _as_labels, _as_logits, _as_mask, max_softmax
 from probe.errors import ProbeInputError
 
@@ -203,13 +203,33 @@ def loss_share_metrics(loss: Any, is_bc: Any) -> dict[str, float]:
     }
 
 
-@register_epoch_analysis("losses", needs_model=False)
+_DOCS = "metrics-logits.md#confident-bc-mispredictions-and-loss-shares--analysis-losses-every-recorded-split-plus-sgd"
+
+
+@register_epoch_analysis(
+    "losses",
+    needs_model=False,
+    version=1,
+    options=(
+        Option("cmr_taus", "list[float]", DEFAULT_TAUS, "confidence thresholds tau of cmr@tau", low=0.0, high=1.0),
+    ),
+    metrics=(
+        Metric("cmr@<tau>", "confident misprediction rate: fraction of BC samples mispredicted with max softmax >= "
+               "tau", _DOCS, "probe.analyses.losses:cmr"),
+        Metric("bc_loss_share", "sum of cross-entropy over BC samples / sum over all samples (split 'sgd': over the "
+               "minibatches SGD trained on in that epoch)", _DOCS, "probe.analyses.losses:bc_loss_share"),
+        Metric("bc_ba_loss_ratio", "mean cross-entropy over BC samples / mean over BA samples", _DOCS,
+               "probe.analyses.losses:bc_ba_loss_ratio"),
+        Metric("bc_ba_loss_ratio_sum", "sum of cross-entropy over BC samples / sum over BA samples", _DOCS,
+               "probe.analyses.losses:bc_ba_loss_ratio_sum"),
+    ),
+)
 def losses_epoch(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
-    """Per split: ``cmr@tau`` (taus from ``ctx.options["cmr_taus"]``, default :data:`DEFAULT_TAUS`) and the loss
+    """Per split: ``cmr@tau`` (taus from the option ``cmr_taus``, default :data:`DEFAULT_TAUS`) and the loss
     shares of the stored per-sample losses; under ``"sgd"``: ``bc_loss_share`` and ``bc_ba_loss_ratio`` of the
     minibatch losses SGD saw (skipped when the epoch has none)."""
     run = ctx.run
-    taus = ctx.options.get("cmr_taus", DEFAULT_TAUS)
+    taus = ctx.option("cmr_taus")
     out: EpochMetrics = {}
     for split in run.splits:
         rec = run.records(split, epoch)

@@ -23,8 +23,8 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from probe.analyses.base import AnalysisContext, EpochMetrics, register_epoch_analysis
-from probe.analyses.features import EpochFeatures
+from probe.analyses.base import AnalysisContext, EpochMetrics, Metric, Option, register_epoch_analysis
+from probe.analyses.features import BATCH_SIZE, EpochFeatures
 from probe.errors import ProbeInputError
 
 #: C grid of the DFR reference implementation.
@@ -255,14 +255,37 @@ def dfr_wga(
 # -- run wrapper ----------------------------------------------------------------------------------------------------
 
 
-@register_epoch_analysis("probes", needs_model=True)
+_PROBES = "metrics-representations.md#linear-probes-probe_core-probe_spurious-probe_gap"
+
+
+@register_epoch_analysis(
+    "probes",
+    needs_model=True,
+    version=1,
+    options=(
+        Option("probe_seed", "int", 0, "seed of the group-balanced probe split and of the DFR subsamples"),
+        Option("dfr_retrains", "int", 20, "group-balanced subsamples whose DFR last layers are averaged", low=1),
+        BATCH_SIZE,
+    ),
+    metrics=(
+        Metric("probe_core", "balanced accuracy of a linear probe predicting the core label y from standardised "
+               "penultimate features (group-balanced held-out fit and score subsets)", _PROBES,
+               "probe.analyses.probes:probe_core"),
+        Metric("probe_spurious", "balanced accuracy of the same linear probe predicting the spurious attribute a",
+               _PROBES, "probe.analyses.probes:probe_spurious"),
+        Metric("probe_gap", "probe_core - probe_spurious", _PROBES, "probe.analyses.probes:probes_analysis"),
+        Metric("dfr_wga", "worst-group test accuracy after deep feature reweighting (last layer retrained on a "
+               "group-balanced held-out split)", "metrics-representations.md#deep-feature-reweighting-dfr_wga",
+               "probe.analyses.probes:dfr_wga"),
+    ),
+)
 def probes_analysis(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
     """``val``: ``probe_core``, ``probe_spurious``, ``probe_gap`` = core - spurious (penultimate features of the
     validation split); ``test``: ``dfr_wga`` (last layer retrained on validation, scored on test). Options:
-    ``probe_seed`` (default 0), ``dfr_retrains`` (default 20). A dataset with one attribute value gets no
+    ``probe_seed``, ``dfr_retrains``, ``batch_size`` (declared above). A dataset with one attribute value gets no
     ``probe_spurious`` / ``probe_gap``. A dataset without a validation split gets the probes on disjoint halves of
     the test split (reported under ``test``) and no ``dfr_wga``, which needs held-out data apart from the test set."""
-    seed = int(ctx.options.get("probe_seed", 0))
+    seed = ctx.option("probe_seed")
     feats = EpochFeatures(ctx, epoch)
     held_out = "val" if "val" in ctx.dataset.splits else "test"
     split = ctx.dataset.split(held_out)
@@ -279,7 +302,7 @@ def probes_analysis(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
             "dfr_wga": dfr_wga(
                 feats["val"], y, split.group.cpu().numpy(),
                 feats["test"], test.y.cpu().numpy(), test.group.cpu().numpy(),
-                num_retrains=int(ctx.options.get("dfr_retrains", 20)), seed=seed,
+                num_retrains=ctx.option("dfr_retrains"), seed=seed,
             )
         }
     return out

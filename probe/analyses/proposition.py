@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from scipy.special import logsumexp
 
-from probe.analyses.base import AnalysisContext, EpochMetrics, register_epoch_analysis
+from probe.analyses.base import AnalysisContext, EpochMetrics, Metric, Option, register_epoch_analysis
 from probe.analyses.logits import _as_labels, _as_logits, _as_mask, margins
 from probe.errors import ProbeInputError
 
@@ -344,13 +344,43 @@ def ratio_curves(run: Any, split: str = "train", epochs: Any = None, alphas: Any
     return pd.concat(frames, ignore_index=True)
 
 
-@register_epoch_analysis("proposition", needs_model=False)
+_DOCS = "metrics-logits.md#the-logit-scaling-proposition--analysis-proposition-split-train"
+_CODE = "probe.analyses.proposition:check_proposition"
+
+
+@register_epoch_analysis(
+    "proposition",
+    needs_model=False,
+    version=1,
+    options=(
+        Option("alphas", "list[float]", tuple(DEFAULT_ALPHAS.tolist()), "the grid of logit scales alpha of R(alpha)",
+               low=0.0),
+    ),
+    metrics=(
+        Metric("fitted_rate", "asymptotic slope of log R(alpha) - log alpha on the largest alphas of the grid, "
+               "R(alpha) = mean_BC CE(softmax(alpha z), y) / mean_BA CE(softmax(alpha z), y)", _DOCS, _CODE),
+        Metric("min_ba_margin", "the smallest margin over BA training samples, which fitted_rate should equal",
+               _DOCS, _CODE),
+        Metric("rate_rel_error", "|fitted_rate - min_ba_margin| / min_ba_margin (NaN where the proposition does not "
+               "apply)", _DOCS, _CODE),
+        Metric("turning_alpha", "the grid alpha at which log R(alpha) is smallest", _DOCS, _CODE),
+        Metric("monotone_after_turning", "1 when log R(alpha) does not decrease on the grid after turning_alpha, "
+               "else 0", _DOCS, _CODE),
+        Metric("convex", "1 when every per-sample loss l_i(alpha) is convex on the grid, else 0", _DOCS, _CODE),
+        Metric("bound_correct_ok", "1 when every correct sample satisfies l_i(alpha) <= (K-1) exp(-alpha m_i) on the "
+               "grid, else 0", _DOCS, _CODE),
+        Metric("bound_mispredicted_ok", "1 when every mispredicted sample satisfies l_i(alpha) >= alpha d_i on the "
+               "grid, else 0", _DOCS, _CODE),
+        Metric("applicable", "1 when every BA training sample is correct and some BC sample is mispredicted, else 0",
+               _DOCS, _CODE),
+    ),
+)
 def proposition_epoch(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
     """:meth:`PropositionCheck.as_metrics` of the ``train`` split's logits (alpha grid from
-    ``ctx.options["alphas"]``, default :data:`DEFAULT_ALPHAS`); nothing when the run records no ``train`` split."""
+    the option ``alphas``, default :data:`DEFAULT_ALPHAS`); nothing when the run records no ``train`` split."""
     run = ctx.run
     if "train" not in run.splits:
         return {}
     rec = run.records("train", epoch)
-    check = check_proposition(rec.logits, rec.y, rec.is_bc, ctx.options.get("alphas", DEFAULT_ALPHAS))
+    check = check_proposition(rec.logits, rec.y, rec.is_bc, ctx.option("alphas"))
     return {"train": check.as_metrics()}

@@ -27,8 +27,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from probe.analyses.base import AnalysisContext, EpochMetrics, register_epoch_analysis
-from probe.analyses.features import DEFAULT_BATCH_SIZE, eval_mode, input_batches, model_device
+from probe.analyses.base import AnalysisContext, EpochMetrics, Metric, Option, register_epoch_analysis
+from probe.analyses.features import BATCH_SIZE, DEFAULT_BATCH_SIZE, eval_mode, input_batches, model_device
 from probe.analyses.groups import group_accuracy_metrics
 from probe.errors import ProbeInputError
 
@@ -229,13 +229,41 @@ def _fmt(value: float) -> str:
     return f"{value:g}"
 
 
-@register_epoch_analysis("pruning", needs_model=True)
+_PRUNING = "metrics-representations.md#pruning-prune_curve-retentions-max_sparsity095"
+
+
+@register_epoch_analysis(
+    "pruning",
+    needs_model=True,
+    version=1,
+    options=(
+        Option("prune_sparsities", "list[float]", DEFAULT_SPARSITIES, "sparsities s of the pruning curve", low=0.0,
+               high=1.0),
+        BATCH_SIZE,
+    ),
+    metrics=(
+        Metric("prune_acc@<s>", "test accuracy after global magnitude pruning of a fraction s of the weights (no "
+               "fine-tuning)", _PRUNING, "probe.analyses.pruning:prune_curve"),
+        Metric("prune_wga@<s>", "worst-group accuracy after pruning a fraction s of the weights", _PRUNING,
+               "probe.analyses.pruning:prune_curve"),
+        Metric("prune_unbiased_acc@<s>", "unbiased accuracy after pruning a fraction s of the weights", _PRUNING,
+               "probe.analyses.pruning:prune_curve"),
+        Metric("retention@<s>", "accuracy after pruning a fraction s of the weights / dense accuracy", _PRUNING,
+               "probe.analyses.pruning:retention"),
+        Metric("max_sparsity@0.95", "largest sparsity of the curve that keeps 95% of the dense accuracy", _PRUNING,
+               "probe.analyses.pruning:max_sparsity_at"),
+        Metric("norm_compressibility@<kappa>", "1 - ||w - top_kappa(w)|| / ||w|| over all prunable weights, kappa "
+               "the kept fraction (0.1, 0.05, 0.01); split 'model'",
+               "metrics-representations.md#norm-compressibility-norm_compressibilitykappa",
+               "probe.analyses.pruning:norm_compressibility"),
+    ),
+)
 def pruning_analysis(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
     """``test``: ``retention@s``, ``prune_acc@s``, ``prune_wga@s``, ``prune_unbiased_acc@s`` for each sparsity of
     the curve and ``max_sparsity@0.95``; ``model``: ``norm_compressibility@kappa`` for kappa in 0.1, 0.05, 0.01.
-    Options: ``prune_sparsities`` (default the SPEC's), ``batch_size``."""
+    Options: ``prune_sparsities`` (default the SPEC's :data:`DEFAULT_SPARSITIES`), ``batch_size``."""
     model = ctx.model(epoch)
-    sparsities = ctx.options.get("prune_sparsities") or DEFAULT_SPARSITIES
+    sparsities = ctx.option("prune_sparsities")
     train = ctx.dataset.splits.get("train")
     counts = None
     if train is not None:
@@ -244,7 +272,7 @@ def pruning_analysis(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
         model,
         ctx.dataset.split("test"),
         sparsities,
-        batch_size=int(ctx.options.get("batch_size", DEFAULT_BATCH_SIZE)),
+        batch_size=ctx.option(BATCH_SIZE),
         num_classes=ctx.dataset.num_classes,
         train_group_counts=counts,
     )

@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from probe.analyses.base import AnalysisContext, EpochMetrics, register_epoch_analysis
+from probe.analyses.base import AnalysisContext, EpochMetrics, Metric, register_epoch_analysis
 from probe.analyses.features import (
+    BATCH_SIZE,
     DEFAULT_BATCH_SIZE,
     activation_hooks,
     eval_mode,
@@ -77,13 +78,27 @@ def layer_activation_sparsity(
     return {name: zeros[name] / totals[name] for name in layers}
 
 
-@register_epoch_analysis("sparsity", needs_model=True)
+_DOCS = "metrics-representations.md#activation-sparsity-activation_sparsitylayer-activation_sparsity"
+
+
+@register_epoch_analysis(
+    "sparsity",
+    needs_model=True,
+    version=1,
+    options=(BATCH_SIZE,),
+    metrics=(
+        Metric("activation_sparsity/<layer>", "fraction of the outputs of one ReLU module (by its module name) that "
+               "are exactly zero, over the test split", _DOCS, "probe.analyses.sparsity:layer_activation_sparsity"),
+        Metric("activation_sparsity", "unweighted mean of activation_sparsity/<layer> over the model's ReLU layers",
+               _DOCS, "probe.analyses.sparsity:activation_sparsity"),
+    ),
+)
 def sparsity_analysis(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
     """``test``: ``activation_sparsity/<layer>`` for every ReLU layer and ``activation_sparsity`` (their mean)."""
     per_layer = layer_activation_sparsity(
         ctx.model(epoch),
         ctx.dataset.split("test"),
-        batch_size=int(ctx.options.get("batch_size", DEFAULT_BATCH_SIZE)),
+        batch_size=ctx.option(BATCH_SIZE),
         device=ctx.device,
     )
     out = {f"activation_sparsity/{name}": value for name, value in per_layer.items()}
