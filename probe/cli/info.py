@@ -8,13 +8,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from probe.errors import EXIT_BAD_INPUT
+from probe.errors import EXIT_IO_ERROR
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     """Describe a run, a sweep or a folder of sweeps. A damaged run is shown with status ``damaged`` and reported on
-    stderr, one line each, and the exit code is 2 (``--verify`` checks every file; without it only the JSON files
-    are read)."""
+    stderr, one line each, and the exit code is 1, as for ``probe verify`` (``--verify`` checks every file; without
+    it only the JSON files are read). A path that is not a run or sweep, or a single run whose own JSON cannot be
+    read, is bad input (exit code 2)."""
     from probe.store.reader import SWEEP_JSON, open_path
 
     folder = Path(args.path)
@@ -39,13 +40,13 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def _report_damaged(*payloads: dict[str, Any]) -> int:
-    """One stderr line per damaged run; the exit code of ``probe info`` (2 when a run is damaged, else 0)."""
+    """One stderr line per damaged run; the exit code of ``probe info`` (1 when a run is damaged, else 0)."""
     damaged = [r for p in payloads for r in p["runs"] if r["status"] == "damaged"]
     for r in damaged:
         problem = r["problems"][0]
         print(f"probe: error: {r['path']}: damaged: {Path(problem['file']).name}: {problem['reason']}",
               file=sys.stderr)
-    return EXIT_BAD_INPUT if damaged else 0
+    return EXIT_IO_ERROR if damaged else 0
 
 
 def _run_summary(run_dir: Path, *, verify: bool) -> dict[str, Any]:
@@ -122,5 +123,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--verify", action="store_true",
                    help="re-hash and check every file first (as probe verify); damaged runs show status 'damaged' "
-                        "and the reason (exit code 2 when any run is damaged)")
+                        "and the reason (exit code 1 when any run is damaged)")
     p.set_defaults(func=cmd_info)
