@@ -108,7 +108,7 @@ def read_json(path: Path) -> Any:
     except UnicodeDecodeError:
         raise DamagedFileError(f"{path}: not UTF-8 text (damaged?)") from None
     except json.JSONDecodeError as err:
-        what = "empty" if not data.strip() else f"not valid JSON ({err.msg} at line {err.lineno} column {err.colno})"
+        what = "empty" if not data.strip() else f"not valid JSON ({err.msg}: line {err.lineno}, column {err.colno})"
         raise DamagedFileError(f"{path}: {what}; truncated or damaged?") from None
     except RecursionError:
         raise DamagedFileError(f"{path}: JSON nested too deeply") from None

@@ -137,6 +137,25 @@ def make_directory(path: Path) -> None:
         raise
 
 
+def take_directory(path: Path, lock: DirectoryLock, *, overwrite: bool, kind: str) -> None:
+    """Make ``path`` a fresh ``kind`` directory held by ``lock``: check it (:func:`check_new_directory`), create it,
+    take the lock, then, under the lock, clear probe's own inactive directory (``overwrite``) or refuse one that was
+    filled since the check. On any failure the lock is released again."""
+    path = Path(path)
+    check_new_directory(path, overwrite=overwrite, kind=kind)
+    make_directory(path)
+    lock.acquire()
+    try:
+        if overwrite:
+            clear_directory(path, kind=kind)
+        elif any(name != LOCK_NAME for name in os.listdir(path)):  # filled since the check
+            raise RunDirectoryError(f"{path}: already exists; pass --resume to continue it or --overwrite to "
+                                    "replace it")
+    except BaseException:
+        lock.release()
+        raise
+
+
 # -- helpers ---------------------------------------------------------------------------------------------------------
 def _entries(path: Path) -> list[str]:
     try:

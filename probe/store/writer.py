@@ -22,14 +22,13 @@ from typing import Any
 from probe.errors import RunDirectoryError
 from probe.store.atomic import atomic_write_json, read_json, remove_temp_files
 from probe.store.epoch_file import EpochPayload, write_epoch_h5
-from probe.store.lock import LOCK_NAME, RunLock
+from probe.store.lock import RunLock
 from probe.store.ownership import (
     DIVERGED_JSON,
     MANIFEST_JSON,
     RUN_JSON,
     check_new_directory,
-    clear_directory,
-    make_directory,
+    take_directory,
 )
 from probe.store.schema import SCHEMA_VERSION, check_schema
 
@@ -81,16 +80,9 @@ class RunWriter:
     def create(cls, run_dir: Path, run_info: dict[str, Any], *, overwrite: bool = False) -> RunWriter:
         """Start a new run directory with ``run_info`` (config, versions ...) as ``run.json``."""
         run_dir = Path(run_dir)
-        check_new_run_dir(run_dir, overwrite=overwrite)
-        make_directory(run_dir)
         writer = cls(run_dir)
-        writer._lock.acquire()
+        take_directory(run_dir, writer._lock, overwrite=overwrite, kind="run")
         try:
-            if overwrite:
-                clear_directory(run_dir, kind="run")
-            elif any(name != LOCK_NAME for name in os.listdir(run_dir)):  # filled since the check
-                raise RunDirectoryError(f"{run_dir}: already exists; pass --resume to continue it or --overwrite "
-                                        "to replace it")
             writer.run_info = {"schema_version": SCHEMA_VERSION, **run_info, "status": "running",
                                "created": now_iso(), "updated": now_iso()}
             atomic_write_json(run_dir / RUN_JSON, writer.run_info)

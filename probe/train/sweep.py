@@ -21,8 +21,8 @@ from typing import Any
 
 from probe.errors import ProbeInputError, RunDirectoryError
 from probe.store.atomic import atomic_write_json, read_json
-from probe.store.lock import LOCK_NAME, DirectoryLock
-from probe.store.ownership import check_new_directory, clear_directory, make_directory
+from probe.store.lock import DirectoryLock
+from probe.store.ownership import take_directory
 from probe.store.reader import SWEEP_JSON
 from probe.store.schema import SCHEMA_VERSION
 from probe.store.writer import now_iso
@@ -171,15 +171,8 @@ def run_sweep(base: TrainConfig, out: str | Path, axes: dict[str, Sequence[Any]]
         check_sweep_resume(out, base, axes, budget=budget, steps=steps)
         lock.acquire()
     else:
-        check_new_directory(out, overwrite=overwrite, kind="sweep")
-        make_directory(out)
-        lock.acquire()
+        take_directory(out, lock, overwrite=overwrite, kind="sweep")
         try:
-            if overwrite:
-                clear_directory(out, kind="sweep")
-            elif any(name != LOCK_NAME for name in os.listdir(out)):  # filled since the check
-                raise RunDirectoryError(f"{out}: already exists; pass --resume to continue it or --overwrite "
-                                        "to replace it")
             record = sweep_record(base, out.name, axes, budget=budget, steps=steps, plan=plan)
             atomic_write_json(out / SWEEP_JSON, {**record, "created": now_iso()})
         except BaseException:
