@@ -58,7 +58,7 @@ def spread_epochs(epochs: list[int], k: int = 6) -> list[int]:
 def cmd_attribute(args: argparse.Namespace) -> int:
     from probe.analyses.attribution import attribute_run, attribute_sweep
     from probe.store.reader import Run, open_path
-    from probe.train.device import resolve_device
+    from probe.device import resolve_device
 
     for m in args.method:
         check_method(m)

@@ -110,7 +110,7 @@ def _prepare(cfg):
     disk (a truncated JPEG of that kind is a one-line error naming it)."""
     from probe.data import build_dataset
     from probe.models import build_model
-    from probe.train.device import resolve_device
+    from probe.device import resolve_device
 
     resolve_device(cfg.device)
     ds = build_dataset(cfg.dataset, preflight=True, **cfg.dataset_options)
