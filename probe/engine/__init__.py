@@ -7,8 +7,8 @@ results) and imports neither the report nor the command line.
 """
 
 from probe.engine.engine import analyze
-from probe.engine.grids import AttributionGrid, attribution_grids
+from probe.engine.grids import AttributionGrid, AttributionGrids, attribution_grids
 from probe.engine.result import AnalysisResult, load_analysis, summary_text, write_tables
 
-__all__ = ["AnalysisResult", "AttributionGrid", "analyze", "attribution_grids", "load_analysis", "summary_text",
-           "write_tables"]
+__all__ = ["AnalysisResult", "AttributionGrid", "AttributionGrids", "analyze", "attribution_grids", "load_analysis",
+           "summary_text", "write_tables"]

@@ -62,9 +62,11 @@ class MetricCache:
         stored = self.files.load_json(self._name(run_name, epoch))
         return stored if isinstance(stored, dict) else {}
 
-    def valid(self, run_name: str, epoch: int, keys: Mapping[str, EntryKey]) -> dict[str, Any]:
-        """The stored entries of (run, epoch) whose analysis is in ``keys`` and whose key matches."""
-        return {name: entry for name, entry in self.load(run_name, epoch).items()
+    @staticmethod
+    def matching(stored: Mapping[str, Any], keys: Mapping[str, EntryKey]) -> dict[str, Any]:
+        """The entries of ``stored`` (what :meth:`load` returned) whose analysis is in ``keys`` and whose key
+        matches."""
+        return {name: entry for name, entry in stored.items()
                 if name in keys and isinstance(entry, dict) and keys[name].matches(entry)}
 
     def store(self, run_name: str, epoch: int, entries: Mapping[str, Any]) -> None:

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,7 +179,7 @@ class RunAnalysis:
 
 def analyse_run(plan: RunPlan, ident: dict[str, Any], selected: SelectedAnalyses, ctx: AnalysisContext,
                 cache: MetricCache, *, use_cache: bool, strict: bool, errors: list[dict[str, Any]],
-                on_task=lambda: None) -> RunAnalysis:
+                on_task: Callable[[], None] = lambda: None) -> RunAnalysis:
     """Every selected analysis on every planned epoch of one run, from the cache where a valid entry exists.
 
     Every epoch read is first re-hashed against the manifest (a damaged epoch raises a typed error naming the file,
@@ -194,7 +194,7 @@ def analyse_run(plan: RunPlan, ident: dict[str, Any], selected: SelectedAnalyses
     for epoch in plan.epochs:
         keys = selected.keys(plan.sha256[epoch])
         stored = cache.load(run.name, epoch)
-        valid = cache.valid(run.name, epoch, keys) if use_cache else {}
+        valid = MetricCache.matching(stored, keys) if use_cache else {}
         changed = False
         for analysis in plan.analyses_at(epoch, selected.cheap, selected.heavy):
             hit = analysis in valid

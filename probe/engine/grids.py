@@ -12,6 +12,7 @@ from typing import Any
 
 from probe.analyses.attribution import Attributions, attribute_run
 from probe.analyses.attribution_methods import method_applies
+from probe.engine.engine import warn
 from probe.engine.result import AnalysisResult
 from probe.store.reader import Run
 
@@ -85,8 +86,6 @@ def attribution_grids(result: AnalysisResult, methods: Sequence[str] = GRID_METH
                 raise
             result.errors.append({"run": "-", "epoch": -1, "analysis": "attribution grids",
                                   "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
-            from probe.engine.engine import warn
-
             warn(f"ERROR computing the attribution grids of {source['label']}: {type(exc).__name__}: {exc}")
     return out
 
