@@ -6,7 +6,7 @@ epoch recorded: 44 epoch files), then for every epoch file times
 - ``read``: opening the run, verifying the file against the manifest's sha256, and reading every recorded split,
   the SGD minibatch records and the model tensors;
 - ``analyze``: the record-level analyses of ``probe analyze`` on that epoch (groups, logits, losses, proposition),
-  from the per-analysis timings of :func:`probe.analyses.pipeline.analyze` (cache off);
+  from the per-analysis timings of :func:`probe.engine.analyze` (cache off);
 
 and prints both and their ratio, then the model-level analyses (features, probes, pruning, attributions) on the last
 epoch of each run, the same ratio, and the time of a second ``analyze`` that the cache answers. Not part of the test
@@ -25,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from probe.analyses.pipeline import analyze, load_analyses
+from probe.analyses.base import load_analyses
+from probe.engine import analyze
 from probe.store import open_run, open_sweep
 from probe.train import TrainConfig, run_sweep
 
@@ -65,7 +66,7 @@ def main() -> None:
         reads = {(r.name, e): read_epoch(r.path, e) for r in sweep.runs for e in r.epochs}
 
         start = time.perf_counter()
-        result = analyze(sweep_dir, out=root / "analysis", model_epochs="last", progress=False, report=False,
+        result = analyze(sweep_dir, out=root / "analysis", model_epochs="last", progress=False,
                          use_cache=False)
         total = time.perf_counter() - start
         t = result.timings
@@ -90,7 +91,7 @@ def main() -> None:
         print(f"analyze total (no report): {total:.1f} s for {n_files} epoch files")
 
         start = time.perf_counter()
-        again = analyze(sweep_dir, out=root / "analysis", model_epochs="last", progress=False, report=False)
+        again = analyze(sweep_dir, out=root / "analysis", model_epochs="last", progress=False)
         print(f"second analyze answered by the cache: {time.perf_counter() - start:.1f} s "
               f"({int(again.timings['cached'].sum())}/{len(again.timings)} results cached)")
 

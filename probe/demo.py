@@ -6,8 +6,9 @@ layers of 256), plain SGD, batch 64:
 - a fixed-steps sweep: 2000 steps at rates 0.01, 0.03, 0.1, 0.3, 1.0 (two seeds each);
 - its matched-budget twin: rates 0.1, 0.3, 1.0 with rate x steps = 600 (6000, 2000 and 600 steps; two seeds);
 
-recording about 25 log-spaced epochs per run, then runs :func:`probe.analyses.pipeline.analyze` on both (models
-analysed at the last epoch only, deep feature reweighting with 5 re-samples) and prints where the report is.
+recording about 25 log-spaced epochs per run, then runs :func:`probe.engine.analyze` on both (models analysed at the
+last epoch only, deep feature reweighting with 5 re-samples), draws the report (:func:`probe.report.write_report`,
+with the attribution grids of :func:`probe.engine.attribution_grids`) and prints where it is.
 Training and analysis run on one CPU thread, the fastest setting for a model this small. ``quick=True`` is a smaller
 variant (3 rates, 100 steps, one seed) for tests.
 """
@@ -19,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from probe.analyses.pipeline import AnalysisResult, analyze
+from probe.engine import AnalysisResult, analyze, attribution_grids, summary_text, write_tables
+from probe.report import write_report
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ def run_demo(out: str | Path | None = None, quick: bool = False, overwrite: bool
         echo: print what happens and where the report is.
 
     Returns:
-        The :class:`AnalysisResult` of ``analyze``.
+        The :class:`~probe.engine.result.AnalysisResult` of ``analyze``, with its report written.
     """
     import torch
 
@@ -102,34 +104,10 @@ def _run(plan: DemoPlan, ckpt: Path, report_dir: Path, overwrite: bool, progress
     trained = time.perf_counter() - started
     result = analyze(ckpt, out=report_dir, model_epochs=plan.model_epochs, progress=progress,
                      options={"dfr_retrains": plan.dfr_retrains})
+    write_report(result, attribution_grids(result))
+    write_tables(result)  # again: metrics.json lists the figures that failed, if any
     if echo:
         print(summary_text(result))
         print(f"probe demo: trained in {trained:.0f} s, analysed in {time.perf_counter() - started - trained:.0f} s")
         print(f"probe demo: report at {result.report}")
     return result
-
-
-def summary_text(result: AnalysisResult) -> str:
-    """Plain-text verdicts per claim (with and without the control), failed runs and errors of an analysis."""
-    lines = []
-    wide = result.verdicts()
-    has_control = "survives_control" in wide.columns
-    for _, row in wide.iterrows():
-        parts = [f"fixed steps: {row.get('verdict_fixed', 'n/a')}"]
-        if "verdict_matched" in wide.columns:
-            parts.append(f"matched budget: {row['verdict_matched']}")
-        if has_control:
-            parts.append(f"survives control: {row['survives_control']}")
-        lines.append(f"  {row['claim']:24s} {'; '.join(parts)}")
-    failed = result.failures
-    if len(failed):
-        for _, r in failed.iterrows():
-            where = ""
-            if r.get("status") == "diverged":
-                where = f" at epoch {r['diverged_epoch']:.0f}, step {r['diverged_step']:.0f}"
-            lines.append(f"  failed run {r['run']} (lr {r['lr']:g}): {r['status']}{where}")
-    else:
-        lines.append("  no run diverged or collapsed")
-    if result.errors:
-        lines.append(f"  {len(result.errors)} analysis error(s): see metrics.json and the report")
-    return "claims (does the run agree with the study?):\n" + "\n".join(lines)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import time
 
 from probe.analyses.claims import CLAIMS
 from probe.demo import QUICK, demo_paths, run_demo
+from probe.engine import load_analysis
 
 VERDICTS = ("agrees", "disagrees", "cannot tell", "not measured")
 
@@ -36,3 +38,10 @@ def test_quick_demo_reports_every_claim_with_and_without_control(tmp_path, capsy
     for claim in ("retention_up", "class_separation_up", "probe_core_up", "activation_sparsity_up",
                   "core_attr_share_up"):
         assert claim in set(result.claims["claim"])
+    # the analysis folder reads back into the same result type, instantly
+    started = time.perf_counter()
+    loaded = load_analysis(report_dir)
+    assert time.perf_counter() - started < 1.0
+    assert loaded.runs["run"].tolist() == result.runs["run"].tolist()
+    assert loaded.verdicts()["verdict_fixed"].tolist() == wide["verdict_fixed"].tolist()
+    assert loaded.report == result.report

@@ -6,7 +6,8 @@ tables (:func:`attribute_run`, :func:`attribute_sweep`, :func:`shares_table`) an
 ``"attribution"`` that ``probe analyze`` runs. Attribution methods live in :mod:`probe.analyses.attribution_methods`.
 
 Metric ids (SPEC section 4): ``core_attr_share@<method>``, ``spurious_attr_share@<method>``,
-``pointing_game@<method>``, ``spurious_flip_rate``, ``core_flip_rate``.
+``pointing_game@<method>``, ``spurious_flip_rate``, ``core_flip_rate``. Heatmap grids of :class:`Attributions` are drawn
+by :func:`probe.report.heatmaps.plot_attributions`.
 """
 
 from __future__ import annotations
@@ -21,16 +22,15 @@ from torch import nn
 from probe.analyses.attribution_methods import (
     METHODS,
     attribute,
-    best_device,
     check_method,
     method_applies,
 )
 from probe.analyses.base import AnalysisContext, EpochMetrics, Metric, Option, register_epoch_analysis
+from probe.device import resolve_device
 from probe.errors import ProbeInputError
 
 if TYPE_CHECKING:
     import pandas as pd
-    from matplotlib.figure import Figure
 
     from probe.data.base import Split, SpuriousDataset
     from probe.store.reader import Run, Sweep
@@ -282,12 +282,6 @@ class Attributions:
             return {}
         return attr_shares(self.values, self.core_mask, self.spurious_mask)
 
-    def plot(self, title: str | None = None) -> Figure:
-        """A one-row heatmap grid of these samples (see :func:`probe.report.heatmaps.heatmap_grid`)."""
-        from probe.report.heatmaps import plot_attributions
-
-        return plot_attributions([self], title=title)
-
 
 def attribute_run(
     run: Run,
@@ -319,7 +313,7 @@ def attribute_run(
     dataset = run.dataset() if dataset is None else dataset
     s = dataset.split(split)
     positions = select_positions(s, samples, n, seed) if positions is None else torch.as_tensor(positions).long()
-    device = best_device() if device is None else torch.device(device)
+    device = resolve_device("auto") if device is None else torch.device(device)
     model = run.model(epoch).to(device).eval()
     if not method_applies(model, method):
         raise ProbeInputError(f"{method} does not apply to model {run.config.get('model')!r}: it has no conv layer")

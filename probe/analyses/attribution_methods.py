@@ -67,11 +67,6 @@ def check_method(method: str) -> str:
     return method
 
 
-def best_device() -> torch.device:
-    """CUDA when available, otherwise the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 @contextmanager
 def _inference_state(model: nn.Module) -> Iterator[None]:
     """Eval mode and frozen parameters for the duration (only input gradients are needed); restored after."""

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from probe.analyses.base import Option
+from probe.analyses.cache import FileCache
 from probe.errors import ProbeInputError
 
 if TYPE_CHECKING:
@@ -193,15 +194,6 @@ def _cache_key(ctx: AnalysisContext, epoch: int, n: int) -> dict[str, Any]:
     }
 
 
-def _write_atomic_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        np.save(f, array, allow_pickle=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def cached_features(
     ctx: AnalysisContext,
     epoch: int,
@@ -212,36 +204,24 @@ def cached_features(
     """Penultimate features ``(n, F)`` of ``split`` at ``epoch``, read from the cache when a matching entry exists,
     otherwise extracted (with ``model``, or ``ctx.model(epoch)`` when not given) and stored.
 
-    The entry is ``ctx.cache_dir/features/<run>/epoch_XXXXX_<split>.npy`` (``np.save``, ``allow_pickle=False``) with
-    a ``.json`` sidecar holding its key (run, epoch, the epoch file's sha256, split size, model config). Without a
-    ``ctx.cache_dir`` nothing is stored. ``batch_size`` defaults to the option ``batch_size`` (:data:`BATCH_SIZE`).
+    The entry is ``ctx.cache_dir/features/<run>/epoch_XXXXX_<split>.npy``, a :class:`~probe.analyses.cache.FileCache`
+    array entry (``allow_pickle=False``, written atomically) whose key is the run, the epoch, the epoch file's sha256,
+    the split size and the model config. Without a ``ctx.cache_dir`` nothing is stored. ``batch_size`` defaults to
+    the option ``batch_size`` (:data:`BATCH_SIZE`).
     """
     ds_split = ctx.dataset.split(split)
     n = len(ds_split)
     key = _cache_key(ctx, epoch, n)
-    path = None
-    if ctx.cache_dir is not None:
-        path = feature_cache_path(ctx.cache_dir, ctx.run.name, epoch, split)
-        sidecar = path.with_suffix(".json")
-        if path.is_file() and sidecar.is_file():
-            try:
-                stored_key = json.loads(sidecar.read_text())
-                if stored_key == key:
-                    array = np.load(path, allow_pickle=False)
-                    if array.ndim == 2 and array.shape[0] == n:
-                        return array
-            except (OSError, ValueError):
-                pass  # unreadable entry: extract again and overwrite it
+    cache = FileCache(ctx.cache_dir)
+    name = feature_cache_path("", ctx.run.name, epoch, split)
+    array = cache.load_array(name, key)
+    if array is not None and array.ndim == 2 and array.shape[0] == n:
+        return array
     if model is None:
         model = ctx.model(epoch)
     bs = int(batch_size or ctx.option(BATCH_SIZE))
     array = extract_features(model, ds_split, batch_size=bs, device=ctx.device)[PENULTIMATE]
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic_npy(path, array)
-        tmp = sidecar.with_name(sidecar.name + f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(key, sort_keys=True))
-        os.replace(tmp, sidecar)
+    cache.store_array(name, array, key)
     return array
 
 

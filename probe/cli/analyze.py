@@ -47,8 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(default: epoch 0, those nearest 25/50/75%% of training, and the last)")
     p.add_argument("--analyses", nargs="+", metavar="NAME", help="only these registered analyses (default: all)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
-                   help="analysis option, e.g. attr_n=128 dfr_retrains=10 (repeatable)")
-    p.add_argument("--device", default="cpu", help="device for model analyses: cpu (default), cuda, cuda:N, mps")
+                   help="analysis option, e.g. attr_n=128 attr_methods=ig,saliency (repeatable; the options each "
+                        "analysis declares are listed in docs/analyze.md)")
+    p.add_argument("--device", default="cpu",
+                   help="device for model analyses: cpu (default), auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps")
     p.add_argument("--no-report", action="store_true", help="tables and metrics.json only (no figures or HTML)")
     p.add_argument("--no-cache", action="store_true", help="recompute everything (the cache is still rewritten)")
     p.add_argument("--no-attribution-grids", action="store_true",
@@ -59,17 +61,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from probe.analyses.pipeline import analyze
+    """Validate, :func:`probe.engine.analyze`, the attribution grids, :func:`probe.report.write_report`, the summary."""
     from probe.cli.options import parse_options
-    from probe.demo import summary_text
+    from probe.engine import analyze, attribution_grids, summary_text, write_tables
+    from probe.report import write_report
 
     result = analyze(
         args.path, out=args.out, epochs=_epochs_arg(args.epochs, "--epochs"),
         model_epochs=_epochs_arg(args.model_epochs, "--model-epochs"), device=args.device,
         progress=not args.quiet, options=parse_options(args.option, "--option"), control=args.control,
-        analyses=args.analyses, report=not args.no_report, strict=args.strict, use_cache=not args.no_cache,
-        attribution_grids=not args.no_attribution_grids,
+        analyses=args.analyses, strict=args.strict, use_cache=not args.no_cache,
     )
+    if not args.no_report:
+        grids = None if args.no_attribution_grids else attribution_grids(result, strict=args.strict)
+        write_report(result, grids, strict=args.strict)
+        write_tables(result)  # again: metrics.json lists the figures that failed, if any
     print(summary_text(result))
     for name in ("report.html", "metrics.json", "runs.csv", "epochs.csv", "claims.csv"):
         if name in result.files:

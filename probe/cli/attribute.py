@@ -42,7 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--smoothgrad", type=float, default=None, metavar="SIGMA",
                    help="SmoothGrad noise level relative to the input range (default: off)")
     p.add_argument("--max-batch-size", type=int, default=256, help="samples attributed at once (default: 256)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA, then MPS, then CPU; the default), cpu, cuda, cuda:N or mps")
     p.set_defaults(func=cmd_attribute)
     return p
 
@@ -57,8 +58,8 @@ def spread_epochs(epochs: list[int], k: int = 6) -> list[int]:
 
 def cmd_attribute(args: argparse.Namespace) -> int:
     from probe.analyses.attribution import attribute_run, attribute_sweep
+    from probe.device import resolve_device
     from probe.store.reader import Run, open_path
-    from probe.train.device import resolve_device
 
     for m in args.method:
         check_method(m)

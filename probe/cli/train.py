@@ -109,8 +109,8 @@ def _prepare(cfg):
     any write: the pre-flight check decodes one sample per split and source file type of a dataset streamed from
     disk (a truncated JPEG of that kind is a one-line error naming it)."""
     from probe.data import build_dataset
+    from probe.device import resolve_device
     from probe.models import build_model
-    from probe.train.device import resolve_device
 
     resolve_device(cfg.device)
     ds = build_dataset(cfg.dataset, preflight=True, **cfg.dataset_options)

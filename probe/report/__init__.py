@@ -1,5 +1,12 @@
-"""Figures and the self-contained HTML report of ``probe analyze`` (and attribution heatmap grids)."""
+"""Figures and the self-contained HTML report of an analysis: a pure consumer of
+:class:`~probe.engine.result.AnalysisResult` (and of attribution grids the engine computed).
+
+``write_report(result, grids)`` writes ``report.html``; ``plot_overview(result)``, ``plot_metric(result, metric)``,
+``plot_dynamics(result)``, ``plot_proposition(result)`` and ``plot_claims(result)`` draw its figures in a notebook.
+"""
 
 from probe.report.html import Section, analysis_sections, render_page, table_html, write_report
+from probe.report.plots import plot_claims, plot_dynamics, plot_metric, plot_overview, plot_proposition
 
-__all__ = ["Section", "analysis_sections", "render_page", "table_html", "write_report"]
+__all__ = ["Section", "analysis_sections", "plot_claims", "plot_dynamics", "plot_metric", "plot_overview",
+           "plot_proposition", "render_page", "table_html", "write_report"]

@@ -1,6 +1,6 @@
 """Figures of ``probe analyze``: the sweep overview, per-run dynamics, the proposition and the claims.
 
-Every function takes the tidy tables of :class:`probe.analyses.pipeline.AnalysisResult` and returns a
+Every function takes the tidy tables of :class:`probe.engine.result.AnalysisResult` and returns a
 :class:`matplotlib.figure.Figure` built without pyplot state (Agg when saved), so the same figures appear in the
 report, in scripts and in notebooks. Learning rates are coloured on a log scale (viridis); the fixed-steps sweep is
 drawn with solid lines and circles, the matched-budget sweep with dashed lines and squares.
@@ -17,6 +17,7 @@ import pandas as pd
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 
+from probe.engine.result import claims_wide
 from probe.errors import ProbeInputError
 
 __all__ = ["DYNAMICS_PANELS", "claim_columns", "claims_forest", "claims_wide", "dynamics", "lr_colours",
@@ -308,22 +309,6 @@ def proposition_panels(ratio_curves: pd.DataFrame, proposition: pd.DataFrame, ra
 
 
 # --- claims --------------------------------------------------------------------------------------------------------
-
-
-def claims_wide(claims: pd.DataFrame) -> pd.DataFrame:
-    """One row per claim: ``claim, column, description`` and, per budget ``b``, ``verdict_b``, ``spearman_b``,
-    ``ci_low_b``, ``ci_high_b``, ``p_value_b``, ``n_rates_b``, ``n_runs_b``, ``n_excluded_b``; plus
-    ``survives_control`` when present."""
-    if claims.empty:
-        return pd.DataFrame(columns=["claim", "column", "description"])
-    base = claims.drop_duplicates("claim")[["claim", "column", "description"]].set_index("claim")
-    stats = ["verdict", "spearman", "ci_low", "ci_high", "p_value", "n_rates", "n_runs", "n_excluded"]
-    for budget, part in claims.groupby("budget", sort=False):
-        part = part.set_index("claim")[stats].add_suffix(f"_{budget}")
-        base = base.join(part)
-    if "survives_control" in claims.columns:
-        base = base.join(claims.drop_duplicates("claim").set_index("claim")["survives_control"])
-    return base.reset_index()
 
 
 def claims_forest(claims: pd.DataFrame) -> Figure:

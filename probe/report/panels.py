@@ -1,4 +1,5 @@
-"""Report panels beyond the logit-level pages: representations and compressibility, and attribution heatmaps.
+"""Report panels beyond the logit-level pages: representations and compressibility, and attribution heatmaps (drawn
+from grids the engine computed: :func:`probe.engine.grids.attribution_grids`).
 
 Each function returns :class:`~probe.report.html.Section` objects for :func:`probe.report.html.write_report`'s
 ``extra_sections``; a panel whose data is absent (an analysis not run) returns nothing rather than an empty page.
@@ -7,7 +8,6 @@ Each function returns :class:`~probe.report.html.Section` objects for :func:`pro
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,45 +92,30 @@ def representation_section(result: Any, fig_dir: Path) -> list[Section]:
     return [Section("Representations and compressibility", text, figures)]
 
 
-def attribution_sections(result: Any, sources: Sequence[Any], fig_dir: Path, methods: Sequence[str] = ("ig",
-                         "saliency", "gradcam"), n: int = 8, samples: str = "bc") -> list[Section]:
-    """Heatmap grids of the same bias-conflicting test samples across the learning rates of each sweep (one seed,
-    last epoch), one grid per applicable method."""
-    from probe.analyses.attribution import attribute_run
-    from probe.analyses.attribution_methods import method_applies
+def attribution_sections(result: Any, grids: Any, fig_dir: Path) -> list[Section]:
+    """Draw precomputed attribution grids (:func:`probe.engine.grids.attribution_grids`: the same bias-conflicting
+    test samples across the learning rates of each sweep, one grid per applicable method) into one section."""
     from probe.report.heatmaps import plot_attributions
 
     figures = []
-    notes = []
-    for source in sources:
-        runs = [r for r in source.runs if r.epochs]
-        if len(runs) == 0:
-            continue
-        first_seed = min(r.seed for r in runs)
-        runs = sorted((r for r in runs if r.seed == first_seed), key=lambda r: r.lr)
-        dataset = runs[0].dataset()
-        probe_model = runs[0].model()
-        for method in methods:
-            if not method_applies(probe_model, method):
-                notes.append(f"{method} does not apply to this model (no conv layer)")
-                continue
-            rows = [attribute_run(r, None, method, samples=samples, n=n, dataset=dataset) for r in runs]
-            fig = plot_attributions(rows, title=f"{method}: {source.label}, same {samples.upper()} test samples, "
-                                                f"rows = learning rate (seed {first_seed}, last epoch)")
-            name = f"attribution_{method}_{source.label}".replace("/", "_")
-            path = save_figure(fig, fig_dir / f"{name}.png")
-            result.files[f"figures/{name}.png"] = path
-            shares = pd.concat([r.shares().assign(lr=r.lr) for r in rows])
-            caption = f"{method} attributions ({source.budget} budget)."
-            if "core_attr_share" in shares and shares["core_attr_share"].notna().any():
-                mean = shares.groupby("lr")["core_attr_share"].mean()
-                caption += " Mean core_attr_share by rate: " + ", ".join(
-                    f"{lr:g}: {v:.2f}" for lr, v in mean.items() if np.isfinite(v))
-            figures.append((path, caption))
+    for grid in grids.grids:
+        rows = grid.rows
+        fig = plot_attributions(rows, title=f"{grid.method}: {grid.source}, same {grid.samples.upper()} test samples, "
+                                            f"rows = learning rate (seed {grid.seed}, last epoch)")
+        name = f"attribution_{grid.method}_{grid.source}".replace("/", "_")
+        path = save_figure(fig, fig_dir / f"{name}.png")
+        result.files[f"figures/{name}.png"] = path
+        shares = pd.concat([r.shares().assign(lr=r.lr) for r in rows])
+        caption = f"{grid.method} attributions ({grid.budget} budget)."
+        if "core_attr_share" in shares and shares["core_attr_share"].notna().any():
+            mean = shares.groupby("lr")["core_attr_share"].mean()
+            caption += " Mean core_attr_share by rate: " + ", ".join(
+                f"{lr:g}: {v:.2f}" for lr, v in mean.items() if np.isfinite(v))
+        figures.append((path, caption))
     if not figures:
         return []
     text = ("<p>Where each model looks. Heat is |attribution| summed over channels; the core region is outlined "
             "where the dataset has masks. Generate more with <code>probe attribute</code>.</p>")
-    if notes:
-        text += "<p>" + html.escape("; ".join(sorted(set(notes)))) + ".</p>"
+    if grids.notes:
+        text += "<p>" + html.escape("; ".join(sorted(set(grids.notes)))) + ".</p>"
     return [Section("Attributions", text, figures)]

@@ -26,13 +26,13 @@ import torch.nn.functional as F
 import probe
 from probe.data import build_dataset
 from probe.data.base import Split, SpuriousDataset
+from probe.device import resolve_device
 from probe.errors import RunDirectoryError
 from probe.models import build_model
 from probe.store.epoch_file import EpochPayload
 from probe.store.reader import Run
 from probe.store.writer import RunWriter, check_new_run_dir
 from probe.train.config import TrainConfig
-from probe.train.device import resolve_device
 from probe.train.schedule import lr_at, recorded_epochs
 
 #: ``probe train`` exit code for a run whose loss became non-finite.

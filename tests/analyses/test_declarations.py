@@ -23,7 +23,7 @@ from probe.analyses.base import (
     resolve_options,
 )
 from probe.analyses.docs import DOCS_DIR, REGENERATE, github_slug, page_headings, render_page, stale_pages
-from probe.analyses.pipeline import analyze
+from probe.engine import analyze
 from probe.errors import ProbeInputError
 from probe.train import TrainConfig, train
 
@@ -239,7 +239,7 @@ def test_every_emitted_metric_id_is_declared_and_documented(tiny_colored_sweep, 
     emitted = set()
     for source in (tiny_colored_sweep, _tiny_double_mnist(tmp_path)):
         result = analyze(source, out=tmp_path / f"an_{source.name}", model_epochs="last", progress=False,
-                         report=False, options=options)
+                         options=options)
         assert result.errors == []
         emitted |= set(zip(result.epochs["analysis"], result.epochs["metric"]))
     used = set()

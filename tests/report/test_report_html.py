@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from probe.analyses.pipeline import analyze
+from probe.engine import analyze, attribution_grids
 from probe.report.figures import save_figure
-from probe.report.html import Section, render_page, table_html
+from probe.report.html import Section, render_page, table_html, write_report
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -146,8 +146,9 @@ def inspect_page(path: Path) -> dict:
 def report(tiny_colored_sweep, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("report") / "colored"
     result = analyze(tiny_colored_sweep, out=out, model_epochs="none", progress=False)
+    path = write_report(result, attribution_grids(result))
     assert result.errors == []
-    return result.report
+    return path
 
 
 @needs_chromium

@@ -1,4 +1,4 @@
-"""Device choice."""
+"""The one device picker of probe: ``train``, ``analyze`` and ``attribute`` resolve ``--device`` here."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ from probe.errors import ProbeInputError
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA, then MPS, then CPU; any other name must be a device torch can use here."""
+    """The :class:`torch.device` named ``name``: ``auto`` picks CUDA, then MPS, then the CPU; any other name (``cpu``,
+    ``cuda``, ``cuda:N``, ``mps``) must be a device torch can use here, else :class:`~probe.errors.ProbeInputError`.
+
+    Example:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+    """
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

@@ -1,0 +1,219 @@
+"""What ``analyze`` reads: the sources (runs and sweeps) and, per run, the epochs each kind of analysis reads.
+
+:func:`resolve_sources` turns a path (a run, a sweep, or a folder of sweeps) and an optional matched-budget control
+into :class:`Source` objects; :func:`plan_run` turns one run into a :class:`RunPlan`: its committed epochs with their
+global steps and sha256 (from the manifest), its early epoch (:func:`early_epoch`), the epochs of the record-level
+analyses (every committed epoch by default) and those of the model analyses (:func:`default_model_epochs`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from probe.errors import ProbeError, ProbeInputError, RunDirectoryError
+from probe.store.reader import RUN_JSON, SWEEP_JSON, Run, Sweep, open_path
+
+#: the "early" phase of a run is the recorded epoch closest to this fraction of its steps.
+EARLY_FRACTION = 0.1
+#: fractions of training at which the default model epochs are taken (besides epoch 0 and the last).
+MODEL_EPOCH_FRACTIONS = (0.25, 0.5, 0.75)
+
+# --- which runs ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class UnreadableRun:
+    """A started run of a sweep that cannot be opened (its ``run.json`` is damaged): listed, never analysed."""
+
+    name: str
+    path: Path
+    config: dict[str, Any]  # what sweep.json says of it: the base config with the run's axis values (lr, seed ...)
+    error: Exception
+
+
+@dataclass
+class Source:
+    """One analysed run or sweep: its runs and the budget kind they share (``fixed`` or ``matched``)."""
+
+    label: str
+    path: Path
+    budget: str
+    runs: list[Run]
+    kind: str  # "sweep" or "run"
+    unreadable: list[UnreadableRun] = field(default_factory=list)
+
+    def describe(self) -> dict[str, Any]:
+        return {"label": self.label, "path": str(self.path), "budget": self.budget, "kind": self.kind,
+                "runs": [r.name for r in self.runs] + [r.name for r in self.unreadable]}
+
+
+def _open_sweep_runs(sweep: Sweep) -> tuple[list[Run], list[UnreadableRun]]:
+    """The started runs of ``sweep`` in ``sweep.json`` order, and those whose ``run.json`` cannot be read."""
+    runs, unreadable = [], []
+    base = sweep.config.get("base_config") or {}
+    for entry in sweep.config["runs"]:
+        path = sweep.path / entry["name"]
+        if not (path / RUN_JSON).is_file():
+            continue  # not started yet
+        try:
+            runs.append(Run(path))
+        except (ProbeError, OSError, ValueError) as err:  # damaged run.json: list the run, analyse the others
+            unreadable.append(UnreadableRun(entry["name"], path, {**base, **entry}, err))
+    return runs, unreadable
+
+
+def _source(target: Run | Sweep, label: str | None = None) -> Source:
+    if isinstance(target, Sweep):
+        runs, unreadable = _open_sweep_runs(target)
+        return Source(label or target.name, target.path, target.budget, runs, "sweep", unreadable)
+    return Source(label or target.name, target.path, str(target.config.get("budget", "fixed")), [target], "run")
+
+
+def resolve_sources(path: str | os.PathLike, control: str | os.PathLike | None = None) -> tuple[str, list[Source]]:
+    """The name of the analysis and what it covers.
+
+    ``path`` is a run directory, a sweep directory, or a folder whose sub-folders are sweeps or runs (for example a
+    fixed-steps sweep beside its matched-budget twin). ``control`` is a matched-budget sweep analysed alongside.
+    """
+    p = Path(path)
+    if (p / SWEEP_JSON).is_file() or (p / RUN_JSON).is_file():
+        sources = [_source(open_path(p))]
+    elif p.is_dir():
+        children = sorted(c for c in p.iterdir() if c.is_dir() and ((c / SWEEP_JSON).is_file()
+                                                                  or (c / RUN_JSON).is_file()))
+        if not children:
+            raise RunDirectoryError(f"{p}: no run (run.json) or sweep (sweep.json) in it or in its sub-folders")
+        sources = [_source(open_path(c)) for c in children]
+    else:
+        open_path(p)  # raises the store's own error (no such directory ...)
+        raise RunDirectoryError(f"{p}: not a directory")
+    if control is not None:
+        ctl = _source(open_path(control))
+        if ctl.budget != "matched":
+            raise ProbeInputError(f"--control {control}: budget is {ctl.budget!r}; the control must be a "
+                                  "matched-budget sweep (probe sweep --budget matched)")
+        sources.append(ctl)
+    labels = [s.label for s in sources]
+    if len(set(labels)) != len(labels):
+        for i, s in enumerate(sources):  # two sweeps with the same folder name: tell them apart
+            s.label = f"{s.label}-{s.budget}" if labels.count(s.label) > 1 else s.label
+            if [x.label for x in sources].count(s.label) > 1:
+                s.label = f"{s.label}{i}"
+    if not any(s.runs or s.unreadable for s in sources):
+        raise RunDirectoryError(f"{p}: no started run to analyse")
+    return p.resolve().name, sources
+
+
+# --- which epochs --------------------------------------------------------------------------------------------------
+
+
+def nearest_epoch(epochs: Sequence[int], steps: Sequence[int], target_step: float) -> int:
+    """The epoch whose step is closest to ``target_step`` (the earlier one on a tie)."""
+    if len(epochs) == 0:
+        raise ProbeInputError("no epochs to choose from")
+    dist = np.abs(np.asarray(steps, dtype=np.float64) - float(target_step))
+    return int(np.asarray(epochs)[int(np.argmin(dist))])
+
+
+def early_epoch(epochs: Sequence[int], steps: Sequence[int], total_steps: int,
+                fraction: float = EARLY_FRACTION) -> int:
+    """The "early" epoch of a run: among recorded epochs after the first step (step > 0), the one whose global step
+    is closest to ``fraction * total_steps`` (earlier on a tie); epoch 0 only when nothing else is recorded."""
+    epochs, steps = np.asarray(epochs), np.asarray(steps)
+    trained = steps > 0
+    if not trained.any():
+        return int(epochs[0])
+    return nearest_epoch(epochs[trained], steps[trained], fraction * total_steps)
+
+
+def default_model_epochs(epochs: Sequence[int], steps: Sequence[int],
+                         fractions: Sequence[float] = MODEL_EPOCH_FRACTIONS) -> list[int]:
+    """Epoch 0, the recorded epochs closest (by step) to ``fractions`` of the last step, and the last epoch."""
+    if len(epochs) == 0:
+        return []
+    last_step = int(np.asarray(steps)[-1])
+    chosen = {int(epochs[0]), int(epochs[-1])}
+    chosen.update(nearest_epoch(epochs, steps, f * last_step) for f in fractions)
+    return sorted(chosen)
+
+
+def select_epochs(spec: Any, committed: list[int], steps: list[int], *, default: list[int]) -> list[int]:
+    """``None`` -> default; ``"all"``, ``"last"``, ``"none"``; or explicit epoch numbers (those committed)."""
+    if spec is None:
+        return default
+    if isinstance(spec, str):
+        words = {"all": list(committed), "last": committed[-1:], "none": [], "default": default}
+        if spec not in words:
+            raise ProbeInputError(f"epochs must be numbers or one of {', '.join(words)}, got {spec!r}")
+        return words[spec]
+    wanted = {int(e) for e in spec}
+    return [e for e in committed if e in wanted]
+
+
+def planned_steps(run: Run, epochs: list[int], steps: list[int]) -> int:
+    """Steps the run was planned for: ``steps`` in its config, else epochs x (steps per recorded epoch)."""
+    cfg = run.config
+    if cfg.get("steps"):
+        return int(cfg["steps"])
+    if cfg.get("epochs") and epochs and epochs[-1] > 0:
+        return int(round(cfg["epochs"] * steps[-1] / epochs[-1]))
+    return int(steps[-1]) if steps else 0
+
+
+@dataclass
+class RunPlan:
+    """What ``analyze`` reads of one run: its committed epochs with their steps and sha256 (from the manifest),
+    and the epochs of the record-level (``cheap``) and model (``heavy``) analyses."""
+
+    source: Source
+    run: Run
+    committed: list[int]
+    steps: list[int]
+    sha256: dict[int, str]
+    total_steps: int
+    early: int | None
+    cheap: list[int]
+    heavy: list[int]
+
+    @property
+    def step_of(self) -> dict[int, int]:
+        """Global step of each committed epoch."""
+        return dict(zip(self.committed, self.steps))
+
+    @property
+    def epochs(self) -> list[int]:
+        """Every epoch some analysis reads, in order."""
+        return sorted(set(self.cheap) | set(self.heavy))
+
+    def analyses_at(self, epoch: int, cheap_names: Sequence[str], heavy_names: Sequence[str]) -> list[str]:
+        """The analyses that read ``epoch``: the record-level ones on a cheap epoch, the model ones on a heavy one."""
+        return (list(cheap_names) if epoch in self.cheap else []) + (list(heavy_names) if epoch in self.heavy else [])
+
+    def tasks(self, cheap_names: Sequence[str], heavy_names: Sequence[str]) -> int:
+        """How many (epoch, analysis) pairs this plan runs."""
+        return len(self.cheap) * len(cheap_names) + len(self.heavy) * len(heavy_names)
+
+
+def plan_run(source: Source, run: Run, epochs: Any = None, model_epochs: Any = None) -> RunPlan:
+    """The :class:`RunPlan` of ``run`` for ``analyze``'s ``epochs`` and ``model_epochs``
+    (see :func:`probe.engine.analyze`)."""
+    try:
+        manifest_epochs = run.manifest["epochs"]
+    except RunDirectoryError:  # started, nothing committed yet (no manifest)
+        manifest_epochs = []
+    committed = [int(e["epoch"]) for e in manifest_epochs]
+    steps = [int(e["global_step"]) for e in manifest_epochs]
+    total = planned_steps(run, committed, steps) if committed else 0
+    early = early_epoch(committed, steps, total) if committed else None
+    cheap = select_epochs(epochs, committed, steps, default=list(committed))
+    if committed:
+        cheap = sorted(set(cheap) | {early, committed[-1]})
+    heavy = select_epochs(model_epochs, committed, steps, default=default_model_epochs(committed, steps))
+    sha256 = {int(e["epoch"]): e.get("sha256") for e in manifest_epochs}
+    return RunPlan(source, run, committed, steps, sha256, total, early, cheap, heavy)

@@ -1,0 +1,315 @@
+"""The result of ``analyze``: tidy tables, ``metrics.json`` and the CSV files, the text summary, and reading an
+analysis folder back (:func:`load_analysis`).
+
+The tables (:class:`AnalysisResult`):
+
+- ``epochs``: long format, one row per (run, epoch, analysis, split, metric) with ``value``;
+- ``runs``: one row per run with its configuration, ``status`` and the summary columns ``final:<split>/<metric>``
+  (the last committed epoch) and ``early:<split>/<metric>`` (:func:`probe.engine.plan.early_epoch`);
+- ``claims``: :func:`probe.analyses.claims.evaluate_claims` of the run table (with ``survives_control`` when a
+  matched-budget sweep is analysed alongside a fixed-steps one);
+- ``failures``: every run left out of the claims (diverged, collapsed, incomplete, empty, damaged).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from probe.errors import RunDirectoryError
+from probe.store.atomic import atomic_write_bytes
+
+#: identity columns of the epochs table.
+EPOCH_COLUMNS = ["run", "sweep", "lr", "seed", "budget", "epoch", "step", "analysis", "split", "metric", "value"]
+#: configuration columns of the run table, before the summary columns.
+RUN_COLUMNS = ["run", "sweep", "lr", "seed", "batch_size", "momentum", "weight_decay", "budget", "steps",
+               "epochs_recorded", "train_status", "status", "final_train_acc", "diverged_epoch", "diverged_step",
+               "early_epoch", "early_step", "final_epoch", "final_step", "damaged_file", "damage_reason"]
+#: columns of the ratio-curves table.
+RATIO_COLUMNS = ["run", "sweep", "lr", "seed", "budget", "phase", "epoch", "alpha", "ratio", "log_ratio"]
+STATUSES = ("ok", "diverged", "collapsed", "incomplete", "empty", "damaged")
+#: the tables written as CSV files, by file name.
+TABLE_FILES = {"epochs.csv": "epochs", "runs.csv": "runs", "claims.csv": "claims", "failures.csv": "failures",
+               "ratio_curves.csv": "ratio_curves"}
+
+
+@dataclass
+@dataclass
+class AnalysisResult:
+    """What ``probe analyze`` produced: tidy tables, the output folder and its files.
+
+    Attributes:
+        out: output folder (``metrics.json``, ``epochs.csv``, ``runs.csv``, ``claims.csv``, ``figures/``,
+            ``report.html``).
+        epochs: long table ``run, sweep, lr, seed, budget, epoch, step, analysis, split, metric, value``.
+        runs: one row per run (see the module doc).
+        claims: per claim and budget: rank correlation with the rate, uncertainty, verdict (and
+            ``survives_control`` when both budgets are present).
+        failures: runs left out of the claims, with status, where they diverged, and for a damaged run the file
+            and the reason (``damaged_file``, ``damage_reason``).
+        ratio_curves: ``log R(alpha)`` of the training split at each run's early and final epoch:
+            ``run, lr, seed, budget, phase, epoch, alpha, ratio, log_ratio``.
+        errors: one dict per failed (run, epoch, analysis): ``run, epoch, analysis, error, traceback``.
+        timings: seconds per (run, epoch, analysis) and whether the cache answered.
+        sources: the analysed sweeps / runs.
+        config: how ``analyze`` was called.
+        files: name -> path of every file written.
+
+    Its figures are drawn by :mod:`probe.report` (``probe.report.plot_overview(result)`` ...).
+    """
+
+    out: Path
+    epochs: pd.DataFrame
+    runs: pd.DataFrame
+    claims: pd.DataFrame
+    failures: pd.DataFrame
+    ratio_curves: pd.DataFrame
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    timings: pd.DataFrame = field(default_factory=pd.DataFrame)
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        statuses = self.runs["status"].value_counts().to_dict() if len(self.runs) else {}
+        return (f"AnalysisResult(out={str(self.out)!r}, runs={len(self.runs)} {statuses}, "
+                f"epoch rows={len(self.epochs)}, claims={self.claims['claim'].nunique() if len(self.claims) else 0}, "
+                f"errors={len(self.errors)})")
+
+    @property
+    def damaged(self) -> pd.DataFrame:
+        """Runs that could not be read (status ``damaged``), with ``damaged_file`` and ``damage_reason``."""
+        if self.runs.empty:
+            return self.runs
+        return self.runs[self.runs["status"] == "damaged"].reset_index(drop=True)
+
+    @property
+    def report(self) -> Path | None:
+        """Path of ``report.html`` (None when no report was written)."""
+        return self.files.get("report.html")
+
+    def metric(self, metric: str, split: str | None = None) -> pd.DataFrame:
+        """Rows of the epochs table for one metric id (and split), e.g. ``result.metric("unbiased_acc", "test")``."""
+        rows = self.epochs[self.epochs["metric"] == metric]
+        if split is not None:
+            rows = rows[rows["split"] == split]
+        return rows.reset_index(drop=True)
+
+    @property
+    def proposition(self) -> pd.DataFrame:
+        """Per run and epoch, the proposition check of the training split (one column per quantity)."""
+        rows = self.epochs[self.epochs["analysis"] == "proposition"]
+        if rows.empty:
+            return pd.DataFrame(columns=["run", "sweep", "lr", "seed", "budget", "epoch", "step"])
+        return (rows.pivot_table(index=["run", "sweep", "lr", "seed", "budget", "epoch", "step"], columns="metric",
+                                 values="value", aggfunc="first").reset_index().rename_axis(columns=None))
+
+    @property
+    def ratio_vs_norm(self) -> pd.DataFrame:
+        """Across epochs of every run: mean logit norm and measured BC/BA loss ratio of the training split."""
+        want = {"logit_norm", "bc_ba_loss_ratio", "margin_min_ba"}
+        rows = self.epochs[(self.epochs["split"] == "train") & self.epochs["metric"].isin(want)
+                           & self.epochs["analysis"].isin(["logits", "losses"])]
+        cols = ["run", "sweep", "lr", "seed", "budget", "epoch", "step"]
+        if rows.empty:
+            return pd.DataFrame(columns=[*cols, *sorted(want)])
+        return rows.pivot_table(index=cols, columns="metric", values="value",
+                                aggfunc="first").reset_index().rename_axis(columns=None)
+
+    def verdicts(self) -> pd.DataFrame:
+        """One row per claim: the verdict at each budget (and ``survives_control``); see :func:`claims_wide`."""
+        return claims_wide(self.claims)
+
+    def summary(self) -> str:
+        """Plain-text verdicts per claim, failed runs and errors (what ``probe analyze`` prints)."""
+        return summary_text(self)
+
+
+# --- tables ---------------------------------------------------------------------------------------------------------
+
+
+def summarise_runs(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
+    """Add ``final:<split>/<metric>`` and ``early:<split>/<metric>`` columns to the run table."""
+    if runs.empty or epochs.empty:
+        return runs
+    wide = {}
+    for phase, col in (("final", "final_epoch"), ("early", "early_epoch")):
+        at = runs[["run", col]].rename(columns={col: "epoch"}).dropna()
+        at["epoch"] = at["epoch"].astype(int)
+        sel = epochs.merge(at, on=["run", "epoch"])
+        if sel.empty:
+            continue
+        sel = sel.drop_duplicates(["run", "split", "metric"], keep="first")
+        sel = sel.assign(column=phase + ":" + sel["split"] + "/" + sel["metric"])
+        wide[phase] = sel.pivot(index="run", columns="column", values="value")
+    summary = pd.concat([wide[p] for p in ("final", "early") if p in wide], axis=1)
+    return runs.merge(summary, left_on="run", right_index=True, how="left")
+
+
+def judge_runs(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from probe.analyses.claims import evaluate_claims, failures_table
+
+    if runs.empty:
+        return pd.DataFrame(columns=["claim", "budget", "verdict"]), pd.DataFrame(columns=["run", "status"])
+    failures = failures_table(runs, axis="lr")
+    damage = runs.set_index("run")[["damaged_file", "damage_reason"]]
+    return evaluate_claims(runs, axis="lr"), failures.join(damage, on="run")
+
+
+def claims_wide(claims: pd.DataFrame) -> pd.DataFrame:
+    """One row per claim: ``claim, column, description`` and, per budget ``b``, ``verdict_b``, ``spearman_b``,
+    ``ci_low_b``, ``ci_high_b``, ``p_value_b``, ``n_rates_b``, ``n_runs_b``, ``n_excluded_b``; plus
+    ``survives_control`` when present."""
+    if claims.empty:
+        return pd.DataFrame(columns=["claim", "column", "description"])
+    base = claims.drop_duplicates("claim")[["claim", "column", "description"]].set_index("claim")
+    stats = ["verdict", "spearman", "ci_low", "ci_high", "p_value", "n_rates", "n_runs", "n_excluded"]
+    for budget, part in claims.groupby("budget", sort=False):
+        part = part.set_index("claim")[stats].add_suffix(f"_{budget}")
+        base = base.join(part)
+    if "survives_control" in claims.columns:
+        base = base.join(claims.drop_duplicates("claim").set_index("claim")["survives_control"])
+    return base.reset_index()
+
+
+def summary_text(result: AnalysisResult) -> str:
+    """Plain-text verdicts per claim (with and without the control), failed runs and errors of an analysis."""
+    lines = []
+    wide = result.verdicts()
+    has_control = "survives_control" in wide.columns
+    for _, row in wide.iterrows():
+        parts = [f"fixed steps: {row.get('verdict_fixed', 'n/a')}"]
+        if "verdict_matched" in wide.columns:
+            parts.append(f"matched budget: {row['verdict_matched']}")
+        if has_control:
+            parts.append(f"survives control: {row['survives_control']}")
+        lines.append(f"  {row['claim']:24s} {'; '.join(parts)}")
+    failed = result.failures
+    if len(failed):
+        for _, r in failed.iterrows():
+            where = ""
+            if r.get("status") == "diverged":
+                where = f" at epoch {r['diverged_epoch']:.0f}, step {r['diverged_step']:.0f}"
+            lines.append(f"  failed run {r['run']} (lr {r['lr']:g}): {r['status']}{where}")
+    else:
+        lines.append("  no run diverged or collapsed")
+    if result.errors:
+        lines.append(f"  {len(result.errors)} analysis error(s): see metrics.json and the report")
+    return "claims (does the run agree with the study?):\n" + "\n".join(lines)
+
+
+# --- files ----------------------------------------------------------------------------------------------------------
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN / inf -> None, numpy scalars -> Python, recursively."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _clean(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [_clean(r) for r in frame.to_dict(orient="records")]
+
+
+def metrics_payload(result: AnalysisResult) -> dict[str, Any]:
+    """Everything of ``result`` as one JSON-safe dict (the content of ``metrics.json``)."""
+    from probe import __version__
+
+    per_epoch: dict[str, dict[str, Any]] = {}
+    for (run, epoch, step), part in result.epochs.groupby(["run", "epoch", "step"], sort=True):
+        nested: dict[str, dict[str, float]] = {}
+        for split, metric, value in zip(part["split"], part["metric"], part["value"]):
+            nested.setdefault(split, {}).setdefault(metric, value)
+        per_epoch.setdefault(run, {})[str(epoch)] = {"step": int(step), "metrics": nested}
+    statuses = dict(zip(result.runs["run"], result.runs["status"])) if len(result.runs) else {}
+    return _clean({
+        "probe_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "config": result.config,
+        "sources": result.sources,
+        "statuses": statuses,
+        "runs": _records(result.runs),
+        "failures": _records(result.failures),
+        "claims": _records(result.claims),
+        "proposition": _records(result.proposition),
+        "epochs": per_epoch,
+        "errors": result.errors,
+    })
+
+
+def write_tables(result: AnalysisResult) -> None:
+    """``epochs.csv``, ``runs.csv``, ``claims.csv``, ``failures.csv``, ``ratio_curves.csv`` and ``metrics.json``."""
+    out = result.out
+    for name, attribute in TABLE_FILES.items():
+        getattr(result, attribute).to_csv(out / name, index=False)
+        result.files[name] = out / name
+    path = out / "metrics.json"
+    atomic_write_bytes(path, json.dumps(metrics_payload(result), indent=1, allow_nan=False).encode())
+    result.files["metrics.json"] = path
+
+
+def load_analysis(folder: str | Path) -> AnalysisResult:
+    """Read an analysis folder written by ``analyze`` (``probe analyze``) back into an :class:`AnalysisResult`.
+
+    The tables come from the CSV files, ``config``, ``sources`` and ``errors`` from ``metrics.json``; nothing is
+    recomputed and no run is opened, so it takes well under a second. ``timings`` is empty (it is not written);
+    ``files`` lists the tables, ``metrics.json``, ``report.html`` and the figures that exist.
+
+    Args:
+        folder: the ``--out`` folder of an analysis (for the demo, ``analyses/demo``).
+
+    Raises:
+        RunDirectoryError: ``folder`` holds no ``metrics.json`` (not an analysis folder, or an unfinished one).
+        DamagedFileError: ``metrics.json`` is not valid JSON.
+
+    Example:
+        >>> import probe
+        >>> result = probe.load_analysis("analyses/demo")          # doctest: +SKIP
+        >>> result.verdicts()[["claim", "verdict_fixed"]]          # doctest: +SKIP
+    """
+    from probe.store.atomic import read_json
+
+    out = Path(folder)
+    metrics_path = out / "metrics.json"
+    if not metrics_path.is_file():
+        raise RunDirectoryError(f"{out}: no metrics.json; not an analysis folder (probe analyze --out)")
+    payload = read_json(metrics_path)
+    tables: dict[str, pd.DataFrame] = {}
+    for name, attribute in TABLE_FILES.items():
+        path = out / name
+        try:
+            tables[attribute] = pd.read_csv(path) if path.is_file() else pd.DataFrame()
+        except pd.errors.EmptyDataError:
+            tables[attribute] = pd.DataFrame()
+    if tables["epochs"].empty:
+        tables["epochs"] = pd.DataFrame(columns=EPOCH_COLUMNS)
+    if tables["runs"].empty:
+        tables["runs"] = pd.DataFrame(columns=RUN_COLUMNS)
+    if tables["ratio_curves"].empty:
+        tables["ratio_curves"] = pd.DataFrame(columns=RATIO_COLUMNS)
+    result = AnalysisResult(out=out, errors=list(payload.get("errors") or []),
+                            sources=list(payload.get("sources") or []), config=dict(payload.get("config") or {}),
+                            **tables)
+    names = [*TABLE_FILES, "metrics.json", "report.html"]
+    result.files = {name: out / name for name in names if (out / name).is_file()}
+    for png in sorted((out / "figures").glob("*.png")):
+        result.files[f"figures/{png.name}"] = png
+    return result
