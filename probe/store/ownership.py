@@ -45,10 +45,11 @@ _BAD_PATH_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.
 
 def directory_kind(path: Path) -> str:
     """``"empty"``, ``"run"`` or ``"sweep"`` for a directory probe may replace; :class:`RunDirectoryError` naming
-    the first foreign entry otherwise. Reads only; takes no lock."""
+    the first foreign entry otherwise. A directory holding only a ``.lock`` file (just created, or a run whose start
+    failed) is empty. Reads only; takes no lock."""
     path = Path(path)
     entries = _entries(path)
-    if not entries:
+    if all(entry == LOCK_NAME and _is_regular_file(path / entry) for entry in entries):
         return "empty"
     if SWEEP_JSON in entries:
         _check_sweep(path, entries)

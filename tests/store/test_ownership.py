@@ -106,6 +106,17 @@ def test_overwrite_of_probes_own_runs_and_sweeps_replaces_them(tiny_parity_run, 
         train(tiny_parity_config(epochs=1), sweep, overwrite=True)
 
 
+def test_overwrite_into_a_new_folder_creates_the_run_or_sweep(tmp_path):
+    """``overwrite=True`` where nothing exists yet (a notebook cell run for the first time) just creates it."""
+    run_sweep(tiny_parity_config(epochs=1), tmp_path / "sweep", {"lr": [0.1]}, overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "sweep").iterdir()) == [".lock", "lr0.1", "sweep.json"]
+    train(tiny_parity_config(epochs=1), tmp_path / "run", overwrite=True)
+    assert probe.open_run(tmp_path / "run").epochs == [0, 1]
+    (tmp_path / "failed_start").mkdir()
+    (tmp_path / "failed_start" / ".lock").touch()  # a start that failed before run.json was written
+    assert directory_kind(tmp_path / "failed_start") == "empty"
+
+
 HOLD_LOCK = (
     "import fcntl, os, sys, time\n"
     "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
