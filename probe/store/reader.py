@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from probe.errors import CorruptEpochError, DamagedFileError, ProbeInputError, RunDirectoryError
+from probe.plugins import import_plugins, is_module_name
 from probe.store.atomic import read_json
 from probe.store.epoch_file import RECORD_FIELDS, read_model_state, read_optimizer, read_records, require_group
 from probe.store.lock import is_locked
@@ -311,21 +312,36 @@ class Run:
             rng = require_group(ep.file, "rng", f"{ep.path}: /rng")
             return {k: torch.from_numpy(np.asarray(v[()])) for k, v in rng.items()}
 
-    def epoch_attrs(self, epoch: int) -> dict[str, Any]:
-        with self._reading(epoch) as ep:
-            return {k: (v.item() if hasattr(v, "item") else v) for k, v in ep.file.attrs.items()}
-
     # -- rebuilding ----------------------------------------------------------------------------------------------
+    @property
+    def plugins(self) -> list[str]:
+        """The plugin modules that define the run's dataset and model (``run.json``'s ``plugins``; empty for the
+        built-in ones)."""
+        path = self.path / RUN_JSON
+        plugins = self.info_json.get("plugins", [])
+        if not isinstance(plugins, list) or not all(is_module_name(name) for name in plugins):
+            raise DamagedFileError(f"{path}: plugins must be a list of module names, got {plugins!r}"[:300])
+        return plugins
+
+    def load_plugins(self) -> list[str]:
+        """Import the run's plugin modules by name (:func:`probe.plugins.import_plugin`); a missing one is a
+        :class:`~probe.plugins.PluginError` naming it."""
+        return import_plugins(self.plugins)
+
     def dataset(self):
-        """The run's dataset, rebuilt from ``run.json`` (deterministic given the recorded options)."""
+        """The run's dataset, rebuilt from ``run.json`` (deterministic given the recorded options); the run's
+        plugins are imported first."""
         from probe.data import build_dataset
 
+        self.load_plugins()
         return build_dataset(self.config["dataset"], **self.config.get("dataset_options", {}))
 
     def build_model(self) -> torch.nn.Module:
-        """A freshly initialised model of this run's architecture (no weights loaded)."""
+        """A freshly initialised model of this run's architecture (no weights loaded); the run's plugins are imported
+        first."""
         from probe.models import build_model
 
+        self.load_plugins()
         ds = self.info_json["dataset"]
         return build_model(self.config["model"], tuple(ds["input_shape"]), int(ds["num_classes"]),
                            **self.config.get("model_options", {}))

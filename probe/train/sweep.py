@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from probe.errors import ProbeInputError, RunDirectoryError
+from probe.plugins import import_plugins
 from probe.store.atomic import atomic_write_json, read_json
 from probe.store.lock import LOCK_NAME, DirectoryLock
 from probe.store.ownership import check_new_directory, clear_directory, make_directory
@@ -27,7 +28,7 @@ from probe.store.reader import SWEEP_JSON
 from probe.store.schema import SCHEMA_VERSION
 from probe.store.writer import now_iso
 from probe.train.config import RESULT_NEUTRAL_FIELDS, TrainConfig, config_differences
-from probe.train.trainer import TrainResult, train
+from probe.train.trainer import plugin_modules, train
 
 #: Swept axis name -> TrainConfig field.
 AXES = {"lr": "lr", "seed": "seed", "batch_size": "batch_size", "momentum": "momentum",
@@ -201,8 +202,9 @@ def _train_all(out: Path, plan: list[tuple[str, TrainConfig, dict[str, Any]]], *
             results.append(_train_one(task))
             bar.update(1)
     else:
+        plugins = plugin_modules(plan[0][1])
         with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"),
-                                 initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
+                                 initializer=_start_worker, initargs=(os.getpid(), plugins)) as pool:
             futures = [pool.submit(_train_one, task) for task in tasks]
             try:
                 for future in futures:
@@ -214,6 +216,12 @@ def _train_all(out: Path, plan: list[tuple[str, TrainConfig, dict[str, Any]]], *
                 raise
     bar.close()
     return results
+
+
+def _start_worker(parent_pid: int, plugins: list[str]) -> None:
+    """Initialise a sweep worker: it dies with the parent and imports the plugins that define the dataset and model."""
+    die_with_parent(parent_pid)
+    import_plugins(plugins)
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -252,6 +260,3 @@ def _sweep_bar(total: int, enabled: bool):
 
     return tqdm(total=total, desc="sweep", unit="run", disable=None if enabled else True, dynamic_ncols=True)
 
-
-def train_result_line(result: TrainResult) -> str:
-    return f"{result.run_dir}: {result.status} after {result.global_step} steps"

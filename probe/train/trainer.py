@@ -26,8 +26,9 @@ import torch.nn.functional as F
 import probe
 from probe.data import build_dataset
 from probe.data.base import Split, SpuriousDataset
-from probe.errors import RunDirectoryError
-from probe.models import build_model
+from probe.data.registry import dataset_plugin
+from probe.errors import ProbeInputError, RunDirectoryError
+from probe.models import build_model, model_plugin
 from probe.store.epoch_file import EpochPayload
 from probe.store.reader import Run
 from probe.store.writer import RunWriter, check_new_run_dir
@@ -62,6 +63,17 @@ def versions() -> dict[str, str]:
 
     return {"probe": probe.__version__, "torch": torch.__version__, "numpy": np.__version__,
             "h5py": h5py.__version__, "python": platform.python_version()}
+
+
+def plugin_modules(cfg: TrainConfig) -> list[str]:
+    """The plugin modules that define ``cfg``'s dataset and model (``run.json``'s ``plugins``; empty for built-ins).
+
+    A dataset given to the trainer as an object, under a name no builder is registered for, adds nothing."""
+    try:
+        dataset_module = dataset_plugin(cfg.dataset)
+    except ProbeInputError:
+        dataset_module = None
+    return sorted({m for m in (dataset_module, model_plugin(cfg.model)) if m is not None})
 
 
 def plan_length(n_train: int, cfg: TrainConfig) -> tuple[int, int, int]:
@@ -140,6 +152,7 @@ class Trainer:
             "config": self.cfg.to_json(),
             "dataset": ds,
             "recorded_splits": self.record_splits,
+            "plugins": plugin_modules(self.cfg),
             "device": str(self.device),
             "versions": versions(),
             "command": " ".join(sys.argv),
