@@ -376,7 +376,12 @@ class Run:
 
 
 class Sweep:
-    """A sweep directory: ``sweep.json`` plus one run directory per combination of its axes."""
+    """A sweep directory: ``sweep.json`` plus one run directory per combination of its axes.
+
+    Example:
+        >>> sweep = probe.open_sweep("checkpoints/sweep")                        # doctest: +SKIP
+        >>> sweep.axes, sweep.budget, [run.lr for run in sweep.runs]             # doctest: +SKIP
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -421,12 +426,23 @@ def _attr(f: h5py.File, name: str, path: Path) -> Any:
 
 
 def open_run(path: str | os.PathLike) -> Run:
-    """Open a run directory for reading."""
+    """Open a run directory for reading.
+
+    Example:
+        >>> run = probe.open_run("checkpoints/parity_lr0.1")                     # doctest: +SKIP
+        >>> run.status, run.epochs[-1], run.records("test", run.epochs[-1]).pred   # doctest: +SKIP
+        >>> model = run.model()            # the last epoch's weights in the rebuilt model    # doctest: +SKIP
+    """
     return Run(path)
 
 
 def open_sweep(path: str | os.PathLike) -> Sweep:
-    """Open a sweep directory for reading."""
+    """Open a sweep directory for reading.
+
+    Example:
+        >>> sweep = probe.open_sweep("checkpoints/sweep")                        # doctest: +SKIP
+        >>> [(run.lr, run.seed, run.status) for run in sweep.runs]               # doctest: +SKIP
+    """
     return Sweep(path)
 
 

@@ -160,6 +160,13 @@ def run_sweep(base: TrainConfig, out: str | Path, axes: dict[str, Sequence[Any]]
 
     ``resume`` continues the sweep ``out/sweep.json`` describes and refuses other arguments (listing the
     differences); ``overwrite`` replaces only an inactive probe sweep directory (see :mod:`probe.store.ownership`).
+    ``probe.sweep`` is this function.
+
+    Example:
+        >>> base = probe.TrainConfig(dataset="colored-mnist", model="mlp", lr=0.1, steps=2000)
+        >>> probe.sweep(base, "checkpoints/sweep", {"lr": [0.01, 0.1, 1.0], "seed": [0, 1]})   # doctest: +SKIP
+        >>> probe.sweep(base, "checkpoints/sweep_matched", {"lr": [0.1, 1.0]}, budget="matched",
+        ...             steps=600)                                                              # doctest: +SKIP
     """
     out = Path(out)
     plan = plan_sweep(base, axes, budget=budget, steps=steps)

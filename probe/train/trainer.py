@@ -375,12 +375,18 @@ def _progress(total: int, initial: int, enabled: bool, desc: str):
 
 def train(cfg: TrainConfig, out: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,
           progress: bool = False, dataset: SpuriousDataset | None = None) -> TrainResult:
-    """Train one run into the run directory ``out``.
+    """Train one run into the run directory ``out`` (``probe.train(cfg, out)`` calls this function).
+
+    ``resume`` continues from the last committed epoch with the configuration ``run.json`` holds; ``overwrite``
+    replaces an inactive probe run directory; ``dataset`` is a dataset built already (else it is built from ``cfg``).
+    Returns the status (``complete`` or ``diverged``), the committed epochs, the steps and the seconds taken.
 
     Example:
-        >>> from probe.train import TrainConfig, train
-        >>> cfg = TrainConfig(dataset="parity", model="mlp", lr=0.1, epochs=3)
-        >>> result = train(cfg, "checkpoints/parity_lr0.1")      # doctest: +SKIP
+        >>> import probe
+        >>> cfg = probe.TrainConfig(dataset="parity", model="mlp", lr=0.1, epochs=3)
+        >>> result = probe.train(cfg, "checkpoints/parity_lr0.1")    # doctest: +SKIP
+        >>> result.status, result.epochs_committed                   # doctest: +SKIP
+        ('complete', [0, 1, 2, 3])
     """
     if out is None:
         raise RunDirectoryError("an output run directory is required")
