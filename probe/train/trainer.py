@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import probe
+from probe import __version__
 from probe.data import build_dataset
 from probe.data.base import Split, SpuriousDataset
 from probe.data.registry import dataset_plugin
@@ -61,7 +61,7 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opt
 def versions() -> dict[str, str]:
     import h5py
 
-    return {"probe": probe.__version__, "torch": torch.__version__, "numpy": np.__version__,
+    return {"probe": __version__, "torch": torch.__version__, "numpy": np.__version__,
             "h5py": h5py.__version__, "python": platform.python_version()}
 
 
