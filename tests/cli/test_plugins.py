@@ -118,3 +118,19 @@ def test_plugin_arguments_are_taken_before_and_after_the_command():
         ["a", "b.c"], ["train", "--lr", "1", "--", "--plugin", "x"])
     with pytest.raises(ProbeInputError, match="--plugin needs a module name"):
         split_plugin_arguments(["train", "--plugin"])
+
+
+def test_run_json_names_plugins_by_module_name_only(tiny_parity_run, tmp_path):
+    import probe
+    from probe.errors import DamagedFileError
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_parity_run, run_dir)
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["plugins"] == []  # built-in dataset and model
+    for stored in (["/tmp/evil.py"], ["../evil"], "evil", [3]):
+        (run_dir / "run.json").write_text(json.dumps({**info, "plugins": stored}))
+        run = probe.open_run(run_dir)
+        with pytest.raises(DamagedFileError, match="plugins must be a list of module names"):
+            run.model()
+    assert "evil" not in sys.modules
