@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from probe.analyses.claims import CLAIMS
 from probe.demo import QUICK, demo_paths, run_demo
 
 VERDICTS = ("agrees", "disagrees", "cannot tell", "not measured")
 
 
+@pytest.mark.slow
 def test_quick_demo_reports_every_claim_with_and_without_control(tmp_path, capsys):
     result = run_demo(out=tmp_path, quick=True, progress=False)
     printed = capsys.readouterr().out

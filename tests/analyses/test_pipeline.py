@@ -159,6 +159,7 @@ def failing_sweep(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_diverged_and_collapsed_runs_listed_and_left_out(failing_sweep, tmp_path):
     result = analyze(failing_sweep, out=tmp_path / "e", analyses=["groups", "logits", "losses"], progress=False)
     assert result.errors == []

@@ -124,6 +124,7 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
 def test_a_live_sweep_is_protected_and_its_workers_die_with_it(tmp_path, capsys, one_torch_thread):
     """``probe sweep --jobs 2`` trains in two worker processes. Once both runs have started, the workers are frozen
@@ -251,6 +252,7 @@ def test_matched_budget_sweep_holds_rate_times_steps(tmp_path):
     steps = {r.lr: r.step_of(r.epochs[-1]) for r in sweep.runs}
     assert steps == {0.05: 24, 0.1: 12, 0.2: 6}
 
+@pytest.mark.slow
 def test_parallel_jobs_and_extra_axes_give_the_same_runs_as_one_at_a_time(tmp_path):
     """--jobs 2 trains in separate processes; batch size is swept as its own axis; results equal a serial sweep."""
     import numpy as np
