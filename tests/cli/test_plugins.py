@@ -134,3 +134,23 @@ def test_run_json_names_plugins_by_module_name_only(tiny_parity_run, tmp_path):
         with pytest.raises(DamagedFileError, match="plugins must be a list of module names"):
             run.model()
     assert "evil" not in sys.modules
+
+
+def test_installed_packages_declare_plugins_as_entry_points(tmp_path):
+    """A distribution's ``probe.plugins`` entry point is loaded by every command, without --plugin."""
+    (tmp_path / "ep_plugin.py").write_text(
+        "import probe\nfrom probe.data.parity import parity\nprobe.register_dataset('parity-copy')(parity)\n")
+    dist = tmp_path / "ep_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[probe.plugins]\nparity_copy = ep_plugin\n")
+    res = run_probe("data", "list", plugin_dir=tmp_path, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "parity-copy: rho=0.95" in res.stdout
+
+    (dist / "entry_points.txt").write_text("[probe.plugins]\nbroken = ep_plugin_missing\n")
+    res = run_probe("data", "list", plugin_dir=tmp_path, cwd=tmp_path)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        "probe: error: plugin entry point 'broken' (ep_plugin_missing) failed to load: ModuleNotFoundError: No module "
+        "named 'ep_plugin_missing'"]
