@@ -41,7 +41,6 @@ __all__ = ["Run", "Sweep", "TrainConfig", "__version__", "analyze", "load_analys
            "register_dataset", "register_model", "sweep", "train"]
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
-    from probe import train
     from probe.data.registry import register_dataset
     from probe.engine import analyze, load_analysis
     from probe.models import register_model
