@@ -165,7 +165,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ProbeInputError("--resume and --overwrite exclude each other")
     _set_threads(args)
     if args.resume:
-        cfg = TrainConfig.from_json(Run(out).config)
+        run = Run(out)
+        run.load_plugins()  # the plugins that define its dataset and model, as run.json names them
+        cfg = TrainConfig.from_json(run.config)
         if args.dataset is not None:  # the full command repeated with --resume: it must describe the same run
             differ = config_differences(cfg.to_json(), _config_from(args, sweep=False).to_json(), source="run.json")
             if differ:

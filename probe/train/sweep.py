@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from probe.errors import ProbeInputError, RunDirectoryError
-from probe.plugins import import_plugins
+from probe.plugins import import_plugins, is_module_name
 from probe.store.atomic import atomic_write_json, read_json
 from probe.store.lock import LOCK_NAME, DirectoryLock
 from probe.store.ownership import check_new_directory, clear_directory, make_directory
@@ -96,14 +96,19 @@ def sweep_record(base: TrainConfig, name: str, axes: dict[str, Sequence[Any]], *
         "budget": budget,
         "budget_steps": steps,
         "base_config": base.to_json(),
+        "plugins": plugin_modules(base),
         "runs": [{"name": run, **values, "steps": cfg.steps, "epochs": cfg.epochs} for run, cfg, values in plan],
     }
 
 
 def stored_sweep(out: str | Path) -> dict[str, Any]:
     """``run_sweep``'s arguments as ``<out>/sweep.json`` records them: base, axes, budget, steps (for ``--resume``
-    without repeating the command)."""
+    without repeating the command); the plugin modules it names are imported first."""
     stored = _read_sweep_json(Path(out))
+    plugins = stored.get("plugins", [])
+    if not isinstance(plugins, list) or not all(is_module_name(name) for name in plugins):
+        raise RunDirectoryError(f"{Path(out) / SWEEP_JSON}: plugins must be a list of module names")
+    import_plugins(plugins)
     return {"base": TrainConfig.from_json(stored["base_config"]), "axes": stored["axes"],
             "budget": stored.get("budget", "fixed"), "steps": stored.get("budget_steps")}
 

@@ -391,6 +391,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, resume: bool = Fal
     if out is None:
         raise RunDirectoryError("an output run directory is required")
     if resume:
-        stored = Run(out).config
-        cfg = TrainConfig.from_json(stored)
+        run = Run(out)
+        run.load_plugins()
+        cfg = TrainConfig.from_json(run.config)
     return Trainer(cfg, out, dataset=dataset, progress=progress).fit(resume=resume, overwrite=overwrite)

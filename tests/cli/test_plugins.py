@@ -53,6 +53,9 @@ def test_a_plugin_run_is_analysed_and_attributed_in_fresh_processes(plugin_dir, 
     assert res.returncode == 0, res.stderr[-2000:]
     for run_json in sweep.glob("*/run.json"):
         assert json.loads(run_json.read_text())["plugins"] == [MODULE]
+    assert json.loads((sweep / "sweep.json").read_text())["plugins"] == [MODULE]
+    res = run_probe("sweep", "--resume", "--quiet", "--out", str(sweep), plugin_dir=plugin_dir, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]  # sweep.json names the plugin
 
     # fresh processes without --plugin: run.json names the module
     res = run_probe("analyze", str(sweep), "--out", str(tmp_path / "analysis"), *ANALYZE_ARGS,
