@@ -177,6 +177,7 @@ def test_diverged_and_collapsed_runs_listed_and_left_out(failing_sweep, tmp_path
     assert "diverged" in html and "collapsed" in html and "lr 1e+12" in html
 
 
+@pytest.mark.slow
 def test_control_sweep_and_parent_folder(tmp_path):
     base = tiny_parity_config(steps=16, epochs=None, record="all")
     parent = tmp_path / "pair"
@@ -252,6 +253,7 @@ def _flip_bit_in_place(path: Path, offset: int) -> None:
     assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
 
 
+@pytest.mark.slow
 def test_damaged_runs_are_listed_and_the_others_analysed(parity_sweep, tmp_path, capsys):
     """A truncated last epoch, a truncated run.json and a bit flip in an epoch each put their run in the failures
     table with the file and the reason; the healthy run is analysed; the command says so and exits 1."""

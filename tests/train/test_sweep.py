@@ -212,6 +212,7 @@ def test_a_worker_whose_parent_is_gone_exits_even_without_prctl():
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_acceptance_sweep_colored_mnist_cnn(tmp_path, capsys):
     out = tmp_path / "sweep"
     code = main(["sweep", "--dataset", "colored-mnist", "--model", "cnn", "--lr", "0.01", "0.1", "--epochs", "3",
