@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A learning-rate sweep on a dataset and a model of your own (examples/plugin_example.py registers "bars" and
 # "plain-mlp"), then the analysis and attribution heatmaps. run.json records the plugin module, so the last two
-# commands import it again by name: only PYTHONPATH has to reach it. A few seconds on 2 CPU cores.
+# commands import it again by name: only PYTHONPATH has to reach it. About 30 s on 2 CPU cores.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"
