@@ -14,6 +14,11 @@ from probe.train import TrainConfig, run_sweep, train
 REPO = Path(__file__).resolve().parents[1]
 
 
+#: ``probe train`` / ``probe sweep`` arguments of a tiny parity run (MLP width 16, 128 training samples).
+PARITY_ARGS = ["--dataset", "parity", "--data-option", "n_train=128", "--data-option", "n_val=32",
+               "--data-option", "n_test=32", "--model", "mlp", "--model-option", "width=16", "--quiet"]
+
+
 def tiny_parity_config(**overrides) -> TrainConfig:
     base = dict(dataset="parity", dataset_options={"n_train": 256, "n_val": 128, "n_test": 128, "dim": 12},
                 model="mlp", model_options={"width": 32}, lr=0.1, epochs=3, batch_size=32, seed=0)

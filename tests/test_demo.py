@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import time
 
+import pytest
+
 from probe.analyses.claims import CLAIMS
 from probe.demo import QUICK, demo_paths, run_demo
 from probe.engine import load_analysis
@@ -12,6 +14,7 @@ from probe.engine import load_analysis
 VERDICTS = ("agrees", "disagrees", "cannot tell", "not measured")
 
 
+@pytest.mark.slow
 def test_quick_demo_reports_every_claim_with_and_without_control(tmp_path, capsys):
     result = run_demo(out=tmp_path, quick=True, progress=False)
     printed = capsys.readouterr().out

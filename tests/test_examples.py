@@ -12,6 +12,7 @@ nbclient = pytest.importorskip("nbclient")
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.ipynb")))
 def test_notebook_executes(name, tmp_path):
     nb = nbformat.read(EXAMPLES / name, as_version=4)
@@ -24,6 +25,7 @@ def test_notebook_executes(name, tmp_path):
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the figures rendered inline
 
 
+@pytest.mark.slow
 def test_double_mnist_example_gives_what_the_readme_states(tmp_path):
     """examples/double_mnist_sweep.sh runs end to end, and the verdicts the README quotes are the ones it produces."""
     import os

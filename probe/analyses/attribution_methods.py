@@ -42,10 +42,6 @@ from probe.errors import ProbeInputError
 #: Method names, as the CLI and metric ids spell them (``core_attr_share@ig``).
 METHODS: tuple[str, ...] = ("ig", "saliency", "input_x_gradient", "deeplift", "gradient_shap", "gradcam")
 
-#: Methods whose output depends on random draws (reproducible through ``seed``).
-STOCHASTIC_METHODS: frozenset[str] = frozenset({"gradient_shap"})
-
-
 def last_conv_layer(model: nn.Module) -> nn.Conv2d | None:
     """The last ``nn.Conv2d`` in ``model.modules()`` order (the Grad-CAM layer), or None."""
     last = None

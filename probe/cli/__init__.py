@@ -5,6 +5,10 @@ Every sub-command validates its input before writing anything; bad input prints 
 train`` exits with code 3 when the loss became non-finite (the run directory keeps every committed epoch and
 ``diverged.json``). Sub-command modules import their heavy dependencies inside the command, so ``probe --help`` stays
 fast.
+
+``--plugin MODULE`` (repeatable, before or after the sub-command) imports a module that registers datasets and models
+before the command runs, after the plugins installed packages declare in the entry-point group ``probe.plugins``
+(``docs/plugins.md``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Sequence
 
 from probe.cli import analyze, attribute, data, demo, info, sweep, train, verify
 from probe.errors import EXIT_BAD_INPUT, EXIT_IO_ERROR, ProbeError, ProbeInputError
+from probe.plugins import import_plugins, load_entry_point_plugins
 
 #: sub-command modules in the order ``probe --help`` lists them.
 COMMANDS = (train, sweep, info, verify, data, analyze, attribute, demo)
@@ -29,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "reliance and compressibility. See README.md and docs/.",
     )
     parser.add_argument("--version", action="version", version=f"probe {__version__}")
+    parser.add_argument("--plugin", action="append", metavar="MODULE",
+                        help="import MODULE (registering datasets or models) before the command runs; repeatable, "
+                             "before or after the sub-command")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for module in COMMANDS:
@@ -47,14 +55,43 @@ def _ignore_file_size_signal() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
+def split_plugin_arguments(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``(plugin modules, other arguments)``: every ``--plugin MODULE`` or ``--plugin=MODULE`` before a ``--`` is taken
+    out, wherever it stands, so that every sub-command accepts it."""
+    plugins: list[str] = []
+    rest: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        if arg == "--":
+            rest += [arg, *args]
+            break
+        if arg == "--plugin":
+            module = next(args, None)
+            if module is None or module.startswith("-"):
+                raise ProbeInputError("--plugin needs a module name, e.g. --plugin my_package.plugin")
+            plugins.append(module)
+        elif arg.startswith("--plugin="):
+            plugins.append(arg.partition("=")[2])
+        else:
+            rest.append(arg)
+    return plugins, rest
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _ignore_file_size_signal()
+    try:
+        plugins, argv = split_plugin_arguments(sys.argv[1:] if argv is None else argv)
+    except ProbeInputError as err:
+        print(f"probe: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on bad usage, 0 on --help
         return int(exc.code or 0)
     try:
+        load_entry_point_plugins()
+        import_plugins(plugins)
         return int(args.func(args) or 0)
     except ProbeInputError as err:
         print(f"probe: error: {err}", file=sys.stderr)

@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from probe.cli.options import add_data_arguments, dataset_options_from, parse_options
 from probe.errors import ProbeInputError
+
+if TYPE_CHECKING:  # imported inside the commands, so that probe --help stays fast
+    from probe.data import SpuriousDataset
+    from probe.train import TrainConfig
 
 
 def add_train_arguments(p: argparse.ArgumentParser, *, sweep: bool) -> None:
@@ -65,7 +70,7 @@ def add_train_arguments(p: argparse.ArgumentParser, *, sweep: bool) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _config_from(args: argparse.Namespace, *, sweep: bool):
+def _config_from(args: argparse.Namespace, *, sweep: bool) -> TrainConfig:
     from probe.train import TrainConfig
 
     epochs, steps = args.epochs, args.steps
@@ -104,7 +109,7 @@ def _config_from(args: argparse.Namespace, *, sweep: bool):
     return cfg.validate()
 
 
-def _prepare(cfg):
+def _prepare(cfg: TrainConfig) -> SpuriousDataset:
     """Build the dataset and the model once, so that unknown names, bad options and damaged data files fail before
     any write: the pre-flight check decodes one sample per split and source file type of a dataset streamed from
     disk (a truncated JPEG of that kind is a one-line error naming it)."""
@@ -160,7 +165,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ProbeInputError("--resume and --overwrite exclude each other")
     _set_threads(args)
     if args.resume:
-        cfg = TrainConfig.from_json(Run(out).config)
+        run = Run(out)
+        run.load_plugins()  # the plugins that define its dataset and model, as run.json names them
+        cfg = TrainConfig.from_json(run.config)
         if args.dataset is not None:  # the full command repeated with --resume: it must describe the same run
             differ = config_differences(cfg.to_json(), _config_from(args, sweep=False).to_json(), source="run.json")
             if differ:

@@ -67,10 +67,3 @@ def embedded_digits(seed: int = 0, test_fraction: float = 1 / 3) -> DigitImages:
     test, train = perm[:n_test], perm[n_test:]
     return DigitImages(images[train], labels[train], images[test], labels[test], EMBEDDED_SOURCE)
 
-
-def load_digit_images(data_root: str | None = None, seed: int = 0) -> DigitImages:
-    """Real MNIST from ``data_root`` (or ``$PROBE_DATA``) when it holds the IDX files, otherwise the embedded
-    default digits (see :func:`probe.data.mnist.digit_pool`)."""
-    from probe.data.mnist import digit_pool
-
-    return digit_pool(data_root, seed)[0]

@@ -1,4 +1,4 @@
-"""Datasets by name, as the CLI spells them."""
+"""Datasets by name, as the CLI spells them: the built-in ones and those plugins register (``docs/plugins.md``)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,45 @@ from typing import Any
 
 from probe.data.base import SpuriousDataset
 from probe.errors import ProbeInputError
+from probe.plugins import defining_module
 
-_REGISTRY: dict[str, Callable[..., SpuriousDataset]] = {}
+DatasetBuilder = Callable[..., SpuriousDataset]
+
+_REGISTRY: dict[str, DatasetBuilder] = {}
 
 
-def register_dataset(name: str) -> Callable[[Callable[..., SpuriousDataset]], Callable[..., SpuriousDataset]]:
-    """Decorator: make a builder available to :func:`build_dataset` and the CLI under ``name``."""
+def register_dataset(name: str) -> Callable[[DatasetBuilder], DatasetBuilder]:
+    """Decorator: make a dataset builder available to :func:`build_dataset`, the CLI and run readers as ``name``.
 
-    def wrap(builder: Callable[..., SpuriousDataset]) -> Callable[..., SpuriousDataset]:
+    The builder takes keyword options only, each with a default (they are the dataset's options, listed by ``probe
+    data options NAME`` and given with ``--data-option key=value``), and returns a
+    :class:`~probe.data.SpuriousDataset` whose ``options`` rebuild it. Registering a name again with another
+    builder is an error, so a plugin cannot silently replace a built-in dataset.
+
+    Example:
+        >>> import probe
+        >>> @probe.register_dataset("my-dataset")                 # doctest: +SKIP
+        ... def my_dataset(rho: float = 0.95, seed: int = 0) -> probe.data.SpuriousDataset:
+        ...     ...
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a dataset name must be a non-empty string, got {name!r}")
+
+    def wrap(builder: DatasetBuilder) -> DatasetBuilder:
+        if not callable(builder):
+            raise TypeError(f"dataset {name!r}: the builder must be callable, got {builder!r}")
+        known = _REGISTRY.get(name)
+        if known is not None and known is not builder:
+            raise ValueError(f"dataset {name!r} is registered already (by {known.__module__}.{known.__qualname__})")
         _REGISTRY[name] = builder
         return builder
 
     return wrap
+
+
+def dataset_plugin(name: str) -> str | None:
+    """The plugin module that defines dataset ``name``'s builder, or None for a built-in dataset."""
+    return defining_module(_builder(name))
 
 
 def dataset_names() -> list[str]:
@@ -40,7 +67,8 @@ def _builder(name: str) -> Callable[..., SpuriousDataset]:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ProbeInputError(f"unknown dataset {name!r}; known: {', '.join(dataset_names())}") from None
+        raise ProbeInputError(f"unknown dataset {name!r}; known: {', '.join(dataset_names())} (a plugin's dataset "
+                              "needs --plugin MODULE)") from None
 
 
 def build_dataset(name: str, /, *, preflight: bool = True, **options: Any) -> SpuriousDataset:

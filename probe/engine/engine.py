@@ -47,6 +47,7 @@ from probe.engine.result import (
 )
 from probe.engine.status import damaged_row, identity, run_identity, run_row
 from probe.errors import ProbeInputError
+from probe.plugins import PluginError
 from probe.store.reader import RUN_JSON, Run
 
 
@@ -147,7 +148,9 @@ def prepare_out_dir(out_dir: Path) -> None:
 def plan_runs(sources: Sequence[Source], epochs: Any, model_epochs: Any, *,
               strict: bool) -> tuple[list[RunPlan], list[dict[str, Any]]]:
     """A :class:`RunPlan` per readable run of ``sources``, and the run-table rows of the runs that cannot be read
-    (an unreadable ``run.json`` or manifest: status ``damaged``)."""
+    (an unreadable ``run.json`` or manifest: status ``damaged``). The plugins that built each run are imported
+    first: a missing one is bad input (:class:`~probe.plugins.PluginError`, exit code 2), raised before any
+    analysis runs."""
     many = len(sources) > 1
     plans: list[RunPlan] = []
     damaged: list[dict[str, Any]] = []
@@ -158,7 +161,10 @@ def plan_runs(sources: Sequence[Source], epochs: Any, model_epochs: Any, *,
             damaged.append(damaged_row(ident, unreadable.error, unreadable.path, unreadable.path / RUN_JSON))
         for run in source.runs:
             try:
+                run.load_plugins()
                 plans.append(plan_run(source, run, epochs, model_epochs))
+            except PluginError:  # the user's environment, not the run, is missing something
+                raise
             except Exception as exc:  # noqa: BLE001 - a damaged run is listed, the others are analysed
                 if strict:
                     raise

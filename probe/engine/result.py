@@ -34,7 +34,6 @@ RUN_COLUMNS = ["run", "sweep", "lr", "seed", "batch_size", "momentum", "weight_d
                "early_epoch", "early_step", "final_epoch", "final_step", "damaged_file", "damage_reason"]
 #: columns of the ratio-curves table.
 RATIO_COLUMNS = ["run", "sweep", "lr", "seed", "budget", "phase", "epoch", "alpha", "ratio", "log_ratio"]
-STATUSES = ("ok", "diverged", "collapsed", "incomplete", "empty", "damaged")
 #: the tables written as CSV files, by file name.
 TABLE_FILES = {"epochs.csv": "epochs", "runs.csv": "runs", "claims.csv": "claims", "failures.csv": "failures",
                "ratio_curves.csv": "ratio_curves"}

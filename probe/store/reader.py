@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from probe.errors import CorruptEpochError, DamagedFileError, ProbeInputError, RunDirectoryError
+from probe.plugins import import_plugins, is_module_name
 from probe.store.atomic import read_json
 from probe.store.epoch_file import RECORD_FIELDS, read_model_state, read_optimizer, read_records, require_group
 from probe.store.lock import is_locked
@@ -311,21 +312,36 @@ class Run:
             rng = require_group(ep.file, "rng", f"{ep.path}: /rng")
             return {k: torch.from_numpy(np.asarray(v[()])) for k, v in rng.items()}
 
-    def epoch_attrs(self, epoch: int) -> dict[str, Any]:
-        with self._reading(epoch) as ep:
-            return {k: (v.item() if hasattr(v, "item") else v) for k, v in ep.file.attrs.items()}
-
     # -- rebuilding ----------------------------------------------------------------------------------------------
+    @property
+    def plugins(self) -> list[str]:
+        """The plugin modules that define the run's dataset and model (``run.json``'s ``plugins``; empty for the
+        built-in ones)."""
+        path = self.path / RUN_JSON
+        plugins = self.info_json.get("plugins", [])
+        if not isinstance(plugins, list) or not all(is_module_name(name) for name in plugins):
+            raise DamagedFileError(f"{path}: plugins must be a list of module names, got {plugins!r}"[:300])
+        return plugins
+
+    def load_plugins(self) -> list[str]:
+        """Import the run's plugin modules by name (:func:`probe.plugins.import_plugin`); a missing one is a
+        :class:`~probe.plugins.PluginError` naming it."""
+        return import_plugins(self.plugins)
+
     def dataset(self):
-        """The run's dataset, rebuilt from ``run.json`` (deterministic given the recorded options)."""
+        """The run's dataset, rebuilt from ``run.json`` (deterministic given the recorded options); the run's
+        plugins are imported first."""
         from probe.data import build_dataset
 
+        self.load_plugins()
         return build_dataset(self.config["dataset"], **self.config.get("dataset_options", {}))
 
     def build_model(self) -> torch.nn.Module:
-        """A freshly initialised model of this run's architecture (no weights loaded)."""
+        """A freshly initialised model of this run's architecture (no weights loaded); the run's plugins are imported
+        first."""
         from probe.models import build_model
 
+        self.load_plugins()
         ds = self.info_json["dataset"]
         return build_model(self.config["model"], tuple(ds["input_shape"]), int(ds["num_classes"]),
                            **self.config.get("model_options", {}))
@@ -360,7 +376,12 @@ class Run:
 
 
 class Sweep:
-    """A sweep directory: ``sweep.json`` plus one run directory per combination of its axes."""
+    """A sweep directory: ``sweep.json`` plus one run directory per combination of its axes.
+
+    Example:
+        >>> sweep = probe.open_sweep("checkpoints/sweep")                        # doctest: +SKIP
+        >>> sweep.axes, sweep.budget, [run.lr for run in sweep.runs]             # doctest: +SKIP
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -393,10 +414,6 @@ class Sweep:
         """Folders of the runs that have started (they hold ``run.json``), in ``sweep.json`` order."""
         return [self.path / e["name"] for e in self.config["runs"] if (self.path / e["name"] / RUN_JSON).is_file()]
 
-    def run_entries(self) -> list[dict[str, Any]]:
-        """``sweep.json``'s per-run entries (name and axis values), including runs not started yet."""
-        return list(self.config["runs"])
-
 
 def _attr(f: h5py.File, name: str, path: Path) -> Any:
     if name not in f.attrs:
@@ -405,12 +422,23 @@ def _attr(f: h5py.File, name: str, path: Path) -> Any:
 
 
 def open_run(path: str | os.PathLike) -> Run:
-    """Open a run directory for reading."""
+    """Open a run directory for reading.
+
+    Example:
+        >>> run = probe.open_run("checkpoints/parity_lr0.1")                     # doctest: +SKIP
+        >>> run.status, run.epochs[-1], run.records("test", run.epochs[-1]).pred   # doctest: +SKIP
+        >>> model = run.model()            # the last epoch's weights in the rebuilt model    # doctest: +SKIP
+    """
     return Run(path)
 
 
 def open_sweep(path: str | os.PathLike) -> Sweep:
-    """Open a sweep directory for reading."""
+    """Open a sweep directory for reading.
+
+    Example:
+        >>> sweep = probe.open_sweep("checkpoints/sweep")                        # doctest: +SKIP
+        >>> [(run.lr, run.seed, run.status) for run in sweep.runs]               # doctest: +SKIP
+    """
     return Sweep(path)
 
 

@@ -43,6 +43,11 @@ class TrainConfig:
         eval_batch_size: batch size of the per-epoch evaluation passes.
         workers: decoding processes for datasets streamed from disk (in-memory datasets ignore it).
         budget: ``fixed`` or ``matched`` (metadata written by ``probe sweep --budget``).
+
+    Example:
+        >>> cfg = TrainConfig(dataset="parity", model="mlp", lr=0.1, epochs=3, model_options={"width": 32})
+        >>> cfg.validate().to_json()["model_options"]
+        {'width': 32}
     """
 
     dataset: str

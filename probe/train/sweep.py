@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from probe.errors import ProbeInputError, RunDirectoryError
+from probe.plugins import import_plugins, is_module_name
 from probe.store.atomic import atomic_write_json, read_json
 from probe.store.lock import DirectoryLock
 from probe.store.ownership import take_directory
@@ -27,7 +28,7 @@ from probe.store.reader import SWEEP_JSON
 from probe.store.schema import SCHEMA_VERSION
 from probe.store.writer import now_iso
 from probe.train.config import RESULT_NEUTRAL_FIELDS, TrainConfig, config_differences
-from probe.train.trainer import TrainResult, train
+from probe.train.trainer import plugin_modules, train
 
 #: Swept axis name -> TrainConfig field.
 AXES = {"lr": "lr", "seed": "seed", "batch_size": "batch_size", "momentum": "momentum",
@@ -95,14 +96,19 @@ def sweep_record(base: TrainConfig, name: str, axes: dict[str, Sequence[Any]], *
         "budget": budget,
         "budget_steps": steps,
         "base_config": base.to_json(),
+        "plugins": plugin_modules(base),
         "runs": [{"name": run, **values, "steps": cfg.steps, "epochs": cfg.epochs} for run, cfg, values in plan],
     }
 
 
 def stored_sweep(out: str | Path) -> dict[str, Any]:
     """``run_sweep``'s arguments as ``<out>/sweep.json`` records them: base, axes, budget, steps (for ``--resume``
-    without repeating the command)."""
+    without repeating the command); the plugin modules it names are imported first."""
     stored = _read_sweep_json(Path(out))
+    plugins = stored.get("plugins", [])
+    if not isinstance(plugins, list) or not all(is_module_name(name) for name in plugins):
+        raise RunDirectoryError(f"{Path(out) / SWEEP_JSON}: plugins must be a list of module names")
+    import_plugins(plugins)
     return {"base": TrainConfig.from_json(stored["base_config"]), "axes": stored["axes"],
             "budget": stored.get("budget", "fixed"), "steps": stored.get("budget_steps")}
 
@@ -159,6 +165,13 @@ def run_sweep(base: TrainConfig, out: str | Path, axes: dict[str, Sequence[Any]]
 
     ``resume`` continues the sweep ``out/sweep.json`` describes and refuses other arguments (listing the
     differences); ``overwrite`` replaces only an inactive probe sweep directory (see :mod:`probe.store.ownership`).
+    ``probe.sweep`` is this function.
+
+    Example:
+        >>> base = probe.TrainConfig(dataset="colored-mnist", model="mlp", lr=0.1, steps=2000)
+        >>> probe.sweep(base, "checkpoints/sweep", {"lr": [0.01, 0.1, 1.0], "seed": [0, 1]})   # doctest: +SKIP
+        >>> probe.sweep(base, "checkpoints/sweep_matched", {"lr": [0.1, 1.0]}, budget="matched",
+        ...             steps=600)                                                              # doctest: +SKIP
     """
     out = Path(out)
     plan = plan_sweep(base, axes, budget=budget, steps=steps)
@@ -194,8 +207,9 @@ def _train_all(out: Path, plan: list[tuple[str, TrainConfig, dict[str, Any]]], *
             results.append(_train_one(task))
             bar.update(1)
     else:
+        plugins = plugin_modules(plan[0][1])
         with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"),
-                                 initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
+                                 initializer=_start_worker, initargs=(os.getpid(), plugins)) as pool:
             futures = [pool.submit(_train_one, task) for task in tasks]
             try:
                 for future in futures:
@@ -207,6 +221,12 @@ def _train_all(out: Path, plan: list[tuple[str, TrainConfig, dict[str, Any]]], *
                 raise
     bar.close()
     return results
+
+
+def _start_worker(parent_pid: int, plugins: list[str]) -> None:
+    """Initialise a sweep worker: it dies with the parent and imports the plugins that define the dataset and model."""
+    die_with_parent(parent_pid)
+    import_plugins(plugins)
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -245,6 +265,3 @@ def _sweep_bar(total: int, enabled: bool):
 
     return tqdm(total=total, desc="sweep", unit="run", disable=None if enabled else True, dynamic_ncols=True)
 
-
-def train_result_line(result: TrainResult) -> str:
-    return f"{result.run_dir}: {result.status} after {result.global_step} steps"

@@ -23,12 +23,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import probe
+from probe import __version__
 from probe.data import build_dataset
 from probe.data.base import Split, SpuriousDataset
+from probe.data.registry import dataset_plugin
 from probe.device import resolve_device
-from probe.errors import RunDirectoryError
-from probe.models import build_model
+from probe.errors import ProbeInputError, RunDirectoryError
+from probe.models import build_model, model_plugin
 from probe.store.epoch_file import EpochPayload
 from probe.store.reader import Run
 from probe.store.writer import RunWriter, check_new_run_dir
@@ -60,8 +61,19 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opt
 def versions() -> dict[str, str]:
     import h5py
 
-    return {"probe": probe.__version__, "torch": torch.__version__, "numpy": np.__version__,
+    return {"probe": __version__, "torch": torch.__version__, "numpy": np.__version__,
             "h5py": h5py.__version__, "python": platform.python_version()}
+
+
+def plugin_modules(cfg: TrainConfig) -> list[str]:
+    """The plugin modules that define ``cfg``'s dataset and model (``run.json``'s ``plugins``; empty for built-ins).
+
+    A dataset given to the trainer as an object, under a name no builder is registered for, adds nothing."""
+    try:
+        dataset_module = dataset_plugin(cfg.dataset)
+    except ProbeInputError:
+        dataset_module = None
+    return sorted({m for m in (dataset_module, model_plugin(cfg.model)) if m is not None})
 
 
 def plan_length(n_train: int, cfg: TrainConfig) -> tuple[int, int, int]:
@@ -140,6 +152,7 @@ class Trainer:
             "config": self.cfg.to_json(),
             "dataset": ds,
             "recorded_splits": self.record_splits,
+            "plugins": plugin_modules(self.cfg),
             "device": str(self.device),
             "versions": versions(),
             "command": " ".join(sys.argv),
@@ -362,16 +375,23 @@ def _progress(total: int, initial: int, enabled: bool, desc: str):
 
 def train(cfg: TrainConfig, out: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,
           progress: bool = False, dataset: SpuriousDataset | None = None) -> TrainResult:
-    """Train one run into the run directory ``out``.
+    """Train one run into the run directory ``out`` (``probe.train(cfg, out)`` calls this function).
+
+    ``resume`` continues from the last committed epoch with the configuration ``run.json`` holds; ``overwrite``
+    replaces an inactive probe run directory; ``dataset`` is a dataset built already (else it is built from ``cfg``).
+    Returns the status (``complete`` or ``diverged``), the committed epochs, the steps and the seconds taken.
 
     Example:
-        >>> from probe.train import TrainConfig, train
-        >>> cfg = TrainConfig(dataset="parity", model="mlp", lr=0.1, epochs=3)
-        >>> result = train(cfg, "checkpoints/parity_lr0.1")      # doctest: +SKIP
+        >>> import probe
+        >>> cfg = probe.TrainConfig(dataset="parity", model="mlp", lr=0.1, epochs=3)
+        >>> result = probe.train(cfg, "checkpoints/parity_lr0.1")    # doctest: +SKIP
+        >>> result.status, result.epochs_committed                   # doctest: +SKIP
+        ('complete', [0, 1, 2, 3])
     """
     if out is None:
         raise RunDirectoryError("an output run directory is required")
     if resume:
-        stored = Run(out).config
-        cfg = TrainConfig.from_json(stored)
+        run = Run(out)
+        run.load_plugins()
+        cfg = TrainConfig.from_json(run.config)
     return Trainer(cfg, out, dataset=dataset, progress=progress).fit(resume=resume, overwrite=overwrite)

@@ -231,6 +231,7 @@ def _tiny_double_mnist(tmp: Path) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_every_emitted_metric_id_is_declared_and_documented(tiny_colored_sweep, tmp_path):
     """All built-in analyses on two tiny sources (colored-mnist: every epoch, the model analyses on the last one;
     double-mnist, whose masks give the attribution shares): every emitted id has a declaration of the analysis that

@@ -29,6 +29,7 @@ def test_cli_analyze_and_bad_input(tiny_parity_run, tmp_path, capsys):
     assert main(["analyze", str(tiny_parity_run), "--epochs", "first", "--quiet"]) == 2
 
 
+@pytest.mark.slow
 def test_damaged_runs_are_listed_and_the_others_analysed(parity_sweep, tmp_path, capsys):
     """A truncated last epoch, a truncated run.json and a bit flip in an epoch each put their run in the failures
     table with the file and the reason; the healthy run is analysed; the command says so and exits 1."""

@@ -8,7 +8,7 @@ import pytest
 
 from probe.cli import main
 from probe.errors import ProbeInputError
-from probe.train import TrainConfig
+from tests.conftest import PARITY_ARGS
 
 PARITY = ["--dataset", "parity", "--data-option", "n_train=64", "--data-option", "n_val=16", "--data-option",
           "n_test=16", "--model-option", "width=8", "--epochs", "1", "--quiet"]
@@ -36,14 +36,6 @@ def test_negative_seeds_are_refused(tmp_path, capsys, command, message):
     assert main([*command, *PARITY, "--out", str(out)]) == 2
     assert_one_line_error(capsys, message)
     assert not out.exists()
-
-
-def test_train_config_validates_seeds_for_the_python_api():
-    with pytest.raises(ProbeInputError, match="seed must be"):
-        TrainConfig(dataset="parity", model="mlp", lr=0.1, epochs=1, seed=-1).validate()
-    with pytest.raises(ProbeInputError, match="dataset seed must be"):
-        TrainConfig(dataset="parity", model="mlp", lr=0.1, epochs=1, dataset_options={"seed": 1.5}).validate()
-    TrainConfig(dataset="parity", model="mlp", lr=0.1, epochs=1, seed=2**63 - 1).validate()
 
 
 @pytest.mark.parametrize("command", [["train", "--lr", "0.1"], ["sweep", "--lr", "0.1", "0.2"]])
@@ -84,3 +76,21 @@ def test_a_failed_mkdir_removes_the_directories_it_created(tmp_path):
     with pytest.raises(ProbeInputError, match="cannot create the directory"):
         make_directory(parent / ("x" * 300) / "run")  # the over-long name fails after "a" was created
     assert not parent.exists()
+
+
+def test_unwritable_output_is_refused(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["train", *PARITY_ARGS, "--lr", "0.1", "--epochs", "1", "--out", str(blocker / "run")]) == 2
+    assert "file" in capsys.readouterr().err
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        import os
+
+        if os.geteuid() != 0:  # root ignores permission bits
+            assert main(["train", *PARITY_ARGS, "--lr", "0.1", "--epochs", "1", "--out", str(locked / "run")]) == 2
+            assert "not writable" in capsys.readouterr().err
+    finally:
+        locked.chmod(0o700)

@@ -66,6 +66,7 @@ def write_small_mnist(folder) -> None:
         (folder / f"{split}-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros(n, np.uint8)))
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_gzip_bomb_with_little_memory(tmp_path):
     """``probe train`` on MNIST files whose training images are a 4 MB bomb declaring the largest IDX payload the
     limit admits (256 MiB) and inflating to 4 GiB: exit 2, one line, no run directory, and the peak memory of the

@@ -100,6 +100,7 @@ def failing_sweep(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_diverged_and_collapsed_runs_listed_and_left_out(failing_sweep, tmp_path):
     result = analyze(failing_sweep, out=tmp_path / "e", analyses=["groups", "logits", "losses"], progress=False)
     assert result.errors == []
@@ -117,6 +118,7 @@ def test_diverged_and_collapsed_runs_listed_and_left_out(failing_sweep, tmp_path
     assert "diverged" in html and "collapsed" in html and "lr 1e+12" in html
 
 
+@pytest.mark.slow
 def test_control_sweep_and_parent_folder(tmp_path):
     base = tiny_parity_config(steps=16, epochs=None, record="all")
     parent = tmp_path / "pair"

@@ -151,6 +151,8 @@ def report(tiny_colored_sweep, tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 @needs_chromium
 def test_report_loads_cleanly_in_chromium(report):
     page = inspect_page(report)

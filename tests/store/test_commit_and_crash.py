@@ -37,6 +37,7 @@ def uninterrupted(tmp_path_factory):
     return probe.open_run(out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("phase", ["before-temp", "mid-write", "after-rename"])
 def test_sigkill_during_commit_keeps_committed_epochs_and_resumes_bit_identically(tmp_path, phase, uninterrupted):
     out = tmp_path / "run"

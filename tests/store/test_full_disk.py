@@ -75,6 +75,7 @@ def test_training_into_a_full_disk_stops_cleanly_and_resumes(tmp_path, capsys, s
         assert run.status == "complete" and len(run.records("test", EPOCHS)) == 64
 
 
+@pytest.mark.slow
 def test_full_disk_exits_1_from_the_command_line(tmp_path):
     """The same in a fresh ``probe`` process: exit status 1, never a signal (HDF5 once segfaulted here)."""
     with tmpfs(tmp_path / "disk", "260k") as disk:
@@ -91,6 +92,7 @@ def _limit_file_size(limit: int):
     return apply
 
 
+@pytest.mark.slow
 def test_file_size_limit_is_an_error_not_a_signal(tmp_path):
     """Under ``ulimit -f`` below one epoch file the trainer stops with EFBIG: no SIGXFSZ, and no segfault of HDF5
     (which wrote the file itself before)."""

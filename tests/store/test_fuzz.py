@@ -28,11 +28,13 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 
 SECONDS_PER_FILE = 10
 MIN_FILES = 500
 
 
+@pytest.mark.slow
 def test_fuzzed_epoch_files_give_the_right_arrays_or_a_typed_error(tiny_parity_run, tmp_path):
     from tests.conftest import REPO
 

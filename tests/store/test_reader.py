@@ -73,6 +73,7 @@ def test_second_writer_is_refused(tiny_parity_run, tmp_path):
     assert probe.open_run(out).epochs == [0, 1, 2, 3]  # untouched
 
 
+@pytest.mark.slow
 def test_reader_in_another_process_sees_only_complete_epochs(tmp_path):
     out = tmp_path / "live"
     script = (

@@ -34,34 +34,3 @@ def test_recorded_epochs():
     assert all(b / a > 1.5 for a, b in zip(log[1:], log[2:]))  # log-spaced
     with pytest.raises(ProbeInputError):
         recorded_epochs(10, "every:0")
-
-
-def test_config_validation_names_the_field():
-    with pytest.raises(ProbeInputError, match="nesterov needs momentum"):
-        cfg(nesterov=True).validate()
-    with pytest.raises(ProbeInputError, match="exactly one of epochs or steps"):
-        TrainConfig(dataset="parity", model="mlp", lr=0.1, epochs=2, steps=5).validate()
-    with pytest.raises(ProbeInputError, match="unknown optimizer"):
-        cfg(optimizer="lbfgs").validate()
-
-
-def test_adamw_and_momentum_runs_resume_bit_identically(tmp_path):
-    """Optimiser state (AdamW moments, SGD momentum buffers) is restored exactly on resume."""
-    import numpy as np
-
-    import probe
-    from probe.train import train
-    from tests.conftest import tiny_parity_config
-
-    for opt in (dict(optimizer="adamw", lr=0.01), dict(momentum=0.9, nesterov=True, weight_decay=1e-3)):
-        full, part = tmp_path / f"full_{opt.get('optimizer', 'sgd')}", tmp_path / f"part_{opt.get('optimizer', 'sgd')}"
-        train(tiny_parity_config(epochs=4, **opt), full)
-        train(tiny_parity_config(epochs=2, **opt), part)
-        # extend the finished 2-epoch run to 4 epochs: same config except the length
-        info = (part / "run.json").read_text().replace('"epochs": 2', '"epochs": 4')
-        (part / "run.json").write_text(info)
-        train(tiny_parity_config(epochs=4, **opt), part, resume=True)
-        a, b = probe.open_run(full), probe.open_run(part)
-        for e in a.epochs:
-            for k, v in a.state_dict(e).items():
-                assert np.array_equal(v.numpy(), b.state_dict(e)[k].numpy()), (opt, e, k)

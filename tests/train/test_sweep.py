@@ -1,5 +1,6 @@
-"""Sweeps: ``--resume`` continues only the sweep ``sweep.json`` describes; a live sweep is never overwritten or
-joined; its worker processes die with it, and ``--resume`` then completes it."""
+"""Sweeps: one run per combination of the axes, a diverged run does not stop the others, the matched budget,
+parallel workers; ``--resume`` continues only the sweep ``sweep.json`` describes; a live sweep is never overwritten
+or joined; its worker processes die with it, and ``--resume`` then completes it."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 import probe
 from probe.cli import main
 from probe.store.lock import is_locked
+from tests.conftest import PARITY_ARGS as PARITY
 from tests.conftest import REPO
 from tests.store.snapshot import tree_digest
 
@@ -122,6 +124,7 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
 def test_a_live_sweep_is_protected_and_its_workers_die_with_it(tmp_path, capsys, one_torch_thread):
     """``probe sweep --jobs 2`` trains in two worker processes. Once both runs have started, the workers are frozen
@@ -207,3 +210,61 @@ def test_a_worker_whose_parent_is_gone_exits_even_without_prctl():
     while alive(worker):
         assert time.monotonic() < deadline, "an orphaned worker kept running"
         time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_acceptance_sweep_colored_mnist_cnn(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    code = main(["sweep", "--dataset", "colored-mnist", "--model", "cnn", "--lr", "0.01", "0.1", "--epochs", "3",
+                 "--out", str(out), "--quiet"])
+    assert code == 0
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "lr0.01_seed0" in text and "lr0.1_seed0" in text and "complete" in text
+    sweep = probe.open_sweep(out)
+    assert [r.lr for r in sweep.runs] == [0.01, 0.1]
+    n_test = len(sweep.runs[0].records("test", 0))
+    for run in sweep.runs:
+        assert run.dynamics("test").logits.shape == (4, n_test, 10)
+
+def test_divergence_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    code = main(["sweep", *PARITY, "--lr", "0.1", "1e12", "--epochs", "3", "--out", str(out)])
+    assert code == 0
+    sweep = probe.open_sweep(out)
+    ok, bad = sweep.runs
+    assert ok.status == "complete" and ok.epochs == [0, 1, 2, 3]
+    assert bad.status == "diverged"
+    d = bad.diverged
+    assert set(d) >= {"step", "epoch", "loss", "lr"} and d["lr"] == 1e12
+    assert d["loss"] in ("nan", "inf")
+    assert bad.epochs == list(range(d["last_committed_epoch"] + 1))
+    assert bad.records("test", bad.epochs[-1]).logits.shape == (32, 2)  # still analysable
+    assert (out / bad.name / "diverged.json").is_file()
+    main(["info", str(out)])
+    assert "diverged" in capsys.readouterr().out
+
+def test_matched_budget_sweep_holds_rate_times_steps(tmp_path):
+    out = tmp_path / "sweep"
+    assert main(["sweep", *PARITY, "--lr", "0.05", "0.1", "0.2", "--budget", "matched", "--steps", "6",
+                 "--out", str(out)]) == 0
+    sweep = probe.open_sweep(out)
+    assert sweep.budget == "matched"
+    steps = {r.lr: r.step_of(r.epochs[-1]) for r in sweep.runs}
+    assert steps == {0.05: 24, 0.1: 12, 0.2: 6}
+
+@pytest.mark.slow
+def test_parallel_jobs_and_extra_axes_give_the_same_runs_as_one_at_a_time(tmp_path):
+    """--jobs 2 trains in separate processes; batch size is swept as its own axis; results equal a serial sweep."""
+    import numpy as np
+
+    common = [*PARITY, "--lr", "0.05", "0.2", "--batch-size", "16", "32", "--epochs", "2"]
+    assert main(["sweep", *common, "--jobs", "2", "--out", str(tmp_path / "par")]) == 0
+    assert main(["sweep", *common, "--out", str(tmp_path / "ser")]) == 0
+    par, ser = probe.open_sweep(tmp_path / "par"), probe.open_sweep(tmp_path / "ser")
+    assert par.axes["batch_size"] == [16, 32]
+    assert sorted(r.name for r in par.runs) == sorted(
+        f"lr{lr}_seed0_bs{bs}" for lr in ("0.05", "0.2") for bs in (16, 32))
+    for a, b in zip(par.runs, ser.runs):
+        assert a.name == b.name and a.config["batch_size"] == b.config["batch_size"]
+        assert np.array_equal(a.records("test", 2).logits, b.records("test", 2).logits)
