@@ -5,8 +5,9 @@
 ``plot_dynamics(result)``, ``plot_proposition(result)`` and ``plot_claims(result)`` draw its figures in a notebook.
 """
 
-from probe.report.html import Section, analysis_sections, render_page, table_html, write_report
+from probe.report.html import Section, analysis_sections, render_page, table_html
 from probe.report.plots import plot_claims, plot_dynamics, plot_metric, plot_overview, plot_proposition
+from probe.report.write import write_report
 
 __all__ = ["Section", "analysis_sections", "plot_claims", "plot_dynamics", "plot_metric", "plot_overview",
            "plot_proposition", "render_page", "table_html", "write_report"]

@@ -1,7 +1,7 @@
 """Report panels beyond the logit-level pages: representations and compressibility, and attribution heatmaps (drawn
 from grids the engine computed: :func:`probe.engine.grids.attribution_grids`).
 
-Each function returns :class:`~probe.report.html.Section` objects for :func:`probe.report.html.write_report`'s
+Each function returns :class:`~probe.report.html.Section` objects for :func:`probe.report.write.write_report`'s
 ``extra_sections``; a panel whose data is absent (an analysis not run) returns nothing rather than an empty page.
 """
 

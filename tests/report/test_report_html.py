@@ -21,7 +21,8 @@ import pytest
 
 from probe.engine import analyze, attribution_grids
 from probe.report.figures import save_figure
-from probe.report.html import Section, render_page, table_html, write_report
+from probe.report.html import Section, render_page, table_html
+from probe.report.write import write_report
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

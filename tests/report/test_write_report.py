@@ -51,12 +51,12 @@ def test_report_of_a_loaded_analysis_opens_no_run(analysed, tmp_path):
 
 def test_a_failing_figure_is_recorded_not_fatal(analysed, tmp_path, monkeypatch, capsys):
     loaded = load_analysis(analysed.out)
-    import probe.report.figures as figures
+    import probe.report.write as report_writer
 
     def broken(*args, **kwargs):
         raise RuntimeError("no ink")
 
-    monkeypatch.setattr(figures, "claims_forest", broken)
+    monkeypatch.setattr(report_writer, "claims_forest", broken)
     bad_grid = AttributionGrid("colored", "fixed", "ig", "bc", 0, rows=["not attributions"])  # type: ignore[list-item]
     path = write_report(loaded, AttributionGrids([bad_grid]))
     failed = {e["analysis"] for e in loaded.errors}
