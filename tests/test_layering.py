@@ -1,7 +1,7 @@
 """Imports go only downward through the package's layers (docs/architecture.md):
 
-    probe.errors, probe.device, probe.plugins  <  probe.data  <  probe.models  <  probe.store  <  probe.train
-        <  probe.analyses  <  probe.engine  <  probe.report  <  probe.cli, probe.demo
+    probe.errors, probe.device, probe.plugins, probe.options  <  probe.data  <  probe.models  <  probe.store
+        <  probe.train  <  probe.analyses  <  probe.engine  <  probe.report  <  probe.cli, probe.demo
 
 Every import counts: at module level, inside functions, and under ``if TYPE_CHECKING:``. ``probe/__init__.py`` is
 the public facade, loaded lazily, and may name anything; ``from probe import NAME`` elsewhere counts as an import of
@@ -23,7 +23,7 @@ PACKAGE = REPO / "probe"
 
 #: module prefix -> layer; a module may import its own layer and those below it
 LAYERS: dict[str, int] = {
-    "probe.errors": 0, "probe.device": 0, "probe.plugins": 0,
+    "probe.errors": 0, "probe.device": 0, "probe.plugins": 0, "probe.options": 0,
     "probe.data": 1,
     "probe.models": 2,
     "probe.store": 3,

@@ -17,8 +17,8 @@ from probe.models.adapt import LastLinearSplit, as_feature_model
 from probe.models.base import FeatureModel
 from probe.models.cnn import SmallCNN
 from probe.models.mlp import MLP
-from probe.models.options import Option, check_options
 from probe.models.resnet import RESNET_OPTIONS, ResNet, resnet18, resnet50
+from probe.options import Option, check_options
 from probe.plugins import defining_module
 
 #: ``builder(input_shape, num_classes, **options) -> nn.Module``
@@ -47,7 +47,8 @@ def register_model(name: str, *, options: Sequence[Option] | None = None) -> Cal
         >>> import probe
         >>> from torch import nn
         >>> from probe.models import Option
-        >>> @probe.register_model("tiny-mlp", options=(Option("width", 16, minimum=1),))   # doctest: +SKIP
+        >>> width = Option("width", "int", 16, "hidden units", low=1)
+        >>> @probe.register_model("tiny-mlp", options=(width,))   # doctest: +SKIP
         ... def tiny_mlp(input_shape, num_classes, width=16):
         ...     return nn.Sequential(nn.Flatten(), nn.LazyLinear(width), nn.ReLU(), nn.Linear(width, num_classes))
     """
@@ -104,13 +105,13 @@ def model_options(name: str) -> dict[str, Any]:
 def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, **options: Any) -> nn.Module:
     """Build model ``name`` for inputs of ``input_shape`` and ``num_classes`` logits.
 
-    Options are checked against the model's declared types and ranges (:mod:`probe.models.options`) and the
+    Options are checked against the model's declared types and ranges (:mod:`probe.options`) and the
     parameter count against :data:`MAX_PARAMETERS` (on the meta device, allocating nothing) before the model is
     built; a bad value or an unknown option is a one-line :class:`ProbeInputError` listing the model's options.
     The result has ``forward_features`` and ``forward_head`` (a plain module is split by :func:`as_feature_model`).
     """
     builder, declared = _spec(name)
-    kwargs = dict(options) if declared is None else check_options(name, declared, options)
+    kwargs = dict(options) if declared is None else check_options(f"model {name!r}", declared, options)
     try:
         with torch.device("meta"):  # count the parameters without allocating them
             probe_model = _built(name, builder, tuple(input_shape), num_classes, kwargs)

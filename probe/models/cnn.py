@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from probe.models.base import FeatureModel
-from probe.models.options import Option
+from probe.options import Option
 
 
 class SmallCNN(FeatureModel):
@@ -20,7 +20,8 @@ class SmallCNN(FeatureModel):
         width: penultimate feature width (default 128).
     """
 
-    OPTIONS = (Option("channels", 32, minimum=1, maximum=4096), Option("width", 128, minimum=1, maximum=65536))
+    OPTIONS = (Option("channels", "int", 32, "channels of the convolutions", low=1, high=4096),
+               Option("width", "int", 128, "units of the hidden linear layer", low=1, high=65536))
 
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, channels: int = 32, width: int = 128):
         super().__init__()

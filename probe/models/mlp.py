@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from probe.models.base import FeatureModel
-from probe.models.options import Option
+from probe.options import Option
 
 
 class MLP(FeatureModel):
@@ -21,7 +21,8 @@ class MLP(FeatureModel):
         depth: number of hidden layers (default 2; 0 gives a linear model on the flattened input).
     """
 
-    OPTIONS = (Option("width", 256, minimum=1, maximum=65536), Option("depth", 2, minimum=0, maximum=256))
+    OPTIONS = (Option("width", "int", 256, "hidden units per layer", low=1, high=65536),
+               Option("depth", "int", 2, "hidden layers (0: a linear model)", low=0, high=256))
 
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, width: int = 256, depth: int = 2):
         super().__init__()

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from probe.models.base import FeatureModel
-from probe.models.options import Option
+from probe.options import Option
 
 
 class BasicBlock(nn.Module):
@@ -101,8 +101,9 @@ class ResNet(FeatureModel):
 
 
 #: Options of :func:`resnet18` and :func:`resnet50`.
-RESNET_OPTIONS = (Option("stem", "auto", str, choices=("auto", "cifar", "imagenet")),
-                  Option("width", 64, minimum=1, maximum=1024))
+RESNET_OPTIONS = (Option("stem", "str", "auto", "input stem: auto, cifar (3x3 conv) or imagenet (7x7 conv and pool)",
+                         choices=("auto", "cifar", "imagenet")),
+                  Option("width", "int", 64, "channels of the first stage", low=1, high=1024))
 
 
 def resnet18(input_shape, num_classes, stem: str = "auto", width: int = 64) -> ResNet:

@@ -89,10 +89,10 @@ def test_registered_models_take_declared_or_any_options():
     assert isinstance(build_model("test-any", (1, 8, 8), 3, width=5), LastLinearSplit)
     with pytest.raises(ProbeInputError, match="model 'test-any': .*unexpected keyword argument 'depth'"):
         build_model("test-any", (1, 8, 8), 3, depth=2)
-    register_model("test-declared", options=(Option("width", 8, minimum=1),))(
+    register_model("test-declared", options=(Option("width", "int", 8, "hidden units", low=1),))(
         lambda input_shape, num_classes, width=8: plain_cnn(num_classes))
     assert model_options("test-declared") == {"width": 8}
-    with pytest.raises(ProbeInputError, match="option width must be an integer >= 1"):
+    with pytest.raises(ProbeInputError, match="option width takes int >= 1"):
         build_model("test-declared", (1, 8, 8), 3, width=0)
     with pytest.raises(ValueError, match="registered already"):
         register_model("mlp")(lambda input_shape, num_classes: plain_cnn())

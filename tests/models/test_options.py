@@ -12,12 +12,12 @@ from probe.models import build_model, declared_options, model_names, model_optio
 
 
 @pytest.mark.parametrize(("name", "options", "message"), [
-    ("mlp", {"width": "abc"}, r"option width must be an integer in 1\.\.65536, got 'abc'"),
-    ("mlp", {"width": -5}, r"option width must be an integer in 1\.\.65536, got -5"),
-    ("mlp", {"width": 2.5}, "option width must be"),
-    ("mlp", {"depth": True}, "option depth must be"),
-    ("cnn", {"channels": 0}, "option channels must be"),
-    ("resnet18", {"stem": "vit"}, "option stem must be one of auto, cifar, imagenet, got 'vit'"),
+    ("mlp", {"width": "abc"}, r"model 'mlp' option width takes int in \[1, 65536\], got 'abc'"),
+    ("mlp", {"width": -5}, r"model 'mlp' option width takes int in \[1, 65536\], got -5"),
+    ("mlp", {"width": 2.5}, "option width takes int"),
+    ("mlp", {"depth": True}, "option depth takes int"),
+    ("cnn", {"channels": 0}, "option channels takes int"),
+    ("resnet18", {"stem": "vit"}, "option stem takes str from auto, cifar, imagenet, got 'vit'"),
     ("resnet50", {"heads": 4}, "takes no option heads"),
 ])
 def test_bad_options_name_the_option_and_list_the_known_ones(name, options, message):
@@ -47,7 +47,7 @@ def test_declared_options_match_the_builders(name):
 def test_parameter_count_is_bounded_before_allocating(monkeypatch):
     monkeypatch.setattr(models, "MAX_PARAMETERS", 10_000)
     assert build_model("mlp", (20,), 2, width=16).num_features == 16
-    with pytest.raises(ProbeInputError, match=r"model 'mlp' with \{'width': 512\} would have \d+ parameters"):
+    with pytest.raises(ProbeInputError, match=r"model 'mlp' with \{'width': 512, 'depth': 2\} would have \d+ param"):
         build_model("mlp", (20,), 2, width=512)
 
 
