@@ -23,7 +23,6 @@ import os
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,8 +40,10 @@ from probe.engine.result import (
     RATIO_COLUMNS,
     RUN_COLUMNS,
     AnalysisResult,
+    error_record,
     judge_runs,
     summarise_runs,
+    warn,
     write_tables,
 )
 from probe.engine.status import damaged_row, identity, run_identity, run_row
@@ -212,7 +213,7 @@ def analyse_run(plan: RunPlan, ident: dict[str, Any], selected: SelectedAnalyses
                 except Exception as exc:  # noqa: BLE001 - one failing analysis must not stop the others
                     if strict:
                         raise
-                    errors.append(_error(rid, epoch, analysis, exc))
+                    errors.append(error_record(exc, analysis, run=rid, epoch=epoch))
                     warn(f"ERROR in analysis {analysis!r} on {rid} epoch {epoch}: {errors[-1]['error']}")
                     continue
                 valid[analysis] = stored[analysis] = MetricCache.entry(keys[analysis], metrics)
@@ -231,7 +232,7 @@ def analyse_run(plan: RunPlan, ident: dict[str, Any], selected: SelectedAnalyses
         except Exception as exc:  # noqa: BLE001
             if strict:
                 raise
-            errors.append(_error(rid, plan.committed[-1], "ratio_curves", exc))
+            errors.append(error_record(exc, "ratio_curves", run=rid, epoch=plan.committed[-1]))
             warn(f"ERROR computing R(alpha) curves of {rid}: {type(exc).__name__}: {exc}")
     return out
 
@@ -363,16 +364,6 @@ def analyze(
 
 
 # --- helpers -------------------------------------------------------------------------------------------------------
-
-
-def warn(message: str) -> None:
-    """One line on stderr, prefixed ``probe analyze:``."""
-    print(f"probe analyze: {message}", file=sys.stderr, flush=True)
-
-
-def _error(rid: str, epoch: int, analysis: str, exc: Exception) -> dict[str, Any]:
-    return {"run": rid, "epoch": int(epoch), "analysis": analysis, "error": f"{type(exc).__name__}: {exc}",
-            "traceback": traceback.format_exc()}
 
 
 def _warn_if_failed(row: dict[str, Any]) -> None:

@@ -4,7 +4,6 @@ sweep, one grid per applicable method, computed here and drawn by :mod:`probe.re
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +11,6 @@ from typing import Any
 
 from probe.analyses.attribution import Attributions, attribute_run
 from probe.analyses.attribution_methods import method_applies
-from probe.engine.engine import warn
 from probe.engine.result import AnalysisResult
 from probe.store.reader import Run
 
@@ -84,9 +82,7 @@ def attribution_grids(result: AnalysisResult, methods: Sequence[str] = GRID_METH
         except Exception as exc:  # noqa: BLE001 - a grid that fails must not lose the report
             if strict:
                 raise
-            result.errors.append({"run": "-", "epoch": -1, "analysis": "attribution grids",
-                                  "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
-            warn(f"ERROR computing the attribution grids of {source['label']}: {type(exc).__name__}: {exc}")
+            result.record_error(f"the attribution grids of {source['label']}", exc)
     return out
 
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,12 +128,29 @@ class AnalysisResult:
         """One row per claim: the verdict at each budget (and ``survives_control``); see :func:`claims_wide`."""
         return claims_wide(self.claims)
 
+    def record_error(self, what: str, exc: BaseException, *, run: str = "-", epoch: int = -1) -> None:
+        """Append a failure (an analysis, a figure, a panel) to :attr:`errors` and say so on stderr."""
+        self.errors.append(error_record(exc, what, run=run, epoch=epoch))
+        warn(f"ERROR in {what}{'' if run == '-' else f' on {run} epoch {epoch}'}: {type(exc).__name__}: {exc}")
+
     def summary(self) -> str:
         """Plain-text verdicts per claim, failed runs and errors (what ``probe analyze`` prints)."""
         return summary_text(self)
 
 
 # --- tables ---------------------------------------------------------------------------------------------------------
+
+
+def error_record(exc: BaseException, what: str, *, run: str = "-", epoch: int = -1) -> dict[str, Any]:
+    """One entry of ``errors`` (and of ``metrics.json``): the run and epoch (``"-"`` and -1 when none), what failed,
+    the error on one line and its traceback. Call it inside the ``except`` block."""
+    return {"run": run, "epoch": int(epoch), "analysis": what, "error": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc()}
+
+
+def warn(message: str) -> None:
+    """One line on stderr, prefixed ``probe analyze:``."""
+    print(f"probe analyze: {message}", file=sys.stderr, flush=True)
 
 
 def summarise_runs(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:

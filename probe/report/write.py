@@ -53,7 +53,7 @@ def write_report(result: AnalysisResult, grids: AttributionGrids | None = None, 
         except Exception as exc:  # noqa: BLE001 - a figure that fails must not lose the report
             if strict:
                 raise
-            _record_error(result, f"figure {name}", exc)
+            result.record_error(f"figure {name}", exc)
     panels: list[Section] = []
     makers = [("representations", lambda: representation_section(result, fig_dir))]
     if grids is not None:
@@ -64,7 +64,7 @@ def write_report(result: AnalysisResult, grids: AttributionGrids | None = None, 
         except Exception as exc:  # noqa: BLE001 - a panel that fails must not lose the report
             if strict:
                 raise
-            _record_error(result, f"panel {name}", exc)
+            result.record_error(f"panel {name}", exc)
     sections = analysis_sections(result, figures)
     runs_at = next(i for i, s in enumerate(sections) if s.title == "Runs")
     sections[runs_at:runs_at] = [*panels, *extra_sections]
@@ -78,13 +78,3 @@ def write_report(result: AnalysisResult, grids: AttributionGrids | None = None, 
     atomic_write_bytes(path, render_page(name, sections, intro).encode("utf-8"))
     result.files["report.html"] = path
     return path
-
-
-def _record_error(result: AnalysisResult, what: str, exc: Exception) -> None:
-    """Append a failed figure or panel to ``result.errors`` and say so on stderr."""
-    import sys
-    import traceback
-
-    result.errors.append({"run": "-", "epoch": -1, "analysis": what, "error": f"{type(exc).__name__}: {exc}",
-                          "traceback": traceback.format_exc()})
-    print(f"probe analyze: ERROR drawing {what}: {type(exc).__name__}: {exc}", flush=True, file=sys.stderr)

@@ -61,7 +61,7 @@ def test_a_failing_figure_is_recorded_not_fatal(analysed, tmp_path, monkeypatch,
     path = write_report(loaded, AttributionGrids([bad_grid]))
     failed = {e["analysis"] for e in loaded.errors}
     assert failed == {"figure claims", "panel attribution grids"}
-    assert "no ink" in path.read_text() and "ERROR drawing figure claims" in capsys.readouterr().err
+    assert "no ink" in path.read_text() and "ERROR in figure claims" in capsys.readouterr().err
     with pytest.raises(RuntimeError, match="no ink"):
         write_report(load_analysis(analysed.out), strict=True)
 
