@@ -79,7 +79,7 @@ def bars(rho: float = 0.95, seed: int = 0, noise: float = 0.3, n_train: int = 51
     )
 
 
-@probe.register_model("plain-mlp", options=(Option("width", 32, minimum=1, maximum=4096),))
+@probe.register_model("plain-mlp", options=(Option("width", "int", 32, "hidden units", low=1, high=4096),))
 def plain_mlp(input_shape: tuple[int, ...], num_classes: int, width: int = 32) -> nn.Module:
     """A plain MLP; its last ``nn.Linear`` is the classifier head."""
     fan_in = 1
