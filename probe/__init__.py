@@ -31,8 +31,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "open_sweep": ("probe.store.reader", "open_sweep"),
     "Run": ("probe.store.reader", "Run"),
     "Sweep": ("probe.store.reader", "Sweep"),
-    "analyze": ("probe.engine", "analyze"),
-    "load_analysis": ("probe.engine", "load_analysis"),
+    "analyze": ("probe.engine.engine", "analyze"),
+    "load_analysis": ("probe.engine.result", "load_analysis"),  # without torch: reading tables back is instant
     "register_dataset": ("probe.data.registry", "register_dataset"),
     "register_model": ("probe.models", "register_model"),
 }
@@ -42,7 +42,8 @@ __all__ = ["Run", "Sweep", "TrainConfig", "__version__", "analyze", "load_analys
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from probe.data.registry import register_dataset
-    from probe.engine import analyze, load_analysis
+    from probe.engine.engine import analyze
+    from probe.engine.result import load_analysis
     from probe.models import register_model
     from probe.store.reader import Run, Sweep, open_run, open_sweep
     from probe.train.config import TrainConfig

@@ -3,12 +3,38 @@
 (:mod:`~probe.engine.result`) and the attribution grids of the report (:mod:`~probe.engine.grids`).
 
 It sits between the analyses (``probe.analyses``, which it runs) and the report (``probe.report``, which draws its
-results) and imports neither the report nor the command line.
+results) and imports neither the report nor the command line. The names below load their module on first access,
+so that reading an analysis back (:func:`load_analysis`) imports neither torch nor h5py.
 """
 
-from probe.engine.engine import analyze
-from probe.engine.grids import AttributionGrid, AttributionGrids, attribution_grids
-from probe.engine.result import AnalysisResult, load_analysis, summary_text, write_tables
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+#: public name -> module that defines it.
+_LAZY = {
+    "analyze": "probe.engine.engine",
+    "AttributionGrid": "probe.engine.grids", "AttributionGrids": "probe.engine.grids",
+    "attribution_grids": "probe.engine.grids",
+    "AnalysisResult": "probe.engine.result", "load_analysis": "probe.engine.result",
+    "summary_text": "probe.engine.result", "write_tables": "probe.engine.result",
+}
 
 __all__ = ["AnalysisResult", "AttributionGrid", "AttributionGrids", "analyze", "attribution_grids", "load_analysis",
            "summary_text", "write_tables"]
+
+if TYPE_CHECKING:
+    from probe.engine.engine import analyze
+    from probe.engine.grids import AttributionGrid, AttributionGrids, attribution_grids
+    from probe.engine.result import AnalysisResult, load_analysis, summary_text, write_tables
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'probe.engine' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,9 +1,38 @@
-"""The run-directory format: atomic writer, readers, schema version (see ``docs/run-directory.md``)."""
+"""The run-directory format: atomic writer, readers, schema version (see ``docs/run-directory.md``).
 
-from probe.store.reader import Dynamics, Records, Run, Sweep, open_path, open_run, open_sweep
-from probe.store.schema import SCHEMA_VERSION
-from probe.store.verify import Problem, RunVerification, verify_path, verify_run
-from probe.store.writer import RunWriter
+The names below load their module on first access, so that ``probe.store.atomic`` (used by the analysis cache and
+the result files) can be imported without torch or h5py.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+#: public name -> module that defines it.
+_LAZY = {
+    "Dynamics": "probe.store.reader", "Records": "probe.store.reader", "Run": "probe.store.reader",
+    "Sweep": "probe.store.reader", "open_path": "probe.store.reader", "open_run": "probe.store.reader",
+    "open_sweep": "probe.store.reader", "SCHEMA_VERSION": "probe.store.schema", "Problem": "probe.store.verify",
+    "RunVerification": "probe.store.verify", "verify_path": "probe.store.verify", "verify_run": "probe.store.verify",
+    "RunWriter": "probe.store.writer",
+}
 
 __all__ = ["SCHEMA_VERSION", "Dynamics", "Problem", "Records", "Run", "RunVerification", "RunWriter", "Sweep",
            "open_path", "open_run", "open_sweep", "verify_path", "verify_run"]
+
+if TYPE_CHECKING:
+    from probe.store.reader import Dynamics, Records, Run, Sweep, open_path, open_run, open_sweep
+    from probe.store.schema import SCHEMA_VERSION
+    from probe.store.verify import Problem, RunVerification, verify_path, verify_run
+    from probe.store.writer import RunWriter
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'probe.store' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -4,6 +4,8 @@ text summary."""
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import time
 
 import pandas as pd
@@ -13,6 +15,7 @@ from probe.analyses.claims import CLAIMS
 from probe.engine import AnalysisResult, analyze, load_analysis, summary_text
 from probe.engine.result import TABLE_FILES, claims_wide
 from probe.errors import RunDirectoryError
+from tests.conftest import REPO
 from tests.engine.helpers import strict_json
 
 
@@ -42,6 +45,16 @@ def test_load_analysis_reads_back_the_same_tables(written, tmp_path):
     pd.testing.assert_frame_equal(loaded.verdicts()[["claim", "verdict_fixed"]],
                                   written.verdicts()[["claim", "verdict_fixed"]])
     assert summary_text(loaded) == summary_text(written)
+
+
+def test_load_analysis_imports_neither_torch_nor_h5py(written):
+    """Reading an analysis back is a table read: a fresh process that does only that never loads torch or h5py
+    (which take most of a second to import)."""
+    script = (f"import sys, probe; result = probe.load_analysis({str(written.out)!r}); "
+              "print(len(result.runs), 'torch' in sys.modules, 'h5py' in sys.modules)")
+    shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert shown.stdout.split() == [str(len(written.runs)), "False", "False"]
 
 
 def test_load_analysis_refuses_a_folder_without_metrics_json(tmp_path):
