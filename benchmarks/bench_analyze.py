@@ -9,8 +9,9 @@ epoch recorded: 44 epoch files), then for every epoch file times
   from the per-analysis timings of :func:`probe.engine.analyze` (cache off);
 
 and prints both and their ratio, then the model-level analyses (features, probes, pruning, attributions) on the last
-epoch of each run, the same ratio, and the time of a second ``analyze`` that the cache answers. Not part of the test
-suite; under two minutes on 2 CPU cores.
+epoch of each run, the same ratio, the time of a second ``analyze`` that the cache answers, and the time of reading
+the analysis back with :func:`probe.load_analysis` in a fresh process (imports included) and in this one. Not part of
+the test suite; under two minutes on 2 CPU cores.
 
     python benchmarks/bench_analyze.py [--epochs 10] [--width 64] [--keep DIR]
 """
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +29,7 @@ from pathlib import Path
 import torch
 
 from probe.analyses.base import load_analyses
-from probe.engine import analyze
+from probe.engine import analyze, load_analysis
 from probe.store import open_run, open_sweep
 from probe.train import TrainConfig, run_sweep
 
@@ -94,6 +97,15 @@ def main() -> None:
         again = analyze(sweep_dir, out=root / "analysis", model_epochs="last", progress=False)
         print(f"second analyze answered by the cache: {time.perf_counter() - start:.1f} s "
               f"({int(again.timings['cached'].sum())}/{len(again.timings)} results cached)")
+
+        script = ("import time; t = time.perf_counter(); import probe; "
+                  f"probe.load_analysis({str(root / 'analysis')!r}); print(time.perf_counter() - t)")
+        fresh = float(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                     check=True).stdout)
+        start = time.perf_counter()
+        load_analysis(root / "analysis")
+        print(f"load_analysis: {fresh:.2f} s in a fresh process (imports included), "
+              f"{time.perf_counter() - start:.3f} s in this one")
 
 
 if __name__ == "__main__":
