@@ -20,6 +20,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from probe.lazy import lazy_attributes
+
 #: The package version (setup.cfg reads it from here).
 __version__ = "0.2.0"
 
@@ -50,18 +52,15 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from probe.train.sweep import run_sweep as sweep
 
 
+_load = lazy_attributes(__name__, _LAZY)
+
+
 def __getattr__(name: str) -> Any:
     """Import a public name's module on first access (``probe.train`` is the training package, which is callable:
     ``probe.train(cfg, out)`` is :func:`probe.train.train`)."""
     if name == "train":
         return importlib.import_module("probe.train")
-    try:
-        module, attribute = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module 'probe' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), attribute)
-    globals()[name] = value
-    return value
+    return _load(name)
 
 
 def __dir__() -> list[str]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from probe.errors import ProbeError
+from probe.errors import ProbeError, UnsafePathError
 from probe.store.atomic import atomic_write_bytes, read_json
 
 __all__ = ["FileCache"]
@@ -41,10 +41,14 @@ class FileCache:
         return f"FileCache({str(self.root)!r})"
 
     def path(self, name: str | Path) -> Path:
-        """Where the entry ``name`` lives (``root / name``)."""
+        """Where the entry ``name`` lives (``root / name``). Names are built from run and sweep folder names; one that
+        is absolute or holds ``..`` would leave the cache folder and is refused."""
         if self.root is None:
             raise ValueError("this cache has no folder")
-        return self.root / name
+        relative = Path(name)
+        if relative.is_absolute() or ".." in relative.parts:
+            raise UnsafePathError(f"cache entry {str(name)!r} would lie outside {self.root}")
+        return self.root / relative
 
     # -- JSON entries --------------------------------------------------------------------------------------------------
     def load_json(self, name: str | Path) -> Any | None:

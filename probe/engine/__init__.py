@@ -9,8 +9,9 @@ so that reading an analysis back (:func:`load_analysis`) imports neither torch n
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from probe.lazy import lazy_attributes
 
 #: public name -> module that defines it.
 _LAZY = {
@@ -29,12 +30,4 @@ if TYPE_CHECKING:
     from probe.engine.grids import AttributionGrid, AttributionGrids, attribution_grids
     from probe.engine.result import AnalysisResult, load_analysis, summary_text, write_tables
 
-
-def __getattr__(name: str) -> Any:
-    try:
-        module = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module 'probe.engine' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)

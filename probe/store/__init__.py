@@ -6,8 +6,9 @@ the result files) can be imported without torch or h5py.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from probe.lazy import lazy_attributes
 
 #: public name -> module that defines it.
 _LAZY = {
@@ -27,12 +28,4 @@ if TYPE_CHECKING:
     from probe.store.verify import Problem, RunVerification, verify_path, verify_run
     from probe.store.writer import RunWriter
 
-
-def __getattr__(name: str) -> Any:
-    try:
-        module = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module 'probe.store' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)

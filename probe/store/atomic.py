@@ -120,12 +120,3 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
-
-
-def remove_temp_files(directory: Path) -> list[Path]:
-    """Delete leftovers of interrupted atomic writes in ``directory``; returns what was removed."""
-    removed = []
-    for p in Path(directory).glob(f"{TEMP_PREFIX}*"):
-        p.unlink(missing_ok=True)
-        removed.append(p)
-    return removed

@@ -93,6 +93,17 @@ def clear_directory(path: Path, *, kind: str) -> None:
                 target.unlink()
 
 
+def uncommitted_files(run_dir: Path, committed: set[str]) -> list[Path]:
+    """What a crash of ``run_dir``'s writer can leave behind, and nothing else: regular files named
+    ``.tmp-<a file probe writes>.<pid>`` and ``epoch_NNNNN.h5`` files not in ``committed`` (the manifest's). Resume
+    removes exactly these; any other entry is left alone."""
+    run_dir = Path(run_dir)
+    return [run_dir / entry for entry in _entries(run_dir)
+            if (_RUN_TEMP.fullmatch(entry) or (entry.startswith("epoch_") and _RUN_FILE.fullmatch(entry)
+                                              and entry not in committed))
+            and _is_regular_file(run_dir / entry)]
+
+
 def check_new_directory(path: Path, *, overwrite: bool, kind: str) -> None:
     """Raise :class:`RunDirectoryError` unless a new ``kind`` directory can be written at ``path``; checked before
     anything is written. An existing non-empty directory needs ``overwrite`` and must pass

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from probe.errors import RunDirectoryError
-from probe.store.atomic import atomic_write_json, read_json, remove_temp_files
+from probe.store.atomic import atomic_write_json, read_json
 from probe.store.epoch_file import EpochPayload, write_epoch_h5
 from probe.store.lock import RunLock
 from probe.store.ownership import (
@@ -29,6 +29,7 @@ from probe.store.ownership import (
     RUN_JSON,
     check_new_directory,
     take_directory,
+    uncommitted_files,
 )
 from probe.store.schema import SCHEMA_VERSION, check_schema
 
@@ -108,11 +109,8 @@ class RunWriter:
             writer.manifest = read_json(run_dir / MANIFEST_JSON)
             check_schema(writer.run_info.get("schema_version"), str(run_dir / RUN_JSON))
             check_schema(writer.manifest.get("schema_version"), str(run_dir / MANIFEST_JSON))
-            remove_temp_files(run_dir)
-            committed = {e["file"] for e in writer.manifest["epochs"]}
-            for p in run_dir.glob("epoch_*.h5"):
-                if p.name not in committed:
-                    p.unlink()
+            for leftover in uncommitted_files(run_dir, {e["file"] for e in writer.manifest["epochs"]}):
+                leftover.unlink()
             (run_dir / DIVERGED_JSON).unlink(missing_ok=True)
             writer.run_info.pop("error", None)  # of an earlier failed attempt
             writer.set_status("running")

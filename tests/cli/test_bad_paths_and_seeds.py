@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
 from probe.cli import main
 from probe.errors import ProbeInputError
 from tests.conftest import PARITY_ARGS
+from tests.mounts import tmpfs
 
 PARITY = ["--dataset", "parity", "--data-option", "n_train=64", "--data-option", "n_val=16", "--data-option",
           "n_test=16", "--model-option", "width=8", "--epochs", "1", "--quiet"]
@@ -55,17 +54,10 @@ def test_a_path_that_cannot_hold_a_directory_is_refused(tmp_path, capsys, comman
 
 
 def test_a_read_only_mount_is_refused(tmp_path, capsys):
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)], capture_output=True)
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "ro", "1m", read_only=True) as mount:
         assert main(["train", "--lr", "0.1", *PARITY, "--out", str(mount / "deep" / "run")]) == 2
         assert_one_line_error(capsys, str(mount / "deep" / "run"))
         assert list(mount.iterdir()) == []
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 def test_a_failed_mkdir_removes_the_directories_it_created(tmp_path):

@@ -248,3 +248,20 @@ def write_class_folders(root: Path, classes: tuple[str, ...] = ("n01", "n02", "n
                 Image.fromarray(img).save(folder / f"{c}_{i}.JPEG", quality=90)
             counts[(split, c)] = n
     return counts
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def refused_training(data_root: Path, out: Path, capsys) -> str:
+    """``probe train`` on a Waterbirds folder that must be refused: exit 2, one ``probe: error:`` line, and no run
+    directory at ``out``. Returns that line."""
+    from probe.cli import main
+
+    code = main(["train", "--dataset", "waterbirds", "--data-root", str(data_root), "--image-size", "8", "--lr", "0.1",
+                 "--epochs", "1", "--out", str(out)])
+    stderr = capsys.readouterr().err
+    assert code == 2
+    assert stderr.count("\n") == 1 and stderr.startswith("probe: error: ")
+    assert not out.exists()
+    return stderr

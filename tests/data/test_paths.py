@@ -9,13 +9,13 @@ import pytest
 from PIL import Image
 from probe_data_fixtures import (
     idx_bytes,
+    refused_training,
     write_celeba,
     write_cifar10_binary,
     write_class_folders,
     write_waterbirds,
 )
 
-from probe.cli import main
 from probe.data import build_dataset
 from probe.data.paths import confined_path, confined_paths
 from probe.errors import UnsafePathError
@@ -146,11 +146,5 @@ def test_confined_paths_rules(tmp_path):
 def test_cli_refuses_before_creating_the_run(tmp_path, capsys):
     release = write_waterbirds(tmp_path / "data", segmentations=False)
     _set_img_filename(release["folder"] / "metadata.csv", 3, "/etc/passwd")
-    out = tmp_path / "run"
-    code = main(["train", "--dataset", "waterbirds", "--data-root", str(tmp_path / "data"), "--image-size", "8",
-                 "--lr", "0.1", "--epochs", "1", "--out", str(out)])
-    stderr = capsys.readouterr().err
-    assert code == 2
-    assert stderr.count("\n") == 1 and stderr.startswith("probe: error: ")
+    stderr = refused_training(tmp_path / "data", tmp_path / "run", capsys)
     assert "'/etc/passwd'" in stderr and "line 3" in stderr
-    assert not out.exists()

@@ -4,7 +4,7 @@ reached later, in a DataLoader worker or not, is a one-line DataFormatError nami
 import pytest
 import torch
 from PIL import Image
-from probe_data_fixtures import write_waterbirds
+from probe_data_fixtures import refused_training, write_waterbirds
 
 from probe.cli import main
 from probe.data import build_dataset
@@ -21,14 +21,8 @@ def test_cli_refuses_a_truncated_jpeg_before_creating_the_run(tmp_path, capsys):
     release = write_waterbirds(tmp_path / "data", segmentations=False)
     victim = release["rows"][0][1]  # the first training image: the one the pre-flight check decodes
     truncate(release["folder"] / victim)
-    out = tmp_path / "run"
-    code = main(["train", "--dataset", "waterbirds", "--data-root", str(tmp_path / "data"), "--image-size", "8",
-                 "--lr", "0.1", "--epochs", "1", "--out", str(out)])
-    stderr = capsys.readouterr().err
-    assert code == 2
-    assert stderr.count("\n") == 1 and stderr.startswith("probe: error: ")
+    stderr = refused_training(tmp_path / "data", tmp_path / "run", capsys)
     assert f"{victim}: cannot decode image" in stderr
-    assert not out.exists()
 
 
 def test_preflight_decodes_one_sample_per_split_and_file_type(tmp_path):

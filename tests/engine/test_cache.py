@@ -8,11 +8,13 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from probe.analyses.base import EPOCH_ANALYSES, options_key
 from probe.analyses.cache import FileCache
 from probe.engine import analyze
 from probe.engine.cache import CACHE_FORMAT, EntryKey
+from probe.errors import UnsafePathError
 from probe.store import open_run
 from probe.store.atomic import TEMP_PREFIX
 from tests.engine.helpers import copy_sweep, flip_bit_in_place
@@ -34,6 +36,14 @@ def test_file_cache_entries_and_keys(tmp_path):
     assert not list((tmp_path / "c").rglob(f"{TEMP_PREFIX}*"))  # written through probe.store.atomic
     assert FileCache(None).load_json("a/b.json") is None  # a cache without a folder stores nothing
     FileCache(None).store_array("x.npy", array, {})
+
+
+def test_file_cache_entries_stay_inside_its_folder(tmp_path):
+    cache = FileCache(tmp_path / "cache")
+    for name in ("../outside.json", "runs/../../outside.json", str(tmp_path / "outside.json")):
+        with pytest.raises(UnsafePathError, match="outside"):
+            cache.store_json(name, {"x": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written, not even the cache folder
 
 
 def test_rerun_reuses_cache_keyed_by_epoch_sha(tiny_parity_run, tmp_path, counting):

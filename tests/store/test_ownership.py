@@ -117,6 +117,22 @@ def test_overwrite_into_a_new_folder_creates_the_run_or_sweep(tmp_path):
     assert directory_kind(tmp_path / "failed_start") == "empty"
 
 
+def test_resume_removes_only_what_a_crashed_writer_leaves(tiny_parity_run, tmp_path):
+    """Resume deletes temp files of probe's own names and epoch files the manifest does not list, nothing else."""
+    from probe.store.writer import RunWriter
+
+    run = shutil.copytree(tiny_parity_run, tmp_path / "run")
+    leftovers = [run / ".tmp-epoch_00009.h5.4242", run / ".tmp-manifest.json.4242", run / "epoch_00009.h5"]
+    users = [run / ".tmp-notes.txt", run / "epoch_notes.h5", run / "my.csv"]
+    for path in leftovers + users:
+        path.write_bytes(b"x")
+    (run / ".tmp-folder").mkdir()
+    RunWriter.resume(run).close()
+    assert [p.exists() for p in leftovers] == [False] * 3
+    assert [p.exists() for p in users] == [True] * 3 and (run / ".tmp-folder").is_dir()
+    assert probe.open_run(run).epochs == probe.open_run(tiny_parity_run).epochs
+
+
 HOLD_LOCK = (
     "import fcntl, os, sys, time\n"
     "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
