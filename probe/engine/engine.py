@@ -189,13 +189,14 @@ def analyse_run(plan: RunPlan, ident: dict[str, Any], selected: SelectedAnalyses
                 on_task: Callable[[], None] = lambda: None) -> RunAnalysis:
     """Every selected analysis on every planned epoch of one run, from the cache where a valid entry exists.
 
-    Every epoch read is first re-hashed against the manifest (a damaged epoch raises a typed error naming the file,
-    which the caller turns into a ``damaged`` row). A failing analysis is appended to ``errors`` (raised with
+    Every planned epoch is first re-hashed against the manifest (:meth:`Run.verify_bytes`: a damaged epoch raises a
+    typed error naming the file, which the caller turns into a ``damaged`` row), so the cache never answers for a
+    changed file; the contents are checked when the analyses read them. A failing analysis is appended to ``errors`` (raised with
     ``strict``); ``on_task()`` is called once per (epoch, analysis).
     """
     run, rid = plan.run, ident["run"]
     for epoch in plan.epochs:  # re-hash every epoch against the manifest before any analysis or cache entry answers
-        run.verify(epoch)
+        run.verify_bytes(epoch)
     out = RunAnalysis()
     step_of = plan.step_of
     for epoch in plan.epochs:

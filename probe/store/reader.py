@@ -203,6 +203,15 @@ class Run:
     def epoch_path(self, epoch: int) -> Path:
         return self.path / self._entry(epoch)["file"]
 
+    def verify_bytes(self, epoch: int) -> Path:
+        """Re-hash epoch ``epoch``'s file against the manifest's size and sha256 (on every call) without parsing it,
+        and return its path: what a cache of results computed from that file needs before it answers for it (every
+        read checks the same, and :meth:`verify` checks the contents too). Raises :class:`CorruptEpochError`."""
+        entry = self._entry(epoch)
+        path = self.path / entry["file"]
+        read_verified(path, entry["size"], entry["sha256"])
+        return path
+
     def verify(self, epoch: int) -> Path:
         """Check epoch ``epoch`` completely and return its path: re-hash the file against the manifest (on every call),
         open it safely, and check its attributes, model state, optimizer state and every group of records against
