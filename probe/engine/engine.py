@@ -191,8 +191,8 @@ def analyse_run(plan: RunPlan, ident: dict[str, Any], selected: SelectedAnalyses
 
     Every planned epoch is first re-hashed against the manifest (:meth:`Run.verify_bytes`: a damaged epoch raises a
     typed error naming the file, which the caller turns into a ``damaged`` row), so the cache never answers for a
-    changed file; the contents are checked when the analyses read them. A failing analysis is appended to ``errors`` (raised with
-    ``strict``); ``on_task()`` is called once per (epoch, analysis).
+    changed file; the contents are checked when the analyses read them. A failing analysis is appended to ``errors``
+    (raised with ``strict``); ``on_task()`` is called once per (epoch, analysis).
     """
     run, rid = plan.run, ident["run"]
     for epoch in plan.epochs:  # re-hash every epoch against the manifest before any analysis or cache entry answers
