@@ -6,7 +6,7 @@ epoch recorded: 44 epoch files), then for every epoch file times
 - ``read``: opening the run, verifying the file against the manifest's sha256, and reading every recorded split,
   the SGD minibatch records and the model tensors;
 - ``analyze``: the record-level analyses of ``probe analyze`` on that epoch (groups, logits, losses, proposition),
-  from the per-analysis timings of :func:`probe.engine.analyze` (cache off);
+  from the per-analysis timings of :func:`probe.analyses.engine.analyze` (cache off);
 
 and prints both and their ratio, then the model-level analyses (features, probes, pruning, attributions) on the last
 epoch of each run, the same ratio, the time of a second ``analyze`` that the cache answers, and the time of reading
@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from probe.analyses.base import load_analyses
-from probe.engine import analyze, load_analysis
+from probe.analyses.engine import analyze, load_analysis
 from probe.store import open_run, open_sweep
 from probe.train import TrainConfig, run_sweep
 

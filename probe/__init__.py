@@ -33,8 +33,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "open_sweep": ("probe.store.reader", "open_sweep"),
     "Run": ("probe.store.reader", "Run"),
     "Sweep": ("probe.store.reader", "Sweep"),
-    "analyze": ("probe.engine.engine", "analyze"),
-    "load_analysis": ("probe.engine.result", "load_analysis"),  # without torch: reading tables back is instant
+    "analyze": ("probe.analyses.engine.engine", "analyze"),
+    "load_analysis": ("probe.analyses.engine.result", "load_analysis"),  # without torch: reading tables back is instant
     "register_dataset": ("probe.data.registry", "register_dataset"),
     "register_model": ("probe.models", "register_model"),
 }
@@ -43,9 +43,9 @@ __all__ = ["Run", "Sweep", "TrainConfig", "__version__", "analyze", "load_analys
            "register_dataset", "register_model", "sweep", "train"]
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
+    from probe.analyses.engine.engine import analyze
+    from probe.analyses.engine.result import load_analysis
     from probe.data.registry import register_dataset
-    from probe.engine.engine import analyze
-    from probe.engine.result import load_analysis
     from probe.models import register_model
     from probe.store.reader import Run, Sweep, open_run, open_sweep
     from probe.train.config import TrainConfig

@@ -6,9 +6,10 @@ layers of 256), plain SGD, batch 64:
 - a fixed-steps sweep: 2000 steps at rates 0.01, 0.03, 0.1, 0.3, 1.0 (two seeds each);
 - its matched-budget twin: rates 0.1, 0.3, 1.0 with rate x steps = 600 (6000, 2000 and 600 steps; two seeds);
 
-recording about 25 log-spaced epochs per run, then runs :func:`probe.engine.analyze` on both (models analysed at the
-last epoch only, deep feature reweighting with 5 re-samples), draws the report (:func:`probe.report.write_report`,
-with the attribution grids of :func:`probe.engine.attribution_grids`) and prints where it is.
+recording about 25 log-spaced epochs per run, then runs :func:`probe.analyses.engine.analyze` on both (models analysed
+at the last epoch only, deep feature reweighting with 5 re-samples), draws the report
+(:func:`probe.report.write_report`, with the attribution grids of :func:`probe.analyses.engine.attribution_grids`) and
+prints where it is.
 Training and analysis run on one CPU thread, the fastest setting for a model this small. ``quick=True`` is a smaller
 variant (3 rates, 100 steps, one seed) for tests.
 """
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from probe.engine import AnalysisResult, analyze, attribution_grids, summary_text, write_tables
+from probe.analyses.engine import AnalysisResult, analyze, attribution_grids, summary_text, write_tables
 from probe.report import write_report
 
 
@@ -77,7 +78,7 @@ def run_demo(out: str | Path | None = None, quick: bool = False, overwrite: bool
         echo: print what happens and where the report is.
 
     Returns:
-        The :class:`~probe.engine.result.AnalysisResult` of ``analyze``, with its report written.
+        The :class:`~probe.analyses.engine.result.AnalysisResult` of ``analyze``, with its report written.
     """
     import torch
 

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from probe.analyses.claims import CLAIMS
+from probe.analyses.engine import load_analysis
 from probe.demo import QUICK, demo_paths, run_demo
-from probe.engine import load_analysis
 
 VERDICTS = ("agrees", "disagrees", "cannot tell", "not measured")
 

@@ -1,7 +1,7 @@
 """Imports go only downward through the package's layers (docs/architecture.md):
 
     probe.errors, probe.device, probe.plugins, probe.options  <  probe.data  <  probe.models  <  probe.store
-        <  probe.train  <  probe.analyses  <  probe.engine  <  probe.report  <  probe.cli, probe.demo
+        <  probe.train  <  probe.analyses  <  probe.analyses.engine  <  probe.report  <  probe.cli, probe.demo
 
 Every import counts: at module level, inside functions, and under ``if TYPE_CHECKING:``. ``probe/__init__.py`` is
 the public facade, loaded lazily, and may name anything; ``from probe import NAME`` elsewhere counts as an import of
@@ -29,7 +29,7 @@ LAYERS: dict[str, int] = {
     "probe.store": 3,
     "probe.train": 4,
     "probe.analyses": 5,
-    "probe.engine": 6,
+    "probe.analyses.engine": 6,
     "probe.report": 7,
     "probe.cli": 8, "probe.demo": 8,
 }

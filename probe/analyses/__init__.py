@@ -6,8 +6,7 @@ declares: options, version, metric ids) its per-epoch analyses in :data:`EPOCH_A
 Each metric id's definition and code are listed in ``docs/metrics.md``, generated from those declarations.
 """
 
-import importlib
-from typing import Any
+from probe.lazy import lazy_attributes
 
 _EXPORTS = {
     "AnalysisContext": "probe.analyses.base",
@@ -82,12 +81,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'probe.analyses' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _EXPORTS)
 
 
 def __dir__() -> list[str]:

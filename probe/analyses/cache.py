@@ -7,7 +7,7 @@ change in what produced it (the epoch file's sha256, the model, the split size) 
 or mismatched entry reads as a miss (None): the caller computes the value again and overwrites it. Without a folder
 (``root=None``) nothing is stored and every read misses.
 
-The engine's metric cache (:class:`probe.engine.cache.MetricCache`) and the feature cache of
+The engine's metric cache (:class:`probe.analyses.engine.cache.MetricCache`) and the feature cache of
 :func:`probe.analyses.features.cached_features` are both built on it.
 """
 

@@ -61,9 +61,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    """Validate, :func:`probe.engine.analyze`, the attribution grids, :func:`probe.report.write_report`, the summary."""
+    """Validate, :func:`probe.analyses.engine.analyze`, the attribution grids, :func:`probe.report.write_report`,
+    the summary."""
+    from probe.analyses.engine import analyze, attribution_grids, summary_text, write_tables
     from probe.cli.options import parse_options
-    from probe.engine import analyze, attribution_grids, summary_text, write_tables
     from probe.report import write_report
 
     result = analyze(

@@ -1,5 +1,5 @@
 """Figures and the self-contained HTML report of an analysis: a pure consumer of
-:class:`~probe.engine.result.AnalysisResult` (and of attribution grids the engine computed).
+:class:`~probe.analyses.engine.result.AnalysisResult` (and of attribution grids the engine computed).
 
 ``write_report(result, grids)`` writes ``report.html``; ``plot_overview(result)``, ``plot_metric(result, metric)``,
 ``plot_dynamics(result)``, ``plot_proposition(result)`` and ``plot_claims(result)`` draw its figures in a notebook.

@@ -1,6 +1,6 @@
 """Figures of ``probe analyze``: the sweep overview, per-run dynamics, the proposition and the claims.
 
-Every function takes the tidy tables of :class:`probe.engine.result.AnalysisResult` and returns a
+Every function takes the tidy tables of :class:`probe.analyses.engine.result.AnalysisResult` and returns a
 :class:`matplotlib.figure.Figure` built without pyplot state (Agg when saved), so the same figures appear in the
 report, in scripts and in notebooks. Learning rates are coloured on a log scale (viridis); the fixed-steps sweep is
 drawn with solid lines and circles, the matched-budget sweep with dashed lines and squares.
@@ -17,7 +17,7 @@ import pandas as pd
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 
-from probe.engine.result import claims_wide
+from probe.analyses.engine.result import claims_wide
 from probe.errors import ProbeInputError
 
 __all__ = ["DYNAMICS_PANELS", "claim_columns", "claims_forest", "claims_wide", "dynamics", "lr_colours",

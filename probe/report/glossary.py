@@ -40,7 +40,7 @@ REPORT_TERMS: dict[str, Entry] = {
     "phase": Entry("analyze", "final: / early:",
                    "run-table prefixes: final = the last committed epoch; early = the recorded epoch (after step 0) "
                    "whose step is closest to 10% of the run's steps.",
-                   "docs/analyze.md#the-run-table-runscsv", "probe.engine.plan:early_epoch"),
+                   "docs/analyze.md#the-run-table-runscsv", "probe.analyses.engine.plan:early_epoch"),
     "verdict": Entry("analyze", "verdict, survives_control",
                      "agrees / disagrees: with 3 or more rates, a one-sided permutation p-value <= 0.05 for the "
                      "Spearman correlation with the rate (and the seed-bootstrap interval on the same side of 0); "

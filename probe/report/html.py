@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from probe.report.glossary import glossary_html, glossary_key, metric_link, metric_of
 
 if TYPE_CHECKING:
-    from probe.engine.result import AnalysisResult
+    from probe.analyses.engine.result import AnalysisResult
 
 __all__ = ["Section", "analysis_sections", "figure_data_uri", "glossary_section", "render_page", "table_html"]
 

@@ -1,5 +1,5 @@
 """Report panels beyond the logit-level pages: representations and compressibility, and attribution heatmaps (drawn
-from grids the engine computed: :func:`probe.engine.grids.attribution_grids`).
+from grids the engine computed: :func:`probe.analyses.engine.grids.attribution_grids`).
 
 Each function returns :class:`~probe.report.html.Section` objects for :func:`probe.report.write.write_report`'s
 ``extra_sections``; a panel whose data is absent (an analysis not run) returns nothing rather than an empty page.
@@ -93,8 +93,9 @@ def representation_section(result: Any, fig_dir: Path) -> list[Section]:
 
 
 def attribution_sections(result: Any, grids: Any, fig_dir: Path) -> list[Section]:
-    """Draw precomputed attribution grids (:func:`probe.engine.grids.attribution_grids`: the same bias-conflicting
-    test samples across the learning rates of each sweep, one grid per applicable method) into one section."""
+    """Draw precomputed attribution grids (:func:`probe.analyses.engine.grids.attribution_grids`: the same
+    bias-conflicting test samples across the learning rates of each sweep, one grid per applicable method) into one
+    section."""
     from probe.report.heatmaps import plot_attributions
 
     figures = []

@@ -1,5 +1,5 @@
-"""Figures of an :class:`~probe.engine.result.AnalysisResult` for notebooks and scripts: the report's figures, one
-call each, returning a :class:`matplotlib.figure.Figure`.
+"""Figures of an :class:`~probe.analyses.engine.result.AnalysisResult` for notebooks and scripts: the report's
+figures, one call each, returning a :class:`matplotlib.figure.Figure`.
 
 Example:
     >>> import probe
@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from probe.report.figures import claims_forest, dynamics, metric_over_training, proposition_panels, sweep_overview
 
 if TYPE_CHECKING:
-    from probe.engine.result import AnalysisResult
+    from probe.analyses.engine.result import AnalysisResult
 
 __all__ = ["plot_claims", "plot_dynamics", "plot_metric", "plot_overview", "plot_proposition"]
 

@@ -1,7 +1,7 @@
 """``report.html`` of an analysis: the figures of :mod:`probe.report.figures`, the sections of
 :mod:`probe.report.html`, the representation panel and the attribution heatmap grids (computed beforehand by
-:func:`probe.engine.grids.attribution_grids`) of :mod:`probe.report.panels`, in one self-contained page. The report
-computes nothing: it draws an :class:`~probe.engine.result.AnalysisResult`.
+:func:`probe.analyses.engine.grids.attribution_grids`) of :mod:`probe.report.panels`, in one self-contained page. The
+report computes nothing: it draws an :class:`~probe.analyses.engine.result.AnalysisResult`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from probe.report.panels import attribution_sections, representation_section
 from probe.store.atomic import atomic_write_bytes
 
 if TYPE_CHECKING:
-    from probe.engine.grids import AttributionGrids
-    from probe.engine.result import AnalysisResult
+    from probe.analyses.engine.grids import AttributionGrids
+    from probe.analyses.engine.result import AnalysisResult
 
 
 def write_report(result: AnalysisResult, grids: AttributionGrids | None = None, extra_sections: Sequence[Section] = (),
@@ -26,14 +26,15 @@ def write_report(result: AnalysisResult, grids: AttributionGrids | None = None, 
     """Draw the figures (``<out>/figures/*.png``) and write ``<out>/report.html``; returns the report's path.
 
     Args:
-        result: what :func:`probe.engine.analyze` (or :func:`probe.engine.load_analysis`) returned.
-        grids: attribution heatmap grids from :func:`probe.engine.grids.attribution_grids` (None: no such section).
+        result: what :func:`probe.analyses.engine.analyze` (or :func:`probe.analyses.engine.load_analysis`) returned.
+        grids: attribution heatmap grids from :func:`probe.analyses.engine.grids.attribution_grids` (None: no such
+            section).
         extra_sections: more sections, placed before the run table.
         title: the page title (default ``probe analyze: <name of the analysed path>``).
         strict: raise when a figure or panel fails instead of recording it in ``result.errors``.
 
     A figure or panel that fails is recorded in ``result.errors`` (and listed in the report); write the tables again
-    (:func:`probe.engine.write_tables`) so that ``metrics.json`` lists it too.
+    (:func:`probe.analyses.engine.write_tables`) so that ``metrics.json`` lists it too.
     """
     fig_dir = result.out / "figures"
     figures: dict[str, Path] = {}

@@ -23,7 +23,7 @@ from probe.analyses.base import (
     resolve_options,
 )
 from probe.analyses.docs import DOCS_DIR, REGENERATE, github_slug, page_headings, render_page, stale_pages
-from probe.engine import analyze
+from probe.analyses.engine import analyze
 from probe.errors import ProbeInputError
 from probe.train import TrainConfig, train
 

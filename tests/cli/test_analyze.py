@@ -9,10 +9,10 @@ from sklearn.metrics import accuracy_score
 
 from probe.cli import main
 from probe.store import open_run
-from tests.engine import helpers
-from tests.engine.helpers import copy_sweep, flip_bit_in_place, strict_json
+from tests.analyses.engine import helpers
+from tests.analyses.engine.helpers import copy_sweep, flip_bit_in_place, strict_json
 
-counting = helpers.counting  # fixtures shared with tests/engine
+counting = helpers.counting  # fixtures shared with tests/analyses/engine
 parity_sweep = helpers.parity_sweep
 
 

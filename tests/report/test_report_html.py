@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from probe.engine import analyze, attribution_grids
+from probe.analyses.engine import analyze, attribution_grids
 from probe.report.figures import save_figure
 from probe.report.html import Section, render_page, table_html
 from probe.report.write import write_report

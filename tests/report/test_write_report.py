@@ -10,8 +10,8 @@ import sys
 import pytest
 from matplotlib.figure import Figure
 
-from probe.engine import analyze, attribution_grids, load_analysis
-from probe.engine.grids import AttributionGrid, AttributionGrids
+from probe.analyses.engine import analyze, attribution_grids, load_analysis
+from probe.analyses.engine.grids import AttributionGrid, AttributionGrids
 from probe.report import plot_claims, plot_dynamics, plot_metric, plot_overview, plot_proposition, write_report
 from tests.conftest import REPO
 
@@ -73,7 +73,7 @@ def test_notebook_helpers_draw_a_result(analysed):
 
 
 def test_analyses_and_engine_import_no_report_or_cli():
-    code = ("import sys, probe.analyses, probe.engine; from probe.analyses.base import load_analyses; "
+    code = ("import sys, probe.analyses, probe.analyses.engine; from probe.analyses.base import load_analyses; "
             "load_analyses(); print(sorted(m for m in sys.modules if m.startswith(('probe.report', 'probe.cli'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
     assert out.strip() == "[]"

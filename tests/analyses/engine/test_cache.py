@@ -12,12 +12,12 @@ import pytest
 
 from probe.analyses.base import EPOCH_ANALYSES, options_key
 from probe.analyses.cache import FileCache
-from probe.engine import analyze
-from probe.engine.cache import CACHE_FORMAT, EntryKey
+from probe.analyses.engine import analyze
+from probe.analyses.engine.cache import CACHE_FORMAT, EntryKey
 from probe.errors import UnsafePathError
 from probe.store import open_run
 from probe.store.atomic import TEMP_PREFIX
-from tests.engine.helpers import copy_sweep, flip_bit_in_place
+from tests.analyses.engine.helpers import copy_sweep, flip_bit_in_place
 
 
 def test_file_cache_entries_and_keys(tmp_path):

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from probe.engine.plan import RunPlan, Source
+from probe.analyses.engine.plan import RunPlan, Source
 from probe.errors import ProbeError
 from probe.store.reader import Run
 

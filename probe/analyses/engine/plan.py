@@ -202,7 +202,7 @@ class RunPlan:
 
 def plan_run(source: Source, run: Run, epochs: Any = None, model_epochs: Any = None) -> RunPlan:
     """The :class:`RunPlan` of ``run`` for ``analyze``'s ``epochs`` and ``model_epochs``
-    (see :func:`probe.engine.analyze`)."""
+    (see :func:`probe.analyses.engine.analyze`)."""
     try:
         manifest_epochs = run.manifest["epochs"]
     except RunDirectoryError:  # started, nothing committed yet (no manifest)

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 
 from probe.analyses.claims import CLAIMS
-from probe.engine import AnalysisResult, analyze, load_analysis, summary_text
-from probe.engine.result import TABLE_FILES, claims_wide
+from probe.analyses.engine import AnalysisResult, analyze, load_analysis, summary_text
+from probe.analyses.engine.result import TABLE_FILES, claims_wide
 from probe.errors import RunDirectoryError
+from tests.analyses.engine.helpers import strict_json
 from tests.conftest import REPO
-from tests.engine.helpers import strict_json
 
 
 @pytest.fixture(scope="module")

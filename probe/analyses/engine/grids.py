@@ -11,7 +11,7 @@ from typing import Any
 
 from probe.analyses.attribution import Attributions, attribute_run
 from probe.analyses.attribution_methods import method_applies
-from probe.engine.result import AnalysisResult
+from probe.analyses.engine.result import AnalysisResult
 from probe.store.reader import Run
 
 #: the methods of the report's grids (those that apply to the model).
@@ -70,7 +70,7 @@ def attribution_grids(result: AnalysisResult, methods: Sequence[str] = GRID_METH
     with ``strict``), not fatal.
 
     Example:
-        >>> from probe.engine import analyze, attribution_grids
+        >>> from probe.analyses.engine import analyze, attribution_grids
         >>> from probe.report import write_report
         >>> result = analyze("checkpoints/my_sweep")                      # doctest: +SKIP
         >>> write_report(result, attribution_grids(result))              # doctest: +SKIP

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from probe.engine.plan import default_model_epochs, early_epoch, plan_run, resolve_sources, select_epochs
+from probe.analyses.engine.plan import default_model_epochs, early_epoch, plan_run, resolve_sources, select_epochs
 from probe.errors import ProbeInputError, RunDirectoryError
 from probe.store import open_run
 

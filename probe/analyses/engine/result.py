@@ -5,7 +5,7 @@ The tables (:class:`AnalysisResult`):
 
 - ``epochs``: long format, one row per (run, epoch, analysis, split, metric) with ``value``;
 - ``runs``: one row per run with its configuration, ``status`` and the summary columns ``final:<split>/<metric>``
-  (the last committed epoch) and ``early:<split>/<metric>`` (:func:`probe.engine.plan.early_epoch`);
+  (the last committed epoch) and ``early:<split>/<metric>`` (:func:`probe.analyses.engine.plan.early_epoch`);
 - ``claims``: :func:`probe.analyses.claims.evaluate_claims` of the run table (with ``survives_control`` when a
   matched-budget sweep is analysed alongside a fixed-steps one);
 - ``failures``: every run left out of the claims (diverged, collapsed, incomplete, empty, damaged).

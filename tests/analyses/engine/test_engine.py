@@ -9,14 +9,14 @@ from sklearn.metrics import accuracy_score
 
 from probe.analyses.base import EPOCH_ANALYSES, EpochAnalysis, load_analyses
 from probe.analyses.claims import CLAIMS
-from probe.engine import analyze
-from probe.engine.result import EPOCH_COLUMNS, RUN_COLUMNS
+from probe.analyses.engine import analyze
+from probe.analyses.engine.result import EPOCH_COLUMNS, RUN_COLUMNS
 from probe.errors import ProbeInputError
 from probe.report import write_report
 from probe.store import open_run, open_sweep
 from probe.train import run_sweep
+from tests.analyses.engine.helpers import strict_json
 from tests.conftest import tiny_parity_config
-from tests.engine.helpers import strict_json
 
 
 @pytest.fixture(scope="module")

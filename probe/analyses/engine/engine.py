@@ -2,10 +2,10 @@
 
 For each run, analyses registered with ``needs_model=False`` (records only: groups, logits, losses, proposition) run
 on every committed epoch; analyses with ``needs_model=True`` (features, pruning, attributions) run on a few epochs
-(:func:`probe.engine.plan.default_model_epochs`). Each result is cached under ``<out>/cache``
-(:mod:`probe.engine.cache`: the epoch file's sha256, the analysis's version and options, the engine's cache format), so
-a second ``analyze`` recomputes nothing that is still valid; every epoch is re-hashed against the manifest before the
-cache (or an analysis) answers for it.
+(:func:`probe.analyses.engine.plan.default_model_epochs`). Each result is cached under ``<out>/cache``
+(:mod:`probe.analyses.engine.cache`: the epoch file's sha256, the analysis's version and options, the engine's cache
+format), so a second ``analyze`` recomputes nothing that is still valid; every epoch is re-hashed against the manifest
+before the cache (or an analysis) answers for it.
 
 A failing analysis never stops the others: the error is recorded in ``errors`` / ``metrics.json`` and printed to
 stderr. A damaged run (a truncated or altered epoch file, an unreadable ``run.json``) never stops the others either:
@@ -13,8 +13,9 @@ it gets status ``damaged`` with ``damaged_file`` and ``damage_reason`` and none 
 (``strict=True`` raises in both cases instead). ``analyze`` writes the tables and ``metrics.json``; the figures and
 ``report.html`` are :func:`probe.report.write_report`'s.
 
-The steps, in order: :func:`select_analyses` (names, resolved options), :func:`probe.engine.plan.resolve_sources`,
-:func:`prepare_out_dir`, :func:`plan_runs`, :func:`analyse_run` per plan, :func:`assemble`.
+The steps, in order: :func:`select_analyses` (names, resolved options),
+:func:`probe.analyses.engine.plan.resolve_sources`, :func:`prepare_out_dir`, :func:`plan_runs`, :func:`analyse_run` per
+plan, :func:`assemble`.
 """
 
 from __future__ import annotations
@@ -32,10 +33,9 @@ import numpy as np
 import pandas as pd
 
 from probe.analyses.base import AnalysisContext, EpochAnalysis, load_analyses, resolve_options
-from probe.device import resolve_device
-from probe.engine.cache import EntryKey, MetricCache
-from probe.engine.plan import EARLY_FRACTION, RunPlan, Source, plan_run, resolve_sources
-from probe.engine.result import (
+from probe.analyses.engine.cache import EntryKey, MetricCache
+from probe.analyses.engine.plan import EARLY_FRACTION, RunPlan, Source, plan_run, resolve_sources
+from probe.analyses.engine.result import (
     EPOCH_COLUMNS,
     RATIO_COLUMNS,
     RUN_COLUMNS,
@@ -46,7 +46,8 @@ from probe.engine.result import (
     warn,
     write_tables,
 )
-from probe.engine.status import damaged_row, identity, run_identity, run_row
+from probe.analyses.engine.status import damaged_row, identity, run_identity, run_row
+from probe.device import resolve_device
 from probe.errors import ProbeInputError
 from probe.plugins import PluginError
 from probe.store.reader import RUN_JSON, Run
@@ -294,7 +295,7 @@ def analyze(
         epochs: epochs for the record-level analyses: None (every committed epoch), ``"last"``, or numbers; each
             run's early and last epochs are always added so that its summary columns are defined.
         model_epochs: epochs for the analyses that need the model: None (epoch 0, the epochs nearest 25/50/75% of
-            training and the last; :func:`probe.engine.plan.default_model_epochs`), ``"last"``, ``"all"``,
+            training and the last; :func:`probe.analyses.engine.plan.default_model_epochs`), ``"last"``, ``"all"``,
             ``"none"`` or numbers.
         device: where models run: ``cpu`` (default), ``auto`` (CUDA, then MPS, then the CPU), ``cuda``, ``cuda:N``,
             ``mps`` (:func:`probe.device.resolve_device`).
@@ -308,7 +309,7 @@ def analyze(
         use_cache: reuse cached results (they are written either way).
 
     Returns:
-        :class:`~probe.engine.result.AnalysisResult`; draw its report with :func:`probe.report.write_report`.
+        :class:`~probe.analyses.engine.result.AnalysisResult`; draw its report with :func:`probe.report.write_report`.
 
     Example:
         >>> import probe
