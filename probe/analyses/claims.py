@@ -3,28 +3,35 @@
 A claim says that a metric rises (or falls) with the learning rate. A sweep is summarised as a *run table*: one row
 per run with columns ``run``, the axis (``lr``), ``seed``, ``budget`` (``"fixed"`` or ``"matched"``), ``status``
 (:func:`classify_run`) and one column per claim, named ``"<phase>:<split>/<metric>"`` where ``phase`` is ``final``
-(the last epoch) or ``early`` (an early epoch chosen by whoever builds the table).
+(the last epoch) or ``early`` (the recorded point at 10% of the sweep's distance budget rate x steps). A claim may
+name a *count column*, the number of samples its metric rests on in each run.
 
-The statistics (:func:`evaluate_claims`), per claim and budget, over the runs with ``status == "ok"`` and a finite
-value:
+How a claim is judged (:func:`evaluate_claims`), per budget, over the runs with ``status == "ok"`` and a finite
+value; every run is a point and seeds are the replicates (the statistics are in
+:mod:`probe.analyses.claims_stats`):
 
-- ``spearman``: Spearman rank correlation between the rate and the metric over the runs (every seed is a point;
-  tied rates get average ranks).
-- ``p_value``: one-sided permutation p-value of ``spearman`` in the claim's direction (metric values permuted over the
-  runs; exact enumeration when ``n_runs! <= 9999``, otherwise 9999 random permutations with a fixed seed).
-  ``p_value_opposite`` is the same test in the other direction.
-- ``ci_low``, ``ci_high``: 95% percentile bootstrap interval of ``spearman`` over seeds: each of 2000 resamples
-  redraws, within every rate, that rate's runs with replacement. Defined only when some rate has two or more runs;
-  otherwise NaN and the permutation p-value alone carries the uncertainty. (Resampled duplicates add ties, so
-  for a nearly perfect ordering the interval can sit slightly above ``spearman``.)
-- ``verdict``: ``"agrees"`` when ``n_rates >= 3``, ``p_value <= 0.05`` and (when the interval is defined) the whole
-  interval lies on the claimed side of 0; ``"disagrees"`` when the same holds in the opposite direction;
-  ``"cannot tell"`` otherwise; ``"not measured"`` when the column is missing or has no finite value.
-  With one seed per rate, 4 rates agree only when perfectly ordered (p = 1/24) and 3 rates can never agree (p >= 1/6).
-- ``survives_control`` (only when the table has both budgets; the same value on every row of the claim): ``"yes"``
-  when the claim agrees at fixed and at matched budget, ``"no"`` when it agrees at fixed budget but disagrees at
-  matched budget, ``"cannot tell"`` when it agrees at fixed budget and the matched-budget verdict is neither,
-  ``"n/a"`` when it does not agree at fixed budget (there is no effect to control for).
+- ``not measurable`` first, with its ``reason``: no finite value (the analysis did not run, or the dataset has no
+  mask), fewer than 2 rates, the same value in every run, or fewer than :data:`MIN_SAMPLES` contributing samples in
+  some run (its count column).
+- ``spearman`` with ``p_value`` / ``p_value_opposite``: one-sided permutation p-values in the claimed / opposite
+  direction; ``p_adjusted`` / ``p_adjusted_opposite``: Holm-adjusted over every judged row of the table (one family
+  per direction).
+- Effect sizes in the metric's units: ``effect`` = mean of the rate most extreme in the direction of ``spearman``
+  minus the lowest rate's mean (``effect_rate`` names that rate; ``effect_low`` / ``effect_high`` its 95% interval:
+  bootstrap over seeds with >= 3 seeds at every rate, else t), and ``slope`` per decade of rate with its 95%
+  t-interval (``slope_low`` / ``slope_high``), both from the seed-level residuals.
+- ``floor``: the smallest effect that matters, declared with the claim (absolute, or relative to the lowest rate's
+  mean).
+- ``agrees`` / ``disagrees``: at least 3 rates, adjusted p <= 0.05 in the claimed / opposite direction, and
+  ``|effect| >= floor`` in that direction. ``no effect``: the equivalence test (two one-sided t-tests at 0.05,
+  ``equivalence_p``) puts the slope per decade inside ``(-floor, floor)`` and ``|effect| < floor``.
+  ``cannot tell`` otherwise.
+
+The matched-budget control (when the table holds both budgets): the fixed-steps sweep is judged a second time over
+the matched sweep's rates only (``rates == "matched"``; the full-range rows have ``rates == "all"``), and
+``survives_control`` compares that verdict with the matched one: ``yes`` (the matched sweep agrees), ``vanishes``
+(no effect at matched budget: the effect follows rate x steps), ``reverses`` (disagrees), ``cannot tell``; ``n/a``
+when the fixed sweep does not agree over those rates (there is nothing to control).
 """
 
 from __future__ import annotations
@@ -34,23 +41,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import permutation_test, rankdata
 
+from probe.analyses import claims_stats as st
 from probe.errors import ProbeInputError
 
-#: significance level of the verdicts.
+#: significance level of the verdicts (family-wise, after Holm's adjustment) and of the equivalence test.
 ALPHA_LEVEL = 0.05
-#: bootstrap resamples of the seed interval; permutation resamples when exact enumeration is too large.
-N_BOOTSTRAP = 2000
-N_PERMUTATIONS = 9999
-#: fixed seed of every random resampling, so that a report is reproducible.
-RESAMPLING_SEED = 0
+#: a claim resting on fewer samples than this in some run is not measurable.
+MIN_SAMPLES = 20
 #: a run whose final training accuracy is below this multiple of chance (1/K) has collapsed.
 COLLAPSE_FACTOR = 1.5
 
 PHASES = ("final", "early")
 DIRECTIONS = ("up", "down")
 BUDGETS = ("fixed", "matched")
+VERDICTS = ("agrees", "disagrees", "no effect", "cannot tell", "not measurable")
+CONTROL_OUTCOMES = ("yes", "vanishes", "reverses", "cannot tell", "n/a")
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,11 @@ class Claim:
         direction: ``"up"`` (rises with the rate) or ``"down"``.
         phase: ``"final"`` or ``"early"`` (the prefix of ``column``).
         description: one plain sentence for the report.
+        floor: the smallest effect that matters, in the metric's units (or a fraction of the lowest rate's mean when
+            ``relative_floor``).
+        relative_floor: ``floor`` is relative to the lowest rate's mean (norms).
+        count_column: run-table column holding the number of samples the metric rests on in each run (None: the
+            metric has no sample count).
     """
 
     name: str
@@ -70,43 +81,61 @@ class Claim:
     direction: str
     phase: str
     description: str
+    floor: float = 0.02
+    relative_floor: bool = False
+    count_column: str | None = None
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
             raise ProbeInputError(f"claim {self.name!r}: direction must be one of {DIRECTIONS}, got {self.direction!r}")
         if self.phase not in PHASES or not self.column.startswith(f"{self.phase}:"):
             raise ProbeInputError(f"claim {self.name!r}: column {self.column!r} must start with its phase {PHASES}")
+        if not (math.isfinite(self.floor) and self.floor > 0):
+            raise ProbeInputError(f"claim {self.name!r}: floor must be a positive number, got {self.floor}")
 
     @property
     def sign(self) -> int:
         return 1 if self.direction == "up" else -1
 
+    @property
+    def floor_text(self) -> str:
+        """The floor as the report states it: ``"0.02"`` or ``"10% of the lowest rate's mean"``."""
+        return f"{self.floor:.0%} of the lowest rate's mean" if self.relative_floor else f"{self.floor:g}"
 
-#: The claims of SPEC section 5, in report order.
+
+#: The claims of SPEC section 5, in report order. Floors: accuracies, shares and fractions 0.02 absolute; norms 10%
+#: of the lowest rate's mean; class separation (a difference of mean cosine distances in [0, 1]) 0.02.
 CLAIMS: tuple[Claim, ...] = (
     Claim("unbiased_acc_up", "final:test/unbiased_acc", "up", "final",
-          "Unbiased test accuracy rises with the learning rate."),
+          "Unbiased test accuracy rises with the learning rate.", count_column="final:test/n"),
     Claim("wga_up", "final:test/wga", "up", "final",
-          "Worst-group test accuracy rises with the learning rate."),
+          "Worst-group test accuracy rises with the learning rate.", count_column="final:test/wga_min_group_n"),
     Claim("retention_up", "final:test/retention@0.9", "up", "final",
-          "Accuracy kept after pruning 90% of the weights rises with the learning rate."),
+          "Accuracy kept after pruning 90% of the weights rises with the learning rate.",
+          count_column="final:test/n_pruning"),
     Claim("activation_sparsity_up", "final:test/activation_sparsity", "up", "final",
-          "Activations get sparser as the learning rate rises."),
+          "Activations get sparser as the learning rate rises.", count_column="final:test/n_sparsity"),
     Claim("probe_core_up", "final:val/probe_core", "up", "final",
-          "A linear probe reads the core label from the features better as the learning rate rises."),
+          "A linear probe reads the core label from the features better as the learning rate rises.",
+          count_column="final:val/n_probe_eval"),
     Claim("probe_gap_up", "final:val/probe_gap", "up", "final",
           "The features favour the core over the spurious attribute more as the learning rate rises "
-          "(probe_core - probe_spurious)."),
+          "(probe_core - probe_spurious).", count_column="final:val/n_probe_eval"),
     Claim("class_separation_up", "final:test/class_separation", "up", "final",
-          "Classes are better separated in feature space as the learning rate rises."),
+          "Classes are better separated in feature space as the learning rate rises.",
+          count_column="final:test/n_features"),
     Claim("core_attr_share_up", "final:test/core_attr_share@ig", "up", "final",
-          "Integrated Gradients put more attribution on the core region as the learning rate rises."),
+          "Integrated Gradients put more attribution on the core region as the learning rate rises.",
+          count_column="final:test/n_attributed"),
     Claim("early_logit_norm_up", "early:train/logit_norm", "up", "early",
-          "Early in training, logit norms are larger at larger learning rates."),
+          "Early in training, logit norms are larger at larger learning rates.", floor=0.1, relative_floor=True,
+          count_column="early:train/n"),
     Claim("early_cmr_up", "early:train/cmr@0.9", "up", "early",
-          "Early in training, more bias-conflicting samples are confidently mispredicted at larger learning rates."),
+          "Early in training, more bias-conflicting samples are confidently mispredicted at larger learning rates.",
+          count_column="early:train/n_bc"),
     Claim("early_bc_loss_share_up", "early:train/bc_loss_share", "up", "early",
-          "Early in training, bias-conflicting samples carry more of the loss at larger learning rates."),
+          "Early in training, bias-conflicting samples carry more of the loss at larger learning rates.",
+          count_column="early:train/n_bc"),
 )
 
 
@@ -124,80 +153,96 @@ def classify_run(final_train_acc: float, num_classes: int, diverged: bool) -> st
     return "collapsed" if acc < COLLAPSE_FACTOR / k else "ok"
 
 
-# --- statistics --------------------------------------------------------------------------------------------------
+# --- one claim on one set of runs --------------------------------------------------------------------------------
+
+#: columns of the claims table, in order.
+COLUMNS = ["claim", "column", "direction", "budget", "rates", "n_rates", "n_runs", "n_excluded", "min_seeds",
+           "min_samples", "spearman", "p_value", "p_value_opposite", "p_adjusted", "p_adjusted_opposite", "effect",
+           "effect_low", "effect_high", "effect_interval", "effect_rate", "slope", "slope_low", "slope_high",
+           "floor", "equivalence_p", "verdict", "reason", "description"]
 
 
-def _rank_corr(x_ranks: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Spearman correlation of fixed ``x_ranks`` with each row of ``y`` (last axis = runs); NaN for a constant row."""
-    y_ranks = rankdata(y, axis=-1)
-    xc = x_ranks - x_ranks.mean()
-    yc = y_ranks - y_ranks.mean(axis=-1, keepdims=True)
-    den = np.sqrt((xc**2).sum()) * np.sqrt((yc**2).sum(axis=-1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, (yc * xc).sum(axis=-1) / np.where(den > 0, den, 1.0), np.nan)
+def _nan_row() -> dict[str, Any]:
+    return {c: float("nan") for c in ("spearman", "p_value", "p_value_opposite", "p_adjusted", "p_adjusted_opposite",
+                                      "effect", "effect_low", "effect_high", "effect_rate", "slope", "slope_low",
+                                      "slope_high", "floor", "equivalence_p", "min_samples")} | {
+        "effect_interval": "", "min_seeds": 0}
 
 
-def _permutation_p(x_ranks: np.ndarray, y: np.ndarray, sign: int) -> float:
-    """One-sided permutation p-value of the rank correlation in direction ``sign``."""
-    res = permutation_test(
-        (y,),
-        lambda yy, axis=-1: _rank_corr(x_ranks, yy),
-        permutation_type="pairings",
-        vectorized=True,
-        n_resamples=N_PERMUTATIONS,
-        alternative="greater" if sign > 0 else "less",
-        random_state=RESAMPLING_SEED,
-    )
-    return float(res.pvalue)
-
-
-def _bootstrap_interval(rates: np.ndarray, y: np.ndarray, x_ranks: np.ndarray) -> tuple[float, float]:
-    """95% percentile interval of the rank correlation when each rate's runs are redrawn with replacement."""
-    rng = np.random.default_rng(RESAMPLING_SEED)
-    groups = [np.flatnonzero(rates == r) for r in np.unique(rates)]
-    idx = np.concatenate([rng.choice(g, size=(N_BOOTSTRAP, len(g)), replace=True) for g in groups], axis=1)
-    order = np.concatenate(groups)  # the x ranks follow this order: resampling within a rate keeps them fixed
-    boot = _rank_corr(x_ranks[order], y[idx])
-    boot = boot[np.isfinite(boot)]
-    if boot.size == 0:
-        return float("nan"), float("nan")
-    return float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
-
-
-def _judge(rates: np.ndarray, values: np.ndarray, sign: int) -> dict[str, Any]:
-    n_rates, n_runs = len(np.unique(rates)), len(values)
-    out: dict[str, Any] = {
-        "n_rates": n_rates, "n_runs": n_runs, "spearman": float("nan"), "ci_low": float("nan"),
-        "ci_high": float("nan"), "p_value": float("nan"), "p_value_opposite": float("nan"),
-        "uncertainty": "", "verdict": "cannot tell",
-    }
-    if n_runs == 0:
-        out["verdict"] = "not measured"
+def _measure(claim: Claim, rates: np.ndarray, values: np.ndarray, counts: np.ndarray | None,
+             n_permutations: int, n_bootstrap: int) -> dict[str, Any]:
+    """Everything but the adjusted p-values and the verdicts that depend on them; ``verdict`` is set only when the
+    claim is not measurable."""
+    out = _nan_row()
+    n_rates = len(np.unique(rates))
+    out.update(n_rates=n_rates, n_runs=len(values), verdict="", reason="")
+    if len(values) == 0:
+        out.update(verdict="not measurable", reason=f"no value of {claim.column} in any ok run (the analysis did "
+                   "not run, or the dataset has nothing it needs, e.g. no core mask)")
+        return out
+    _, _, per_rate = st.rate_means(rates, values)
+    out["min_seeds"] = int(per_rate.min())
+    if counts is not None and len(counts):
+        out["min_samples"] = float(np.nanmin(counts)) if np.isfinite(counts).any() else float("nan")
+        if np.isfinite(out["min_samples"]) and out["min_samples"] < MIN_SAMPLES:
+            out.update(verdict="not measurable", reason=f"fewer than {MIN_SAMPLES} contributing samples per run "
+                       f"(smallest: {out['min_samples']:.0f}, {claim.count_column})")
+            return out
+    if np.ptp(values) == 0:
+        out.update(verdict="not measurable", reason=f"the same value ({values[0]:.4g}) in every run")
         return out
     if n_rates < 2:
+        out.update(verdict="not measurable", reason="fewer than 2 learning rates")
         return out
-    x_ranks = rankdata(rates)
-    rho = float(_rank_corr(x_ranks, values))
-    out["spearman"] = rho
-    if not math.isfinite(rho):  # the metric is constant over the runs
-        return out
-    out["p_value"] = _permutation_p(x_ranks, values, sign)
-    out["p_value_opposite"] = _permutation_p(x_ranks, values, -sign)
-    if n_runs > n_rates:
-        out["ci_low"], out["ci_high"] = _bootstrap_interval(rates, values, x_ranks)
-        out["uncertainty"] = "bootstrap over seeds + permutation"
-    else:
-        out["uncertainty"] = "permutation (one seed per rate)"
-    if n_rates < 3:
-        return out
-    has_ci = math.isfinite(out["ci_low"])
-    above, below = out["ci_low"] > 0, out["ci_high"] < 0  # the whole interval on one side of 0
-    claimed_side, opposite_side = (above, below) if sign > 0 else (below, above)
-    if out["p_value"] <= ALPHA_LEVEL and (not has_ci or claimed_side):
-        out["verdict"] = "agrees"
-    elif out["p_value_opposite"] <= ALPHA_LEVEL and (not has_ci or opposite_side):
-        out["verdict"] = "disagrees"
+    rho, p_up, p_down = st.rank_correlation_test(rates, values, n_permutations=n_permutations)
+    sign = claim.sign
+    out.update(spearman=rho, p_value=p_up if sign > 0 else p_down, p_value_opposite=p_down if sign > 0 else p_up)
+    var = st.seed_variance(rates, values)
+    slope = st.slope_per_decade(rates, values, var)
+    direction = sign if not math.isfinite(rho) or rho * sign >= 0 else -sign
+    diff, best = st.difference_vs_lowest(rates, values, direction, var, n_bootstrap=n_bootstrap)
+    _, means, _ = st.rate_means(rates, values)
+    floor = claim.floor * abs(means[0]) if claim.relative_floor else claim.floor
+    out.update(effect=diff.value, effect_low=diff.low, effect_high=diff.high, effect_interval=diff.interval,
+               effect_rate=best, slope=slope.value, slope_low=slope.low, slope_high=slope.high, floor=floor)
+    if floor > 0:
+        out["equivalence_p"] = st.equivalence_p(slope, floor)
     return out
+
+
+def _verdict(claim: Claim, row: dict[str, Any]) -> tuple[str, str]:
+    """The verdict and its reason from a measured row with adjusted p-values."""
+    if row["verdict"] == "not measurable":
+        return row["verdict"], row["reason"]
+    floor, effect = row["floor"], row["effect"]
+    said = f"effect {effect:+.3g} vs floor {floor:.3g}"
+    if row["n_rates"] < 3:
+        return "cannot tell", f"only {row['n_rates']} rates (at least 3 are needed)"
+    small = ""
+    for name, p, sign in (("agrees", row["p_adjusted"], claim.sign), ("disagrees", row["p_adjusted_opposite"],
+                                                                      -claim.sign)):
+        if math.isfinite(p) and p <= ALPHA_LEVEL:
+            if sign * effect >= floor:
+                return name, f"adjusted p {p:.2g}; {said}"
+            small = f"adjusted p {p:.2g}, but the effect is below the floor; "
+    tost = row["equivalence_p"]
+    if math.isfinite(tost) and tost <= ALPHA_LEVEL and abs(effect) < floor:
+        return "no effect", (f"{small}equivalence p {tost:.2g}: slope {row['slope']:+.3g} per decade and {said} "
+                             "lie inside the floor")
+    p = min(row["p_adjusted"], row["p_adjusted_opposite"])
+    return "cannot tell", small + (f"adjusted p {p:.2g}; " if not small else "") + \
+        f"{said}; equivalence p {tost:.2g}"
+
+
+def _points(claim: Claim, columns: dict[str, np.ndarray], axis: str) -> tuple[np.ndarray, np.ndarray,
+                                                                              np.ndarray | None]:
+    """The rates, finite values and sample counts of one claim from the numeric ``columns`` of some runs."""
+    if claim.column not in columns:
+        return np.empty(0), np.empty(0), None
+    values = columns[claim.column]
+    keep = np.isfinite(values)
+    counts = columns[claim.count_column][keep] if claim.count_column in columns else None
+    return columns[axis][keep], values[keep], counts
 
 
 def _normalise_table(run_table: Any, axis: str):
@@ -222,60 +267,69 @@ def _normalise_table(run_table: Any, axis: str):
     return table
 
 
-def evaluate_claims(run_table: Any, claims: Any = CLAIMS, axis: str = "lr"):
+def evaluate_claims(run_table: Any, claims: Any = CLAIMS, axis: str = "lr", *,
+                    n_permutations: int = st.N_PERMUTATIONS, n_bootstrap: int = st.N_BOOTSTRAP):
     """Judge a sweep against the claims (see the module doc for every statistic and the verdict rule).
 
     Args:
         run_table: ``pandas.DataFrame``, one row per run, with columns ``run``, ``axis``, ``seed``, ``budget``
-            (default ``"fixed"``), ``status`` (default ``"ok"``) and the claims' columns.
+            (default ``"fixed"``), ``status`` (default ``"ok"``), the claims' columns and their count columns.
         claims: the claims to judge (default :data:`CLAIMS`).
         axis: the sweep axis column (default ``"lr"``).
+        n_permutations: Monte-Carlo permutations of the rank-correlation test.
+        n_bootstrap: bootstrap resamples of the effect interval (0: t-intervals only; no verdict depends on it).
 
     Returns:
-        ``pandas.DataFrame``, one row per claim and budget present: ``claim``, ``column``, ``direction``,
-        ``budget``, ``n_rates``, ``n_runs``, ``n_excluded`` (runs not ``ok``), ``spearman``, ``ci_low``,
-        ``ci_high``, ``p_value``, ``p_value_opposite``, ``uncertainty``, ``verdict``, ``description``, and
-        ``survives_control`` when both budgets are present.
+        ``pandas.DataFrame`` with :data:`COLUMNS`, one row per claim, budget and rate range present (the fixed
+        budget over the matched rates is added when both budgets are present), plus ``survives_control`` (the same
+        value on every row of a claim) when both budgets are present.
     """
     import pandas as pd
 
     table = _normalise_table(run_table, axis)
+    numeric = {axis} | {c for claim in claims for c in (claim.column, claim.count_column) if c in table.columns}
+    for column in numeric - {axis}:
+        table[column] = pd.to_numeric(table[column], errors="coerce")
     budgets = [b for b in BUDGETS if (table["budget"] == b).any()]
+    both = set(budgets) == set(BUDGETS)
+    scopes = [(b, "all") for b in budgets] + ([("fixed", "matched")] if both else [])
+    matched_rates = np.unique(table.loc[table["budget"] == "matched", axis]) if both else None
     rows = []
-    for claim in claims:
-        for budget in budgets:
-            part = table[table["budget"] == budget]
-            ok = part[part["status"] == "ok"]
-            row: dict[str, Any] = {"claim": claim.name, "column": claim.column, "direction": claim.direction,
-                                   "budget": budget, "n_excluded": int(len(part) - len(ok))}
-            if claim.column in ok.columns:
-                values = pd.to_numeric(ok[claim.column], errors="coerce").to_numpy(dtype=np.float64)
-            else:
-                values = np.empty(0)
-            keep = np.isfinite(values)
-            rates = ok[axis].to_numpy(dtype=np.float64)[keep] if values.size else np.empty(0)
-            row.update(_judge(rates, values[keep], claim.sign))
-            row["description"] = claim.description
+    for budget, rates_scope in scopes:
+        part = table[table["budget"] == budget]
+        if rates_scope == "matched":
+            part = part[np.isin(part[axis].to_numpy(dtype=np.float64), matched_rates)]
+        ok = part[part["status"] == "ok"]
+        columns = {c: ok[c].to_numpy(dtype=np.float64) for c in numeric}
+        for claim in claims:
+            rates, values, counts = _points(claim, columns, axis)
+            row = {"claim": claim.name, "column": claim.column, "direction": claim.direction, "budget": budget,
+                   "rates": rates_scope, "n_excluded": int(len(part) - len(ok)), "description": claim.description}
+            row.update(_measure(claim, rates, values, counts, n_permutations, n_bootstrap))
             rows.append(row)
-    columns = ["claim", "column", "direction", "budget", "n_rates", "n_runs", "n_excluded", "spearman", "ci_low",
-               "ci_high", "p_value", "p_value_opposite", "uncertainty", "verdict", "description"]
-    result = pd.DataFrame(rows, columns=columns)
-    if set(budgets) == set(BUDGETS):
-        verdicts = result.set_index(["claim", "budget"])["verdict"]
-        result["survives_control"] = [
-            _survives(verdicts[(name, "fixed")], verdicts[(name, "matched")]) for name in result["claim"]
-        ]
+    order = {c.name: i for i, c in enumerate(claims)}
+    rows.sort(key=lambda r: order[r["claim"]])  # claim by claim, scopes in order (a stable sort)
+    result = pd.DataFrame(rows, columns=COLUMNS)
+    if result.empty:
+        return result
+    result["p_adjusted"] = st.holm(result["p_value"].to_numpy(dtype=np.float64))
+    result["p_adjusted_opposite"] = st.holm(result["p_value_opposite"].to_numpy(dtype=np.float64))
+    by_name = {c.name: c for c in claims}
+    verdicts = [_verdict(by_name[r["claim"]], r) for r in result.to_dict(orient="records")]
+    result["verdict"] = [v for v, _ in verdicts]
+    result["reason"] = [r for _, r in verdicts]
+    if both:
+        index = result.set_index(["claim", "budget", "rates"])["verdict"]
+        result["survives_control"] = [survives_control(index[(name, "fixed", "matched")],
+                                                       index[(name, "matched", "all")]) for name in result["claim"]]
     return result
 
 
-def _survives(fixed: str, matched: str) -> str:
-    if fixed != "agrees":
+def survives_control(fixed_over_matched_rates: str, matched: str) -> str:
+    """The control's outcome from the fixed-steps verdict over the matched rates and the matched-budget verdict."""
+    if fixed_over_matched_rates != "agrees":
         return "n/a"
-    if matched == "agrees":
-        return "yes"
-    if matched == "disagrees":
-        return "no"
-    return "cannot tell"
+    return {"agrees": "yes", "no effect": "vanishes", "disagrees": "reverses"}.get(matched, "cannot tell")
 
 
 def failures_table(run_table: Any, axis: str = "lr"):

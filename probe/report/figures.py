@@ -27,7 +27,8 @@ BUDGET_STYLE = {"fixed": {"linestyle": "-", "marker": "o"}, "matched": {"linesty
 BUDGET_LABEL = {"fixed": "fixed steps", "matched": "matched budget (rate x steps fixed)"}
 FAILURE_STYLE = {"diverged": ("x", "#c62828"), "collapsed": ("v", "#ef6c00"), "incomplete": ("d", "#6d4c41"),
                  "empty": ("d", "#6d4c41")}
-VERDICT_COLOURS = {"agrees": "#2e7d32", "disagrees": "#c62828", "cannot tell": "#757575", "not measured": "#bdbdbd"}
+VERDICT_COLOURS = {"agrees": "#2e7d32", "disagrees": "#c62828", "no effect": "#1565c0", "cannot tell": "#757575",
+                   "not measurable": "#bdbdbd"}
 
 #: panels of :func:`dynamics`: (title, split, metric ids drawn in it, line styles).
 DYNAMICS_PANELS: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
@@ -312,28 +313,36 @@ def proposition_panels(ratio_curves: pd.DataFrame, proposition: pd.DataFrame, ra
 
 
 def claims_forest(claims: pd.DataFrame) -> Figure:
-    """Spearman correlation of each claim's metric with the rate and its 95% seed interval, per budget, coloured by
-    verdict (grey rows were not measured)."""
+    """Each claim's effect (best rate's mean minus the lowest rate's, in units of the claim's floor) with its 95%
+    interval, per judged scope, coloured by verdict; the band between -1 and 1 is smaller than the floor. Claims
+    that are not measurable are listed without a point."""
     names = list(dict.fromkeys(claims["claim"])) if len(claims) else []
-    fig = Figure(figsize=(7.5, 0.38 * max(len(names), 1) + 1.6), layout="constrained")
+    fig = Figure(figsize=(7.5, 0.42 * max(len(names), 1) + 1.8), layout="constrained")
     ax = fig.subplots()
-    offsets = {"fixed": -0.15, "matched": 0.15}
-    for _, row in claims.iterrows():
-        y = names.index(row["claim"]) + offsets.get(row["budget"], 0.0)
+    rates = claims["rates"] if "rates" in claims.columns else pd.Series("all", index=claims.index)
+    scopes = {("fixed", "all"): (-0.22, "o", "fixed steps, all rates"),
+              ("fixed", "matched"): (0.0, "D", "fixed steps, matched rates"),
+              ("matched", "all"): (0.22, "s", "matched budget")}
+    ax.axvspan(-1, 1, color="#eeeeee", zorder=0)
+    for (_, row), scope in zip(claims.iterrows(), rates):
+        offset, marker, _ = scopes.get((row["budget"], scope), (0.0, "o", ""))
+        y = names.index(row["claim"]) + offset
         colour = VERDICT_COLOURS.get(row["verdict"], "black")
-        rho = row["spearman"]
-        if np.isfinite(rho):
-            lo, hi = row["ci_low"], row["ci_high"]
-            if np.isfinite(lo) and np.isfinite(hi):
-                ax.plot([lo, hi], [y, y], color=colour, lw=2)
-            ax.plot([rho], [y], BUDGET_STYLE.get(row["budget"], BUDGET_STYLE["fixed"])["marker"], color=colour)
+        floor = row.get("floor", np.nan)
+        if not (np.isfinite(row.get("effect", np.nan)) and np.isfinite(floor) and floor > 0):
+            continue
+        lo, hi = row["effect_low"] / floor, row["effect_high"] / floor
+        if np.isfinite(lo) and np.isfinite(hi):
+            ax.plot([lo, hi], [y, y], color=colour, lw=2)
+        ax.plot([row["effect"] / floor], [y], marker, color=colour)
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlim(-1.05, 1.05)
-    ax.set_xlabel("Spearman correlation with the learning rate (circle: fixed steps, square: matched budget)")
+    ax.set_xscale("symlog", linthresh=2)
+    ax.set_xlabel("effect / floor: (best rate's mean - lowest rate's mean) / smallest effect that matters "
+                  "(grey band: inside the floor)", fontsize=8)
     ax.grid(True, axis="x", alpha=0.3)
     handles = [ax.plot([], [], "o", color=c, label=v)[0] for v, c in VERDICT_COLOURS.items()]
-    ax.legend(handles=handles, fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(handles),
-              frameon=False)
+    handles += [ax.plot([], [], m, color="black", label=label)[0] for _, m, label in scopes.values()]
+    ax.legend(handles=handles, fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4, frameon=False)
     return fig

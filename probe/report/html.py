@@ -2,7 +2,8 @@
 
 :func:`render_page` embeds every figure as a base64 ``data:image/png`` URI and the style sheet inline; the page
 loads nothing from the network and runs no script. :func:`analysis_sections` builds the sections of a
-``probe analyze`` report (sweep overview, claims, failed runs, dynamics, proposition, runs, errors, glossary);
+``probe analyze`` report (the verdicts first, then setup, sweep overview, failed runs, dynamics, proposition, runs,
+errors, glossary);
 :func:`probe.report.write.write_report` assembles them with the figures and panels into ``report.html``.
 """
 
@@ -42,7 +43,10 @@ th, td { border: 1px solid #ddd; padding: 3px 7px; text-align: right; vertical-a
 th { background: #fafafa; } td.text, th.text { text-align: left; }
 .verdict { font-weight: 600; padding: 1px 6px; border-radius: 4px; white-space: nowrap; }
 .v-agrees, .v-yes { background: #e8f5e9; color: #1b5e20; } .v-disagrees, .v-no { background: #ffebee; color: #b71c1c; }
-.v-cannot-tell { background: #f5f5f5; color: #424242; } .v-not-measured, .v-n-a { color: #9e9e9e; }
+.v-cannot-tell { background: #f5f5f5; color: #424242; } .v-not-measurable, .v-n-a { color: #9e9e9e; }
+.v-no-effect, .v-vanishes { background: #e3f2fd; color: #0d47a1; } .v-reverses { background: #ffebee; color: #b71c1c; }
+td.reason { min-width: 16em; max-width: 28em; font-size: 0.92em; color: #424242; }
+ul.headline li { margin: 0.25em 0; }
 .s-diverged { color: #b71c1c; font-weight: 600; } .s-collapsed { color: #e65100; font-weight: 600; }
 .s-incomplete, .s-empty { color: #6d4c41; font-weight: 600; }
 .alert { background: #ffebee; border-left: 5px solid #c62828; padding: 0.6em 1em; }
@@ -177,66 +181,121 @@ def _setup_html(result: AnalysisResult) -> str:
                     for k, v in rows)
     counts = runs["status"].value_counts().to_dict() if len(runs) else {}
     status = ", ".join(f"{_badge(k, 's')} {v}" for k, v in counts.items())
-    text = f"<table>{table}</table><ul>{''.join(parts)}</ul><p>Runs by {metric_link('status')}: {status}.</p>"
-    if result.errors:
-        text = (f'<p class="alert"><b>{len(result.errors)} analysis error(s).</b> The affected numbers are missing '
-                'from the tables and figures; see <a href="#errors">Errors</a>.</p>') + text
-    return text
+    return f"<table>{table}</table><ul>{''.join(parts)}</ul><p>Runs by {metric_link('status')}: {status}.</p>"
+
+
+SCOPE_LABELS = {("fixed", "all"): "fixed steps", ("matched", "all"): "matched budget",
+                ("fixed", "matched"): "fixed steps, matched rates only"}
+
+
+def _interval(low: Any, high: Any) -> str:
+    return f" [{_fmt(low, 2)}, {_fmt(high, 2)}]" if np.isfinite(low) and np.isfinite(high) else ""
+
+
+def _claim_rows(claim_rows: pd.DataFrame, control: str | None) -> str:
+    """The table rows of one claim: one per judged scope, the claim's cell spanning them."""
+    first = claim_rows.iloc[0]
+    span = len(claim_rows)
+    head = (f"<td class=\"text\" rowspan=\"{span}\"><b>{html.escape(first['claim'])}</b><br>"
+            f"{metric_link(first['column'])}<br><span class=\"doc\">{html.escape(first['description'])}</span></td>")
+    if control is not None:
+        head += f"<td rowspan=\"{span}\">{_badge(control)}</td>"
+    out = []
+    for i, (_, r) in enumerate(claim_rows.iterrows()):
+        scope = SCOPE_LABELS.get((r["budget"], r.get("rates", "all")), r["budget"])
+        effect = "–"
+        if np.isfinite(r["effect"]):
+            effect = (f"{_fmt(r['effect'], 3)}{_interval(r['effect_low'], r['effect_high'])} <span class=\"doc\">"
+                      f"(lr {_fmt(r['effect_rate'])} vs lowest; floor {_fmt(r['floor'], 3)})</span>")
+        slope = "–"
+        if np.isfinite(r["slope"]):
+            slope = f"{_fmt(r['slope'], 3)}{_interval(r['slope_low'], r['slope_high'])}"
+        runs = f"{_fmt(r['n_rates'])} / {_fmt(r['n_runs'])} ({_fmt(r['min_seeds'])}; {_fmt(r['n_excluded'])})"
+        samples = _fmt(r["min_samples"]) if np.isfinite(r.get("min_samples", np.nan)) else "–"
+        cells = (f"<td class=\"text\">{html.escape(scope)}</td><td>{_badge(r['verdict'])}</td><td>{effect}</td>"
+                 f"<td>{slope}</td><td>{_fmt(r['spearman'], 2)}</td><td>{_fmt(r['p_adjusted'], 2)}</td>"
+                 f"<td>{runs}</td><td>{samples}</td>"
+                 f"<td class=\"text reason\">{html.escape(str(r['reason']))}</td>")
+        out.append("<tr>" + (head if i == 0 else "") + cells + "</tr>")
+    return "".join(out)
 
 
 def _claims_html(result: AnalysisResult) -> str:
-    from probe.report.figures import claims_wide
-
-    wide = claims_wide(result.claims)
-    if wide.empty:
+    claims = result.claims
+    if claims.empty:
         return "<p>No claims were evaluated (no run).</p>"
-    budgets = [b for b in ("fixed", "matched") if f"verdict_{b}" in wide.columns]
-    head = ["<th class=\"text\">claim</th><th class=\"text\">metric</th>"]
-    for b in budgets:
-        label = "fixed steps" if b == "fixed" else "matched budget (control)"
-        head.append(f"<th>{label}: {metric_link('verdict', 'verdict')}</th><th>Spearman [95% seed interval]</th>"
-                    "<th>p</th><th>rates / runs (excluded)</th>")
-    if "survives_control" in wide.columns:
+    has_control = "survives_control" in claims.columns
+    head = ["<th class=\"text\">claim</th>"]
+    if has_control:
         head.append(f"<th>{metric_link('survives_control', 'survives the control')}</th>")
-    rows = []
-    for _, r in wide.iterrows():
-        cells = [f"<td class=\"text\">{html.escape(r['description'])}</td>",
-                 f"<td class=\"text\">{metric_link(r['column'])}</td>"]
-        for b in budgets:
-            rho, lo, hi = r[f"spearman_{b}"], r[f"ci_low_{b}"], r[f"ci_high_{b}"]
-            ci = f" [{_fmt(lo, 2)}, {_fmt(hi, 2)}]" if np.isfinite(lo) else ""
-            cells.append(f"<td>{_badge(r[f'verdict_{b}'])}</td><td>{_fmt(rho, 2)}{ci}</td>"
-                         f"<td>{_fmt(r[f'p_value_{b}'], 2)}</td>"
-                         f"<td>{_fmt(r[f'n_rates_{b}'])} / {_fmt(r[f'n_runs_{b}'])} "
-                         f"({_fmt(r[f'n_excluded_{b}'])})</td>")
-        if "survives_control" in wide.columns:
-            cells.append(f"<td>{_badge(r['survives_control'])}</td>")
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    table = (f"<div class=\"wide\"><table><thead><tr>{''.join(head)}</tr></thead><tbody>{''.join(rows)}</tbody>"
-             "</table></div>")
-    lines = []
-    for _, r in wide.iterrows():
-        said = "; ".join(f"{'fixed steps' if b == 'fixed' else 'matched budget'}: {r[f'verdict_{b}']}"
-                         for b in budgets)
-        if "survives_control" in wide.columns:
-            said += f"; survives the matched-budget control: {r['survives_control']}"
-        lines.append(f"<li><b>{html.escape(r['claim'])}</b> ({metric_link(r['column'])}) — {html.escape(said)}</li>")
-    control = ("" if "survives_control" in wide.columns else
-               "<p class=\"note\">No matched-budget sweep was analysed, so no claim is checked against the control. "
-               "Train one with <code>probe sweep --budget matched --steps S ...</code> and run "
-               "<code>probe analyze FIXED_SWEEP --control MATCHED_SWEEP</code>.</p>")
-    few = [b for b in budgets
-           if (wide[f"n_runs_{b}"] == 3).any() and (wide[f"n_runs_{b}"] == wide[f"n_rates_{b}"]).all()]
-    if few:
-        control += ("<p class=\"note\">With one run per rate, three rates can never reach p <= 0.05 (the smallest "
-                    "one-sided permutation p-value is 1/6), so such claims read <i>cannot tell</i>: add seeds "
-                    f"({html.escape(', '.join(few))}).</p>")
+    head += ["<th class=\"text\">judged on</th>", f"<th>{metric_link('verdict', 'verdict')}</th>",
+             f"<th>{metric_link('effect', 'effect')} [95%]</th>", "<th>slope per decade [95%]</th>",
+             "<th>Spearman</th>", "<th>Holm-adjusted p</th>", "<th>rates / runs (fewest seeds; excluded)</th>",
+             "<th>fewest samples per run</th>", "<th class=\"text\">why</th>"]
+    body = []
+    for _, part in claims.groupby("claim", sort=False):
+        body.append(_claim_rows(part, part["survives_control"].iloc[0] if has_control else None))
+    table = (f"<div class=\"wide\"><table class=\"claims\"><thead><tr>{''.join(head)}</tr></thead>"
+             f"<tbody>{''.join(body)}</tbody></table></div>")
+    n_tests = int(np.isfinite(claims["p_value"]).sum())
+    notes = []
+    if not has_control:
+        notes.append("No matched-budget sweep was analysed, so no claim is checked against the control. Train one "
+                     "with <code>probe sweep --budget matched --steps S ...</code> and run <code>probe analyze "
+                     "FIXED_SWEEP --control MATCHED_SWEEP</code>.")
+    if (claims["min_seeds"] == 1).any():
+        notes.append("With one run per rate the effect's interval comes from the residuals of a straight line in "
+                     "log rate, and three rates can never reach p <= 0.05 (the smallest one-sided permutation p is "
+                     "1/6): add seeds.")
+    notes_html = "".join(f"<p class=\"note\">{n}</p>" for n in notes)
     return (f"<p>Each claim of the study says a metric rises with the learning rate. Per budget, over the runs with "
-            f"status <code>ok</code> only (failed runs are listed below and excluded), the Spearman correlation of "
-            f"the metric with the rate, its 95% interval when seeds are resampled within each rate, and a one-sided "
-            f"permutation p-value give the {metric_link('verdict', 'verdict')}. The {metric_link('phase', 'early')}"
-            f" columns use each run's epoch nearest 10% of its steps.</p>{control}{table}"
-            f"<h3>In words</h3><ul>{''.join(lines)}</ul>")
+            f"status <code>ok</code> (failed runs are listed under Failed runs and excluded): the Spearman "
+            f"correlation with the rate and its one-sided permutation p-value, Holm-adjusted over the {n_tests} "
+            f"tests of this report; the {metric_link('effect', 'effect')} in the metric's own units against the "
+            "claim's floor (the smallest effect that matters); an equivalence test for <i>no effect</i>. "
+            f"{metric_link('verdict', 'How the verdict follows')}.</p>{_control_html(claims)}{notes_html}{table}")
+
+
+def _control_html(claims: pd.DataFrame) -> str:
+    if "survives_control" not in claims.columns:
+        return ""
+    outcomes = claims.drop_duplicates("claim")["survives_control"].value_counts()
+    said = ", ".join(f"{v} {_badge(k)}" for k, v in outcomes.items())
+    return (f"<p>The matched-budget control: the fixed-steps sweep is judged again over the matched sweep's rates, "
+            f"so both verdicts cover the same range; a claim that agrees there then either survives "
+            f"(<i>yes</i>), <i>vanishes</i> (no effect at matched budget: the effect follows rate x steps), "
+            f"<i>reverses</i>, or cannot tell. Outcomes: {said}.</p>")
+
+
+def headline_html(result: AnalysisResult) -> str:
+    """One line per claim: its verdict per budget and the control's outcome, with the effect that carried it."""
+    claims = result.claims
+    if claims.empty:
+        return "<p>No claims were evaluated (no run).</p>"
+    setup = result.config.get("setup", {})
+    runs = result.runs
+    ok = runs[runs["status"] == "ok"] if len(runs) else runs
+    per_budget = "; ".join(f"{b}: {part['lr'].nunique()} rates x {part.groupby('lr').size().min()} seeds"
+                           for b, part in ok.groupby("budget")) if len(ok) else "no ok run"
+    lines = []
+    for name, part in claims.groupby("claim", sort=False):
+        bits = []
+        for _, r in part.iterrows():
+            scope = SCOPE_LABELS.get((r["budget"], r.get("rates", "all")), r["budget"])
+            detail = ""
+            if r["verdict"] in ("agrees", "disagrees", "no effect") and np.isfinite(r["effect"]):
+                detail = f" (effect {_fmt(r['effect'], 3)}, floor {_fmt(r['floor'], 3)})"
+            elif r["verdict"] == "not measurable":
+                detail = f" ({html.escape(str(r['reason']))})"
+            bits.append(f"{html.escape(scope)}: {_badge(r['verdict'])}{detail}")
+        if "survives_control" in part.columns:
+            bits.append(f"survives the control: {_badge(part['survives_control'].iloc[0])}")
+        lines.append(f"<li><b>{html.escape(name)}</b> ({metric_link(part['column'].iloc[0])}): "
+                     + "; ".join(bits) + "</li>")
+    return (f"<p><b>{html.escape(str(setup.get('dataset', '?')))}</b>, {html.escape(str(setup.get('model', '?')))}"
+            f"; {html.escape(per_budget)}. Each line: the verdict per budget and whether the claim survives the "
+            f"matched-budget control; the statistics are in the table below.</p><ul class=\"headline\">"
+            + "".join(lines) + "</ul>")
 
 
 def _failures_html(result: AnalysisResult) -> str:
@@ -312,15 +371,21 @@ def _errors_html(result: AnalysisResult) -> str:
 
 def analysis_sections(result: AnalysisResult, figures: dict[str, Path]) -> list[Section]:
     """The sections of a ``probe analyze`` report, in order, using the PNG files in ``figures``."""
-    sections = [Section("Setup", _setup_html(result))]
+    claims_figs = [(figures["claims"], "Each claim's effect (best rate's mean minus the lowest rate's) in units of "
+                    "its floor, with its 95% interval, per budget, coloured by verdict; the grey band is smaller "
+                    "than the floor.")] if "claims" in figures else []
+    alert = ""
+    if result.errors:
+        alert = (f'<p class="alert"><b>{len(result.errors)} analysis error(s).</b> The affected numbers are missing '
+                 'from the tables and figures; see <a href="#errors">Errors</a>.</p>')
+    sections = [Section("Verdicts", alert + headline_html(result) + "<h3>The statistics behind each verdict</h3>"
+                        + _claims_html(result), claims_figs, anchor="verdicts")]
+    sections.append(Section("Setup", _setup_html(result)))
     overview = [(figures["overview"], "Each claim metric against the learning rate (log scale): mean over seeds of "
                  "the ok runs, error bars one standard deviation over seeds; failed runs marked along the bottom "
                  "(x diverged, v collapsed) with their count.")] if "overview" in figures else []
     sections.append(Section("Sweep overview", "<p>Metrics named as in the run table: "
                             + ", ".join(metric_link(c) for c in _overview_columns(result)) + ".</p>", overview))
-    claims_figs = [(figures["claims"], "Spearman correlation with the rate and 95% seed interval, coloured by "
-                    "verdict.")] if "claims" in figures else []
-    sections.append(Section("Claims", _claims_html(result), claims_figs))
     sections.append(Section("Failed runs", _failures_html(result)))
     dyn = [(figures[k], f"Per-run dynamics ({k.split('_', 1)[1]} runs): "
             + ", ".join(metric_link(m) for m in ("acc_ba", "acc_bc", "unbiased_acc", "wga", "logit_norm_ba",

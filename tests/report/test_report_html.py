@@ -197,9 +197,11 @@ def test_page_is_self_contained_and_links_metrics(report):
 
     targets = set(re.findall(r'id="([^"]+)"', text))
     assert set(re.findall(r'href="#([^"]+)"', text)) <= targets
-    for heading in ("Sweep overview", "Claims", "Failed runs", "Dynamics", "Proposition", "Metric glossary"):
+    for heading in ("Verdicts", "Sweep overview", "Failed runs", "Dynamics", "Proposition", "Metric glossary"):
         assert f">{heading}</h2>" in text
-    assert text.index("Sweep overview</h2>") < text.index("Claims</h2>") < text.index("Dynamics</h2>") \
+    # the headline first: the first section is the verdicts, before any figure of the sweep
+    assert text.index("<section") == text.index('<section id="verdicts">')
+    assert text.index("Verdicts</h2>") < text.index("Sweep overview</h2>") < text.index("Dynamics</h2>") \
         < text.index("Proposition</h2>")
 
 

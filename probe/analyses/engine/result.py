@@ -181,24 +181,38 @@ def judge_runs(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return evaluate_claims(runs, axis="lr"), failures.join(damage, on="run")
 
 
+#: per-scope statistics of :func:`claims_wide`.
+WIDE_STATS = ["verdict", "reason", "spearman", "p_value", "p_adjusted", "effect", "effect_low", "effect_high",
+              "effect_interval", "effect_rate", "slope", "slope_low", "slope_high", "floor", "equivalence_p",
+              "n_rates", "n_runs", "n_excluded", "min_seeds", "min_samples"]
+
+
+def scope_key(budget: str, rates: str = "all") -> str:
+    """The suffix of a judged scope in :func:`claims_wide`: ``fixed``, ``matched``, or ``fixed_over_matched_rates``
+    (the fixed-steps sweep judged over the matched sweep's rates only)."""
+    return budget if rates == "all" else f"{budget}_over_{rates}_rates"
+
+
 def claims_wide(claims: pd.DataFrame) -> pd.DataFrame:
-    """One row per claim: ``claim, column, description`` and, per budget ``b``, ``verdict_b``, ``spearman_b``,
-    ``ci_low_b``, ``ci_high_b``, ``p_value_b``, ``n_rates_b``, ``n_runs_b``, ``n_excluded_b``; plus
-    ``survives_control`` when present."""
+    """One row per claim: ``claim, column, description`` and, per judged scope ``s`` (:func:`scope_key`), the
+    statistics :data:`WIDE_STATS` suffixed ``_s`` (``verdict_fixed``, ``effect_matched``,
+    ``verdict_fixed_over_matched_rates`` ...); plus ``survives_control`` when present."""
     if claims.empty:
         return pd.DataFrame(columns=["claim", "column", "description"])
     base = claims.drop_duplicates("claim")[["claim", "column", "description"]].set_index("claim")
-    stats = ["verdict", "spearman", "ci_low", "ci_high", "p_value", "n_rates", "n_runs", "n_excluded"]
-    for budget, part in claims.groupby("budget", sort=False):
-        part = part.set_index("claim")[stats].add_suffix(f"_{budget}")
-        base = base.join(part)
+    rates = claims["rates"] if "rates" in claims.columns else pd.Series("all", index=claims.index)
+    keys = [scope_key(b, r) for b, r in zip(claims["budget"], rates)]
+    for key in dict.fromkeys(keys):
+        part = claims[[k == key for k in keys]].set_index("claim")
+        stats = [c for c in WIDE_STATS if c in part.columns]
+        base = base.join(part[stats].add_suffix(f"_{key}"))
     if "survives_control" in claims.columns:
         base = base.join(claims.drop_duplicates("claim").set_index("claim")["survives_control"])
     return base.reset_index()
 
 
 def summary_text(result: AnalysisResult) -> str:
-    """Plain-text verdicts per claim (with and without the control), failed runs and errors of an analysis."""
+    """Plain-text verdicts per claim (per budget, the control's outcome), failed runs and errors of an analysis."""
     lines = []
     wide = result.verdicts()
     has_control = "survives_control" in wide.columns
@@ -207,7 +221,8 @@ def summary_text(result: AnalysisResult) -> str:
         if "verdict_matched" in wide.columns:
             parts.append(f"matched budget: {row['verdict_matched']}")
         if has_control:
-            parts.append(f"survives control: {row['survives_control']}")
+            parts.append(f"fixed steps over the matched rates: {row['verdict_fixed_over_matched_rates']}; "
+                         f"survives the control: {row['survives_control']}")
         lines.append(f"  {row['claim']:24s} {'; '.join(parts)}")
     failed = result.failures
     if len(failed):
@@ -220,7 +235,8 @@ def summary_text(result: AnalysisResult) -> str:
         lines.append("  no run diverged or collapsed")
     if result.errors:
         lines.append(f"  {len(result.errors)} analysis error(s): see metrics.json and the report")
-    return "claims (does the run agree with the study?):\n" + "\n".join(lines)
+    return ("claims (does the sweep agree with the study? reasons and effect sizes: claims.csv and the report):\n"
+            + "\n".join(lines))
 
 
 # --- files ----------------------------------------------------------------------------------------------------------

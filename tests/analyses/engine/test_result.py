@@ -64,7 +64,7 @@ def test_load_analysis_refuses_a_folder_without_metrics_json(tmp_path):
 
 def test_summary_names_every_claim_and_the_failed_runs(written):
     text = written.summary()
-    assert text.startswith("claims (does the run agree with the study?):")
+    assert text.startswith("claims (does the sweep agree with the study?")
     for claim in CLAIMS:
         assert f"  {claim.name}" in text
     failed = written.failures
