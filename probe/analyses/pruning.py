@@ -245,8 +245,8 @@ _PRUNING = "metrics-representations.md#pruning-prune_curve-retentions-max_sparsi
     options=(
         Option("prune_sparsities", "list[float]", DEFAULT_SPARSITIES, "sparsities s of the pruning curve", low=0.0,
                high=1.0),
-        BATCH_SIZE,
         MIN_GROUP_SIZE,
+        BATCH_SIZE,
     ),
     metrics=(
         Metric("prune_acc@<s>", "test accuracy after global magnitude pruning of a fraction s of the weights (no "
