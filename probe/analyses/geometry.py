@@ -21,6 +21,9 @@ generalization", ICLR 2018): per unit, with ``mu_k`` its mean activation over th
 ``mu_max = max_k mu_k`` and ``mu_rest`` the mean of the other ``K - 1`` class means,
 ``(mu_max - mu_rest) / (mu_max + mu_rest)`` in [0, 1]. A unit is *active* when it is non-zero on at least one sample
 (equivalently ``mu_max > 0``); inactive units have no defined selectivity and are left out of the average.
+
+``n_features`` counts the samples whose features enter ``class_separation``: the test samples with a non-zero
+feature vector (:func:`separation_sample_count`). Selectivity averages over every test sample, zero vectors included.
 """
 
 from __future__ import annotations
@@ -72,6 +75,15 @@ def class_separation(features, labels) -> float:
     return 1.0 - d_within / d_total
 
 
+def separation_sample_count(features) -> int:
+    """``n_features``: the number of samples whose feature vector is not all zero, the samples
+    :func:`class_separation` is computed on."""
+    x = np.asarray(features)
+    if x.ndim != 2:
+        raise ProbeInputError(f"features must have shape (n, F), got shape {x.shape}")
+    return int(np.count_nonzero(np.any(x != 0, axis=1)))
+
+
 def attr_separation(features, a) -> float:
     """``attr_separation``: :func:`class_separation` with samples grouped by the spurious attribute ``a``."""
     return class_separation(features, a)
@@ -114,7 +126,7 @@ _SELECTIVITY = "metrics-representations.md#selectivity-class_selectivity-attr_se
 @register_epoch_analysis(
     "geometry",
     needs_model=True,
-    version=1,
+    version=2,
     options=(BATCH_SIZE,),
     metrics=(
         Metric("class_separation", "1 - mean within-class cosine distance / mean cosine distance over all pairs, on "
@@ -126,15 +138,18 @@ _SELECTIVITY = "metrics-representations.md#selectivity-class_selectivity-attr_se
                "averaged over active units", _SELECTIVITY, "probe.analyses.geometry:class_selectivity"),
         Metric("attr_selectivity", "class_selectivity with classes given by the spurious attribute a",
                _SELECTIVITY, "probe.analyses.geometry:attr_selectivity"),
+        Metric("n_features", "number of test samples whose penultimate features enter class_separation (those with a "
+               "non-zero feature vector)", _SEPARATION, "probe.analyses.geometry:separation_sample_count"),
     ),
 )
 def geometry_analysis(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
     """``test``: ``class_separation``, ``class_selectivity`` and (when the dataset has more than one attribute
-    value) ``attr_separation``, ``attr_selectivity`` on the penultimate features of the test split."""
+    value) ``attr_separation``, ``attr_selectivity`` on the penultimate features of the test split; ``n_features``."""
     test = ctx.dataset.split("test")
     features = EpochFeatures(ctx, epoch)["test"]
     y = test.y.cpu().numpy()
-    out = {"class_separation": class_separation(features, y), "class_selectivity": class_selectivity(features, y)}
+    out = {"class_separation": class_separation(features, y), "class_selectivity": class_selectivity(features, y),
+           "n_features": float(separation_sample_count(features))}
     if ctx.dataset.num_attrs > 1:
         a = test.a.cpu().numpy()
         out["attr_separation"] = attr_separation(features, a)

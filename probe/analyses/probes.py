@@ -8,6 +8,10 @@
   L1 logistic regression (liblinear, one-vs-rest for more than two classes) on standardised features; C chosen by
   worst-group accuracy on one half of the held-out split after fitting on a group-balanced subsample of the other
   half; then refit on ``num_retrains`` group-balanced subsamples of the whole held-out split and average the weights.
+  The worst group is taken over the test groups with at least ``min_group_size`` samples (default 20, the rule of
+  ``wga``: :func:`probe.analyses.groups.worst_group`); NaN when none has that many. ``dfr_min_group_n`` is the size
+  of the smallest group used and ``dfr_groups_excluded`` the number of non-empty test groups left out.
+- ``n_probe_eval``: the number of samples the linear probes are scored on (the score subset).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from sklearn.preprocessing import StandardScaler
 
 from probe.analyses.base import AnalysisContext, EpochMetrics, Metric, Option, register_epoch_analysis
 from probe.analyses.features import BATCH_SIZE, EpochFeatures
+from probe.analyses.groups import DEFAULT_MIN_GROUP_SIZE, MIN_GROUP_SIZE, WorstGroup, worst_group
 from probe.errors import ProbeInputError
 
 #: C grid of the DFR reference implementation.
@@ -167,10 +172,25 @@ def _balanced_subsample(groups: np.ndarray, rng: np.random.Generator) -> np.ndar
     return np.concatenate([rng.permutation(np.flatnonzero(groups == g))[:m] for g in present])
 
 
-def worst_group_accuracy(pred, y, groups) -> float:
-    """Minimum over the non-empty groups of the accuracy within the group."""
-    pred, y, groups = np.asarray(pred), np.asarray(y), np.asarray(groups)
-    return float(min((pred[groups == g] == y[groups == g]).mean() for g in np.unique(groups)))
+def worst_group_of(pred, y, groups, min_group_size: int = 1) -> WorstGroup:
+    """:func:`probe.analyses.groups.worst_group` of predictions: the minimum of the accuracy within a group over the
+    groups (non-negative integer ids) with at least ``min_group_size`` samples (default 1: every non-empty group)."""
+    pred, y = np.asarray(pred).reshape(-1), np.asarray(y).reshape(-1)
+    groups = _as_labels(groups, len(y), "groups")
+    if len(pred) != len(y):
+        raise ProbeInputError(f"pred has {len(pred)} entries, expected {len(y)}")
+    if (groups < 0).any():
+        raise ProbeInputError("group ids must be non-negative")
+    counts = np.bincount(groups)
+    hits = np.bincount(groups, weights=(pred == y).astype(np.float64), minlength=len(counts))
+    acc = np.divide(hits, counts, out=np.full(len(counts), np.nan), where=counts > 0)
+    return worst_group(acc, counts, min_group_size)
+
+
+def worst_group_accuracy(pred, y, groups, min_group_size: int = 1) -> float:
+    """Minimum over the groups with at least ``min_group_size`` samples (default 1: every non-empty group) of the
+    accuracy within the group; NaN when no group has that many (:func:`worst_group_of`)."""
+    return worst_group_of(pred, y, groups, min_group_size).wga
 
 
 def dfr_last_layer(
@@ -231,6 +251,29 @@ def dfr_last_layer(
     return DFRLastLayer(best_c, classes, scaler.mean_, scaler.scale_, np.mean(coefs, 0), np.mean(intercepts, 0))
 
 
+def dfr_worst_group(
+    val_features,
+    val_y,
+    val_groups,
+    test_features,
+    test_y,
+    test_groups,
+    *,
+    c_grid: Sequence[float] = DFR_C_GRID,
+    num_retrains: int = 20,
+    seed: int = 0,
+    min_group_size: int = DEFAULT_MIN_GROUP_SIZE,
+) -> WorstGroup:
+    """The test groups' worst accuracy (with the groups used and left out) of the last layer :func:`dfr_last_layer`
+    retrains on the held-out (validation) features; groups with fewer than ``min_group_size`` test samples (default
+    20) are left out (``wga`` NaN when none remains). C is tuned on every non-empty group of the tuning half."""
+    layer = dfr_last_layer(val_features, val_y, val_groups, c_grid=c_grid, num_retrains=num_retrains, seed=seed)
+    test_x = _as_features(test_features, "test_features")
+    test_y = _as_labels(test_y, len(test_x), "test_y")
+    test_groups = _as_labels(test_groups, len(test_x), "test_groups")
+    return worst_group_of(layer.predict(test_x), test_y, test_groups, min_group_size)
+
+
 def dfr_wga(
     val_features,
     val_y,
@@ -242,30 +285,31 @@ def dfr_wga(
     c_grid: Sequence[float] = DFR_C_GRID,
     num_retrains: int = 20,
     seed: int = 0,
+    min_group_size: int = DEFAULT_MIN_GROUP_SIZE,
 ) -> float:
-    """``dfr_wga``: worst-group test accuracy of the last layer :func:`dfr_last_layer` retrains on the held-out
-    (validation) features."""
-    layer = dfr_last_layer(val_features, val_y, val_groups, c_grid=c_grid, num_retrains=num_retrains, seed=seed)
-    test_x = _as_features(test_features, "test_features")
-    test_y = _as_labels(test_y, len(test_x), "test_y")
-    test_groups = _as_labels(test_groups, len(test_x), "test_groups")
-    return worst_group_accuracy(layer.predict(test_x), test_y, test_groups)
+    """``dfr_wga``: worst-group test accuracy, over the test groups with at least ``min_group_size`` samples
+    (default 20; NaN when none has), of the last layer :func:`dfr_last_layer` retrains on the held-out (validation)
+    features (:func:`dfr_worst_group`)."""
+    return dfr_worst_group(val_features, val_y, val_groups, test_features, test_y, test_groups, c_grid=c_grid,
+                           num_retrains=num_retrains, seed=seed, min_group_size=min_group_size).wga
 
 
 # -- run wrapper ----------------------------------------------------------------------------------------------------
 
 
 _PROBES = "metrics-representations.md#linear-probes-probe_core-probe_spurious-probe_gap"
+_DFR = "metrics-representations.md#deep-feature-reweighting-dfr_wga"
 
 
 @register_epoch_analysis(
     "probes",
     needs_model=True,
-    version=1,
+    version=2,
     options=(
         Option("probe_seed", "int", 0, "seed of the group-balanced probe split and of the DFR subsamples"),
         Option("dfr_retrains", "int", 20, "group-balanced subsamples whose DFR last layers are averaged", low=1),
         BATCH_SIZE,
+        MIN_GROUP_SIZE,
     ),
     metrics=(
         Metric("probe_core", "balanced accuracy of a linear probe predicting the core label y from standardised "
@@ -274,15 +318,22 @@ _PROBES = "metrics-representations.md#linear-probes-probe_core-probe_spurious-pr
         Metric("probe_spurious", "balanced accuracy of the same linear probe predicting the spurious attribute a",
                _PROBES, "probe.analyses.probes:probe_spurious"),
         Metric("probe_gap", "probe_core - probe_spurious", _PROBES, "probe.analyses.probes:probes_analysis"),
+        Metric("n_probe_eval", "number of samples the linear probes are scored on (the group-balanced score subset)",
+               _PROBES, "probe.analyses.probes:balanced_probe_split"),
         Metric("dfr_wga", "worst-group test accuracy after deep feature reweighting (last layer retrained on a "
-               "group-balanced held-out split)", "metrics-representations.md#deep-feature-reweighting-dfr_wga",
+               "group-balanced held-out split), over test groups with at least min_group_size samples", _DFR,
                "probe.analyses.probes:dfr_wga"),
+        Metric("dfr_min_group_n", "test samples in the smallest group dfr_wga is taken over (NaN when none qualifies)",
+               _DFR, "probe.analyses.probes:dfr_worst_group"),
+        Metric("dfr_groups_excluded", "number of non-empty test groups with fewer than min_group_size samples (left "
+               "out of dfr_wga)", _DFR, "probe.analyses.probes:dfr_worst_group"),
     ),
 )
 def probes_analysis(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
     """``val``: ``probe_core``, ``probe_spurious``, ``probe_gap`` = core - spurious (penultimate features of the
-    validation split); ``test``: ``dfr_wga`` (last layer retrained on validation, scored on test). Options:
-    ``probe_seed``, ``dfr_retrains``, ``batch_size`` (declared above). A dataset with one attribute value gets no
+    validation split), ``n_probe_eval``; ``test``: ``dfr_wga``, ``dfr_min_group_n``, ``dfr_groups_excluded`` (last
+    layer retrained on validation, scored on test). Options: ``probe_seed``, ``dfr_retrains``, ``batch_size``,
+    ``min_group_size`` (declared above). A dataset with one attribute value gets no
     ``probe_spurious`` / ``probe_gap``. A dataset without a validation split gets the probes on disjoint halves of
     the test split (reported under ``test``) and no ``dfr_wga``, which needs held-out data apart from the test set."""
     seed = ctx.option("probe_seed")
@@ -291,18 +342,18 @@ def probes_analysis(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
     split = ctx.dataset.split(held_out)
     y, a = split.y.cpu().numpy(), split.a.cpu().numpy()
     fit_idx, score_idx = balanced_probe_split(y, a, seed)
-    scores = {"probe_core": linear_probe(feats[held_out], y, fit_idx, score_idx)}
+    scores = {"probe_core": linear_probe(feats[held_out], y, fit_idx, score_idx), "n_probe_eval": float(len(score_idx))}
     if ctx.dataset.num_attrs > 1:
         scores["probe_spurious"] = linear_probe(feats[held_out], a, fit_idx, score_idx)
         scores["probe_gap"] = scores["probe_core"] - scores["probe_spurious"]
     out: EpochMetrics = {held_out: scores}
     if held_out == "val":
         test = ctx.dataset.split("test")
-        out["test"] = {
-            "dfr_wga": dfr_wga(
-                feats["val"], y, split.group.cpu().numpy(),
-                feats["test"], test.y.cpu().numpy(), test.group.cpu().numpy(),
-                num_retrains=ctx.option("dfr_retrains"), seed=seed,
-            )
-        }
+        worst = dfr_worst_group(
+            feats["val"], y, split.group.cpu().numpy(),
+            feats["test"], test.y.cpu().numpy(), test.group.cpu().numpy(),
+            num_retrains=ctx.option("dfr_retrains"), seed=seed, min_group_size=ctx.option(MIN_GROUP_SIZE),
+        )
+        out["test"] = {"dfr_wga": worst.wga, "dfr_min_group_n": worst.min_group_n,
+                       "dfr_groups_excluded": float(len(worst.excluded))}
     return out

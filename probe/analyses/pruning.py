@@ -6,7 +6,9 @@ pruning at sparsity ``s`` concatenates all prunable weights (``N`` entries, in `
 the ``round(s * N)`` of smallest magnitude: the same masks as ``torch.nn.utils.prune.global_unstructured`` with
 ``prune.L1Unstructured``. Pruning always works on a deep copy; the model passed in is never changed.
 
-- ``prune_curve``: ``acc``, ``wga`` and ``unbiased_acc`` of the pruned copy at each sparsity (no fine-tuning).
+- ``prune_curve``: ``acc``, ``wga`` and ``unbiased_acc`` of the pruned copy at each sparsity (no fine-tuning), on
+  every sample of the test split (``n_pruning`` of them); ``wga`` over the groups with at least ``min_group_size``
+  samples, as in :func:`probe.analyses.groups.group_accuracy_metrics`.
 - ``retention@s`` = ``acc(s) / acc(0)``.
 - ``max_sparsity@0.95`` = the largest sparsity of the curve whose retention is >= 0.95 (curve points only, no
   interpolation; 0 when none above 0 qualifies).
@@ -29,7 +31,7 @@ from torch import nn
 
 from probe.analyses.base import AnalysisContext, EpochMetrics, Metric, Option, register_epoch_analysis
 from probe.analyses.features import BATCH_SIZE, DEFAULT_BATCH_SIZE, eval_mode, input_batches, model_device
-from probe.analyses.groups import group_accuracy_metrics
+from probe.analyses.groups import DEFAULT_MIN_GROUP_SIZE, MIN_GROUP_SIZE, group_accuracy_metrics
 from probe.errors import ProbeInputError
 
 #: Sparsities of the SPEC's pruning curve.
@@ -119,6 +121,7 @@ def prune_curve(
     device: torch.device | str | None = None,
     num_classes: int | None = None,
     train_group_counts: Any = None,
+    min_group_size: int = DEFAULT_MIN_GROUP_SIZE,
 ) -> pd.DataFrame:
     """Accuracy of the magnitude-pruned model at each sparsity, without fine-tuning.
 
@@ -131,10 +134,11 @@ def prune_curve(
         device: where to run (default the model's device).
         num_classes: ``K`` (default ``model.head.out_features``).
         train_group_counts: training-split group counts, passed on to ``group_accuracy_metrics``.
+        min_group_size: groups with fewer samples are left out of ``wga`` (default 20), passed on likewise.
 
     Returns:
         One row per sparsity, sorted: ``sparsity``, ``reached_sparsity`` (pruned / prunable weights), ``acc``,
-        ``wga``, ``unbiased_acc``.
+        ``wga``, ``unbiased_acc``, ``n`` (samples the pruned model was evaluated on).
     """
     for attr in ("y", "a", "is_bc", "num_attrs"):
         if not hasattr(split, attr):
@@ -160,7 +164,8 @@ def prune_curve(
             for name, m in params.items():
                 m.weight.mul_(masks[name].to(m.weight.dtype))
         pred = predict(work, split, batch_size)
-        metrics = group_accuracy_metrics(pred, y, a, is_bc, num_classes, split.num_attrs, train_group_counts)
+        metrics = group_accuracy_metrics(pred, y, a, is_bc, num_classes, split.num_attrs, train_group_counts,
+                                         min_group_size=min_group_size)
         pruned = sum(int((~mask).sum()) for mask in masks.values())
         rows.append(
             {
@@ -169,6 +174,7 @@ def prune_curve(
                 "acc": metrics["acc"],
                 "wga": metrics["wga"],
                 "unbiased_acc": metrics["unbiased_acc"],
+                "n": len(pred),
             }
         )
     return pd.DataFrame(rows)
@@ -235,21 +241,24 @@ _PRUNING = "metrics-representations.md#pruning-prune_curve-retentions-max_sparsi
 @register_epoch_analysis(
     "pruning",
     needs_model=True,
-    version=1,
+    version=2,
     options=(
         Option("prune_sparsities", "list[float]", DEFAULT_SPARSITIES, "sparsities s of the pruning curve", low=0.0,
                high=1.0),
+        MIN_GROUP_SIZE,
         BATCH_SIZE,
     ),
     metrics=(
         Metric("prune_acc@<s>", "test accuracy after global magnitude pruning of a fraction s of the weights (no "
                "fine-tuning)", _PRUNING, "probe.analyses.pruning:prune_curve"),
-        Metric("prune_wga@<s>", "worst-group accuracy after pruning a fraction s of the weights", _PRUNING,
-               "probe.analyses.pruning:prune_curve"),
+        Metric("prune_wga@<s>", "worst-group accuracy after pruning a fraction s of the weights, over groups with at "
+               "least min_group_size test samples", _PRUNING, "probe.analyses.pruning:prune_curve"),
         Metric("prune_unbiased_acc@<s>", "unbiased accuracy after pruning a fraction s of the weights", _PRUNING,
                "probe.analyses.pruning:prune_curve"),
         Metric("retention@<s>", "accuracy after pruning a fraction s of the weights / dense accuracy", _PRUNING,
                "probe.analyses.pruning:retention"),
+        Metric("n_pruning", "number of test samples each pruned model is evaluated on", _PRUNING,
+               "probe.analyses.pruning:prune_curve"),
         Metric("max_sparsity@0.95", "largest sparsity of the curve that keeps 95% of the dense accuracy", _PRUNING,
                "probe.analyses.pruning:max_sparsity_at"),
         Metric("norm_compressibility@<kappa>", "1 - ||w - top_kappa(w)|| / ||w|| over all prunable weights, kappa "
@@ -260,8 +269,9 @@ _PRUNING = "metrics-representations.md#pruning-prune_curve-retentions-max_sparsi
 )
 def pruning_analysis(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
     """``test``: ``retention@s``, ``prune_acc@s``, ``prune_wga@s``, ``prune_unbiased_acc@s`` for each sparsity of
-    the curve and ``max_sparsity@0.95``; ``model``: ``norm_compressibility@kappa`` for kappa in 0.1, 0.05, 0.01.
-    Options: ``prune_sparsities`` (default the SPEC's :data:`DEFAULT_SPARSITIES`), ``batch_size``."""
+    the curve, ``max_sparsity@0.95`` and ``n_pruning``; ``model``: ``norm_compressibility@kappa`` for kappa in 0.1,
+    0.05, 0.01. Options: ``prune_sparsities`` (default the SPEC's :data:`DEFAULT_SPARSITIES`), ``batch_size``,
+    ``min_group_size``."""
     model = ctx.model(epoch)
     sparsities = ctx.option("prune_sparsities")
     train = ctx.dataset.splits.get("train")
@@ -275,6 +285,7 @@ def pruning_analysis(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
         batch_size=ctx.option(BATCH_SIZE),
         num_classes=ctx.dataset.num_classes,
         train_group_counts=counts,
+        min_group_size=ctx.option(MIN_GROUP_SIZE),
     )
     test: dict[str, float] = {}
     for row in curve.itertuples(index=False):
@@ -284,5 +295,6 @@ def pruning_analysis(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
         test[f"prune_wga@{s}"] = float(row.wga)
         test[f"prune_unbiased_acc@{s}"] = float(row.unbiased_acc)
     test["max_sparsity@0.95"] = max_sparsity_at(curve, 0.95)
+    test["n_pruning"] = float(curve["n"].min())  # the same test split at every sparsity
     weights = {f"norm_compressibility@{_fmt(k)}": norm_compressibility(model, k) for k in DEFAULT_KAPPAS}
     return {"test": test, "model": weights}

@@ -3,7 +3,8 @@
 ``activation_sparsity/<layer>`` pools every sample, unit and spatial position of one ReLU module's output over a
 split (a module applied several times per forward, as in ResNet blocks, pools all its calls);
 ``activation_sparsity`` is the unweighted mean over the model's ReLU layers. Zeros are counted batch by batch inside
-forward hooks, so no activation is stored.
+forward hooks, so no activation is stored. ``n_sparsity`` is the number of samples that went through the model
+(every sample of the test split).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def layer_activation_sparsity(
     batch_size: int = DEFAULT_BATCH_SIZE,
     device: torch.device | str | None = None,
 ) -> dict[str, float]:
-    """``{layer: fraction of that layer's outputs exactly zero}`` over all samples of ``split_or_tensor``.
+    """``{layer: fraction of that layer's outputs exactly zero}`` over all samples of ``split_or_tensor``
+    (:func:`layer_activation_counts` without the sample count).
 
     Args:
         model: a :class:`probe.models.FeatureModel`, run in eval mode under ``torch.inference_mode``.
@@ -56,6 +58,18 @@ def layer_activation_sparsity(
         batch_size: samples per forward pass (default 512).
         device: where to run (the model is moved there); default the model's device.
     """
+    return layer_activation_counts(model, split_or_tensor, layers, batch_size, device)[0]
+
+
+def layer_activation_counts(
+    model: nn.Module,
+    split_or_tensor: Any,
+    layers: Sequence[str] | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    device: torch.device | str | None = None,
+) -> tuple[dict[str, float], int]:
+    """``({layer: fraction of zeros}, n_samples)``: :func:`layer_activation_sparsity` and the number of samples that
+    went through the model (``n_sparsity``); arguments as there."""
     layers = relu_layers(model) if layers is None else list(layers)
     if not layers:
         raise ProbeInputError("the model has no ReLU layers to measure")
@@ -64,6 +78,7 @@ def layer_activation_sparsity(
     device = model_device(model)
     zeros = {name: 0 for name in layers}
     totals = {name: 0 for name in layers}
+    n_samples = 0
 
     def count(name: str, output: torch.Tensor) -> None:
         zeros[name] += int((output == 0).sum().item())
@@ -72,10 +87,11 @@ def layer_activation_sparsity(
     with eval_mode(model), activation_hooks(model, layers, count), torch.inference_mode():
         for xb in input_batches(split_or_tensor, batch_size, device):
             model.forward_head(model.forward_features(xb))
+            n_samples += len(xb)
     missing = [name for name in layers if totals[name] == 0]
     if missing:
         raise ProbeInputError(f"layer(s) {', '.join(missing)} produced no output in the forward pass")
-    return {name: zeros[name] / totals[name] for name in layers}
+    return {name: zeros[name] / totals[name] for name in layers}, n_samples
 
 
 _DOCS = "metrics-representations.md#activation-sparsity-activation_sparsitylayer-activation_sparsity"
@@ -84,18 +100,21 @@ _DOCS = "metrics-representations.md#activation-sparsity-activation_sparsitylayer
 @register_epoch_analysis(
     "sparsity",
     needs_model=True,
-    version=1,
+    version=2,
     options=(BATCH_SIZE,),
     metrics=(
         Metric("activation_sparsity/<layer>", "fraction of the outputs of one ReLU module (by its module name) that "
                "are exactly zero, over the test split", _DOCS, "probe.analyses.sparsity:layer_activation_sparsity"),
         Metric("activation_sparsity", "unweighted mean of activation_sparsity/<layer> over the model's ReLU layers",
                _DOCS, "probe.analyses.sparsity:activation_sparsity"),
+        Metric("n_sparsity", "number of test samples whose activations activation_sparsity pools", _DOCS,
+               "probe.analyses.sparsity:layer_activation_counts"),
     ),
 )
 def sparsity_analysis(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
-    """``test``: ``activation_sparsity/<layer>`` for every ReLU layer and ``activation_sparsity`` (their mean)."""
-    per_layer = layer_activation_sparsity(
+    """``test``: ``activation_sparsity/<layer>`` for every ReLU layer, ``activation_sparsity`` (their mean) and
+    ``n_sparsity``."""
+    per_layer, n_samples = layer_activation_counts(
         ctx.model(epoch),
         ctx.dataset.split("test"),
         batch_size=ctx.option(BATCH_SIZE),
@@ -103,4 +122,5 @@ def sparsity_analysis(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
     )
     out = {f"activation_sparsity/{name}": value for name, value in per_layer.items()}
     out["activation_sparsity"] = float(np.mean(list(per_layer.values())))
+    out["n_sparsity"] = float(n_samples)
     return {"test": out}

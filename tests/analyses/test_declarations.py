@@ -56,7 +56,9 @@ def test_every_declared_option_with_its_default():
     assert len(resolved["alphas"]) == 61 and resolved["prune_sparsities"][0] == 0.0
     # every option an analysis reads is declared: the declared set is exactly the known one
     assert set(resolved) == {"cmr_taus", "alphas", "probe_seed", "dfr_retrains", "batch_size", "prune_sparsities",
-                             "attr_methods", "attr_split", "attr_n", "attr_seed", "attr_method_options"}
+                             "attr_methods", "attr_split", "attr_n", "attr_seed", "attr_method_options",
+                             "min_group_size"}
+    assert resolved["min_group_size"] == 20
     resolved["attr_methods"].append("saliency")  # values are fresh copies, never the declared default
     assert resolve_options({})["attr_methods"] == ["ig"]
 
@@ -112,10 +114,11 @@ def test_ill_typed_values_are_refused_naming_option_kind_and_value(key, value, k
 
 def test_selected_analyses_only():
     assert resolve_options({"cmr_taus": "0.5"}, ["losses"]) == {"cmr_taus": [0.5]}
-    assert resolve_options({"attr_n": 5}, ["groups"]) == {}  # known elsewhere: checked, then left out
+    assert resolve_options({"attr_n": 5}, ["logits"]) == {}  # known elsewhere: checked, then left out
+    assert resolve_options({"attr_n": 5}, ["groups"]) == {"min_group_size": 20}
     with pytest.raises(ProbeInputError, match="attr_n"):
         resolve_options({"attr_n": "x"}, ["groups"])
-    assert set(declared_options(["probes"])) == {"probe_seed", "dfr_retrains", "batch_size"}
+    assert set(declared_options(["probes"])) == {"probe_seed", "dfr_retrains", "batch_size", "min_group_size"}
 
 
 def test_context_reads_typed_options():

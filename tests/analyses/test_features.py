@@ -113,10 +113,20 @@ def test_every_registered_analysis_runs_on_a_trained_run(ctx):
     results = {name: EPOCH_ANALYSES[name].fn(ctx, epoch) for name in names}
 
     val = results["probes"]["val"]
-    assert set(val) == {"probe_core", "probe_spurious", "probe_gap"}
+    assert set(val) == {"probe_core", "probe_spurious", "probe_gap", "n_probe_eval"}
     assert val["probe_gap"] == pytest.approx(val["probe_core"] - val["probe_spurious"])
     assert all(0 <= val[k] <= 1 for k in ("probe_core", "probe_spurious"))
-    assert 0 <= results["probes"]["test"]["dfr_wga"] <= 1
+    dfr = results["probes"]["test"]
+    assert set(dfr) == {"dfr_wga", "dfr_min_group_n", "dfr_groups_excluded"}
+    val_split, test_groups = ctx.dataset.split("val"), ctx.dataset.split("test").group.numpy()
+    _, score_idx = probe.analyses.probes.balanced_probe_split(val_split.y.numpy(), val_split.a.numpy(), 0)
+    assert val["n_probe_eval"] == len(score_idx) > 0
+    sizes = np.bincount(test_groups)
+    if (sizes >= 20).any():
+        assert 0 <= dfr["dfr_wga"] <= 1 and dfr["dfr_min_group_n"] == sizes[sizes >= 20].min()
+    else:
+        assert math.isnan(dfr["dfr_wga"]) and math.isnan(dfr["dfr_min_group_n"])
+    assert dfr["dfr_groups_excluded"] == np.count_nonzero((sizes > 0) & (sizes < 20))
 
     model = ctx.run.model(epoch)
     test = ctx.dataset.split("test")
@@ -127,17 +137,21 @@ def test_every_registered_analysis_runs_on_a_trained_run(ctx):
     assert geo["attr_separation"] == pytest.approx(geometry.attr_separation(feats, a), rel=1e-5)
     assert geo["class_selectivity"] == pytest.approx(geometry.class_selectivity(feats, y), rel=1e-5)
     assert geo["attr_selectivity"] == pytest.approx(geometry.attr_selectivity(feats, a), rel=1e-5)
+    assert geo["n_features"] == np.count_nonzero(np.abs(feats).sum(axis=1) > 0)
 
     sp = results["sparsity"]["test"]
     layers = relu_layers(model)
-    assert set(sp) == {f"activation_sparsity/{n}" for n in layers} | {"activation_sparsity"}
+    assert set(sp) == {f"activation_sparsity/{n}" for n in layers} | {"activation_sparsity", "n_sparsity"}
+    assert sp["n_sparsity"] == len(test)
     assert sp["activation_sparsity"] == pytest.approx(np.mean([sp[f"activation_sparsity/{n}"] for n in layers]))
     assert sp[f"activation_sparsity/{layers[-1]}"] == pytest.approx(sparsity.activation_sparsity(feats))
 
     pr = results["pruning"]
     for s in ("0", "0.5", "0.7", "0.8", "0.9", "0.95", "0.98", "0.99"):
-        for metric in ("retention", "prune_acc", "prune_wga", "prune_unbiased_acc"):
+        for metric in ("retention", "prune_acc", "prune_unbiased_acc"):
             assert math.isfinite(pr["test"][f"{metric}@{s}"])
+        assert math.isfinite(pr["test"][f"prune_wga@{s}"]) == (sizes >= 20).any()
+    assert pr["test"]["n_pruning"] == len(test)
     assert pr["test"]["retention@0"] == 1.0
     assert pr["test"]["retention@0.9"] == pytest.approx(pr["test"]["prune_acc@0.9"] / pr["test"]["prune_acc@0"])
     assert pr["test"]["max_sparsity@0.95"] in {0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99}
@@ -154,4 +168,4 @@ def test_probes_without_a_validation_split_use_the_test_split(ctx):
     dataset.splits = {name: s for name, s in dataset.splits.items() if name != "val"}
     out = EPOCH_ANALYSES["probes"].fn(ctx, ctx.run.epochs[-1])
     assert set(out) == {"test"}
-    assert set(out["test"]) == {"probe_core", "probe_spurious", "probe_gap"}
+    assert set(out["test"]) == {"probe_core", "probe_spurious", "probe_gap", "n_probe_eval"}

@@ -14,6 +14,7 @@ from probe.analyses.geometry import (
     class_selectivity,
     class_separation,
     selectivity,
+    separation_sample_count,
     unit_selectivity,
 )
 from probe.errors import ProbeInputError
@@ -110,3 +111,18 @@ def test_geometry_rejects_bad_input():
         selectivity([E1, E2], [0, 1, 1])
     with pytest.raises(ProbeInputError):
         class_separation([1.0, 2.0], [0, 1])
+
+
+def test_n_features_counts_the_samples_separation_uses():
+    rng = np.random.default_rng(3)
+    x = np.abs(rng.normal(size=(30, 4))) + 0.1
+    x[[2, 7, 11]] = 0.0  # three samples without a direction
+    x[5] = [-0.0, 0.0, 0.0, -0.0]  # negative zero is zero too
+    x[9, :3] = 0.0  # one non-zero entry is enough
+    labels = rng.integers(0, 3, 30)
+    assert separation_sample_count(x) == sum(1 for row in x if any(v != 0 for v in row)) == 26
+    keep = np.any(x != 0, axis=1)
+    # separation of all samples equals separation of the counted ones alone
+    assert class_separation(x, labels) == pytest.approx(class_separation(x[keep], labels[keep]))
+    with pytest.raises(ProbeInputError):
+        separation_sample_count(np.zeros(4))

@@ -9,6 +9,7 @@ from probe.analyses.probes import (
     balanced_probe_split,
     dfr_last_layer,
     dfr_wga,
+    dfr_worst_group,
     linear_probe,
     probe_core,
     probe_spurious,
@@ -90,6 +91,23 @@ def test_worst_group_accuracy_matches_a_loop():
     assert worst_group_accuracy(pred, y, g) == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("min_group_size", [1, 10, 30, 500])
+def test_worst_group_accuracy_with_min_group_size_matches_a_loop(min_group_size):
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(6), [3, 9, 10, 29, 30, 119])  # unequal groups around the thresholds
+    pred, y = rng.integers(0, 2, len(g)), rng.integers(0, 2, len(g))
+    accs = {}
+    for group in range(6):
+        members = [i for i in range(len(g)) if g[i] == group]
+        if len(members) >= min_group_size:
+            accs[group] = sum(pred[i] == y[i] for i in members) / len(members)
+    got = worst_group_accuracy(pred, y, g, min_group_size)
+    if accs:
+        assert got == pytest.approx(min(accs.values()))
+    else:
+        assert np.isnan(got)
+
+
 def _spurious_data(n, k, rho, core_scale, seed):
     """Features with a core dimension block (one-hot y, noisy) and a strong spurious block (one-hot a)."""
     rng = np.random.default_rng(seed)
@@ -116,6 +134,26 @@ def test_dfr_recovers_the_core_feature_from_group_balanced_heldout_data(k):
     assert layer.coef_.shape == ((1 if k == 2 else k), val_x.shape[1])
     # the retrained layer weighs the core block more than the spurious block
     assert np.abs(layer.coef_[:, :k]).sum() > np.abs(layer.coef_[:, k : 2 * k]).sum()
+
+
+def test_dfr_leaves_small_test_groups_out_and_counts_them():
+    val_x, val_y, _, val_g = _spurious_data(1200, 2, 0.9, 1.0, seed=0)
+    test_x, test_y, test_a, test_g = _spurious_data(600, 2, 0.95, 1.0, seed=1)  # BC groups small: about 15 each
+    sizes = np.bincount(test_g)
+    m = 40
+    kept = [g for g in range(len(sizes)) if sizes[g] >= m]
+    assert 0 < len(kept) < np.count_nonzero(sizes)
+    worst = dfr_worst_group(val_x, val_y, val_g, test_x, test_y, test_g, num_retrains=3, min_group_size=m)
+    assert worst.used == tuple(kept)
+    assert worst.excluded == tuple(g for g in range(len(sizes)) if 0 < sizes[g] < m)
+    assert worst.min_group_n == min(sizes[g] for g in kept)
+    # the same last layer scored by hand on the groups kept
+    layer = dfr_last_layer(val_x, val_y, val_g, num_retrains=3)
+    pred = layer.predict(test_x)
+    assert worst.wga == pytest.approx(min(np.mean(pred[test_g == g] == test_y[test_g == g]) for g in kept))
+    assert dfr_wga(val_x, val_y, val_g, test_x, test_y, test_g, num_retrains=3, min_group_size=m) == worst.wga
+    # no test group has 10**4 samples: NaN, never 0
+    assert np.isnan(dfr_wga(val_x, val_y, val_g, test_x, test_y, test_g, num_retrains=3, min_group_size=10**4))
 
 
 def test_dfr_is_at_chance_without_a_core_feature():

@@ -93,7 +93,24 @@ def test_prune_curve_on_a_split():
         expected = group_accuracy_metrics(pred, y, a, bc, 2, 2)
         assert row.acc == pytest.approx(np.mean(pred == y))
         assert (row.wga, row.unbiased_acc) == pytest.approx((expected["wga"], expected["unbiased_acc"]))
+        assert row.n == len(y) == 300
     assert np.array_equal(predict(model, test.x, batch_size=7), model(test.x).argmax(1).numpy())
+
+
+def test_prune_curve_wga_leaves_small_groups_out():
+    ds = build_dataset("parity", n_train=10, n_val=10, n_test=300)
+    torch.manual_seed(0)
+    model = build_model("mlp", (20,), 2, width=32)
+    test = ds.split("test")
+    sizes = np.bincount(test.group.numpy(), minlength=4)
+    big = int(sizes.max())
+    curve = prune_curve(model, test, (0.5,), min_group_size=big)
+    pred = predict(model, test)
+    largest = test.group.numpy() == int(sizes.argmax())
+    # only the largest group has >= big samples: wga of the dense model is its accuracy
+    assert curve["wga"].iloc[0] == pytest.approx(np.mean(pred[largest] == test.y.numpy()[largest]))
+    assert curve["wga"].isna().sum() == 0
+    assert prune_curve(model, test, (0.5,), min_group_size=big + 1)["wga"].isna().all()
 
 
 def test_retention_and_max_sparsity_on_a_constructed_curve():

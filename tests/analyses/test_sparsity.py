@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from probe.analyses.features import extract_features, relu_layers
-from probe.analyses.sparsity import activation_sparsity, layer_activation_sparsity
+from probe.analyses.sparsity import activation_sparsity, layer_activation_counts, layer_activation_sparsity
 from probe.errors import ProbeInputError
 from probe.models import build_model
 
@@ -64,6 +64,16 @@ def test_layer_sparsity_of_an_mlp_against_a_manual_forward():
     out = layer_activation_sparsity(model, x, batch_size=16)
     assert out["features.2"] == pytest.approx(float((h1 == 0).float().mean()))
     assert out["features.4"] == pytest.approx(float((h2 == 0).float().mean()))
+
+
+@pytest.mark.parametrize("n,batch_size", [(40, 16), (7, 512), (33, 1)])
+def test_layer_counts_give_the_sparsity_and_every_sample(n, batch_size):
+    torch.manual_seed(2)
+    model = build_model("mlp", (5,), 2, width=12, depth=2)
+    x = torch.randn(n, 5)
+    per_layer, n_samples = layer_activation_counts(model, x, batch_size=batch_size)
+    assert n_samples == n
+    assert per_layer == layer_activation_sparsity(model, x, batch_size=batch_size)
 
 
 def test_layer_sparsity_rejects_a_model_without_relu():
