@@ -473,8 +473,8 @@ _NUMBERS = "metrics-attributions.md#numbers"
         Metric("core_relevance_rank@<method>", "fraction of the top-|core| pixels by channel-summed attribution that "
                "lie in the core region (Quantus's RelevanceRankAccuracy)", _NUMBERS,
                "probe.analyses.attribution:relevance_per_sample"),
-        Metric("core_area_ratio@<method>", "core_attr_share over the core region's area fraction (1: no more than "
-               "its area)", _NUMBERS, "probe.analyses.attribution:attr_shares_per_sample"),
+        Metric("core_area_ratio@<method>", "core_attr_share over the core region's area fraction (1: just the share "
+               "its area would give)", _NUMBERS, "probe.analyses.attribution:attr_shares_per_sample"),
         Metric("n_attributed", "number of samples attributed with a non-empty core mask at that epoch", _NUMBERS,
                "probe.analyses.attribution:n_attributed"),
         Metric("spurious_flip_rate", "fraction of predictions that change when only the spurious feature of a sample "
