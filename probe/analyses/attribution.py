@@ -6,8 +6,9 @@ tables (:func:`attribute_run`, :func:`attribute_sweep`, :func:`shares_table`) an
 ``"attribution"`` that ``probe analyze`` runs. Attribution methods live in :mod:`probe.analyses.attribution_methods`.
 
 Metric ids (SPEC section 4): ``core_attr_share@<method>``, ``spurious_attr_share@<method>``,
-``pointing_game@<method>``, ``spurious_flip_rate``, ``core_flip_rate``. Heatmap grids of :class:`Attributions` are drawn
-by :func:`probe.report.heatmaps.plot_attributions`.
+``pointing_game@<method>``, ``core_relevance_mass@<method>``, ``core_relevance_rank@<method>``,
+``core_area_ratio@<method>``, ``n_attributed``, ``spurious_flip_rate``, ``core_flip_rate``. Heatmap grids of
+:class:`Attributions` are drawn by :func:`probe.report.heatmaps.plot_attributions`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ __all__ = [
     "attribute_sweep",
     "core_flip_rate",
     "flip_rate",
+    "n_attributed",
+    "relevance_per_sample",
     "select_positions",
     "shares_table",
     "spurious_flip_rate",
@@ -70,6 +73,63 @@ def _as_mask(mask: Any) -> torch.Tensor:
     return m.detach().cpu().bool()
 
 
+def _signed_map(attributions: torch.Tensor | np.ndarray, mask_shape: tuple[int, ...]) -> np.ndarray:
+    """``s_i(p) = sum_c A_i[c, p]`` (signed; images: channels summed, vectors: ``A_i[p]``), as ``(n, P)`` float64."""
+    a = attributions.detach().cpu().double().numpy() if isinstance(attributions, torch.Tensor) else (
+        np.asarray(attributions, dtype=np.float64))
+    extra = a.ndim - len(mask_shape)
+    if extra < 0 or tuple(a.shape[extra + 1 :]) != tuple(mask_shape[1:]) or a.shape[0] != mask_shape[0]:
+        raise ProbeInputError(
+            f"attributions of shape {tuple(a.shape)} do not match masks of shape {tuple(mask_shape)}"
+        )
+    s = a.sum(axis=tuple(range(1, extra + 1))) if extra else a
+    return s.reshape(len(s), -1)
+
+
+def relevance_per_sample(
+    attributions: torch.Tensor | np.ndarray,
+    core_mask: torch.Tensor | np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Per-sample relevance mass and rank accuracy of the core region (Arras et al. 2022, as Quantus 0.6 computes
+    them from a channel-summed map).
+
+    With the signed map ``s_i(p) = sum_c A_i[c, p]``, its positive part ``r_i(p) = max(0, s_i(p))`` and
+    ``k_i = |core_i|``:
+
+    - ``core_relevance_mass_i = sum_{p in core_i} r_i(p) / sum_p r_i(p)`` (Quantus's ``RelevanceMassAccuracy`` given
+      ``r_i``; Quantus itself neither sums channels nor clips: it takes a one-channel map as it is);
+    - ``core_relevance_rank_i = |top_k_i(s_i) ∩ core_i| / k_i`` where ``top_k_i`` are the first ``k_i`` pixels of
+      ``np.argsort(-s_i)`` (Quantus's ``RelevanceRankAccuracy`` given ``s_i``; ties are broken in the order numpy's
+      default argsort returns them, which is what Quantus does; it is not the index order).
+
+    NaN where the core mask is empty (as Quantus), where ``sum_p r_i(p) = 0`` (mass), and where ``s_i = 0``
+    everywhere (rank: no order to read; Quantus refuses an all-zero batch).
+
+    Args:
+        attributions: ``(n, C, H, W)`` or ``(n, H, W)`` for images, ``(n, d)`` for feature vectors.
+        core_mask: ``(n, H, W)`` or ``(n, d)`` bool.
+
+    Returns:
+        ``{"core_relevance_mass": (n,), "core_relevance_rank": (n,)}`` float64 arrays.
+    """
+    core = _as_mask(core_mask)
+    s = _signed_map(attributions, tuple(core.shape))
+    inside = core.reshape(len(core), -1).numpy()
+    k = inside.sum(axis=1)
+    r = np.clip(s, 0.0, None)
+    total = r.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mass = (r * inside).sum(axis=1) / total
+    mass[(total <= 0) | (k == 0)] = np.nan
+    order = np.argsort(-s, axis=-1)
+    ranked_inside = np.take_along_axis(inside, order, axis=1)
+    top_k = np.arange(s.shape[1])[None, :] < k[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rank = (ranked_inside & top_k).sum(axis=1) / k
+    rank[(k == 0) | ~(s != 0).any(axis=1)] = np.nan
+    return {"core_relevance_mass": mass.astype(np.float64), "core_relevance_rank": rank.astype(np.float64)}
+
+
 def attr_shares_per_sample(
     attributions: torch.Tensor | np.ndarray,
     core_mask: torch.Tensor | np.ndarray,
@@ -80,7 +140,9 @@ def attr_shares_per_sample(
     With ``m_i(p) = sum_c |A_i[c, p]|`` (images: summed over channels; vectors: ``|A_i[p]|``):
     ``core_attr_share_i = sum_{p in core_i} m_i(p) / sum_p m_i(p)``, ``spurious_attr_share_i`` likewise with the
     spurious mask, ``pointing_game_i = 1[argmax_p m_i(p) in core_i]`` (first maximum on ties). Samples with zero
-    total mass get NaN shares and NaN pointing.
+    total mass get NaN shares and NaN pointing. ``core_area_ratio_i = core_attr_share_i / (|core_i| / P)`` with
+    ``P`` pixels (features) per sample: 1 when the core region gets exactly its area's share of the mass (NaN for
+    an empty core region). ``core_relevance_mass`` and ``core_relevance_rank``: :func:`relevance_per_sample`.
 
     Args:
         attributions: ``(n, C, H, W)`` or ``(n, H, W)`` for images, ``(n, d)`` for feature vectors.
@@ -88,7 +150,8 @@ def attr_shares_per_sample(
         spurious_mask: same shape, or None (the spurious share is then omitted).
 
     Returns:
-        ``{"core_attr_share": (n,), "spurious_attr_share": (n,), "pointing_game": (n,)}`` float64 arrays.
+        ``{"core_attr_share", "spurious_attr_share", "pointing_game", "core_relevance_mass", "core_relevance_rank",
+        "core_area_ratio"}``, each an ``(n,)`` float64 array.
     """
     core = _as_mask(core_mask)
     mass = _mass(attributions.cpu() if isinstance(attributions, torch.Tensor) else attributions, tuple(core.shape))
@@ -107,7 +170,20 @@ def attr_shares_per_sample(
     top = flat.argmax(dim=1)
     hit = core_flat.gather(1, top[:, None])[:, 0].double()
     out["pointing_game"] = torch.where(zero, nan, hit)
-    return {k: v.numpy() for k, v in out.items()}
+    result = {k: v.numpy() for k, v in out.items()}
+    result.update(relevance_per_sample(attributions, core))
+    area = core_flat.double().mean(dim=1).numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = result["core_attr_share"] / area
+    ratio[area == 0] = np.nan
+    result["core_area_ratio"] = ratio
+    return result
+
+
+def n_attributed(core_mask: torch.Tensor | np.ndarray) -> int:
+    """``n_attributed``: the number of samples whose core mask holds at least one pixel (feature)."""
+    core = _as_mask(core_mask)
+    return int(core.reshape(len(core), -1).any(dim=1).sum())
 
 
 def attr_shares(
@@ -115,8 +191,9 @@ def attr_shares(
     core_mask: torch.Tensor | np.ndarray,
     spurious_mask: torch.Tensor | np.ndarray | None = None,
 ) -> dict[str, float]:
-    """``core_attr_share``, ``spurious_attr_share`` and ``pointing_game``: the means over samples of
-    :func:`attr_shares_per_sample` (each sample weighs the same; samples with zero attribution mass are left out).
+    """``core_attr_share``, ``spurious_attr_share``, ``pointing_game``, ``core_relevance_mass``,
+    ``core_relevance_rank`` and ``core_area_ratio``: the means over samples of :func:`attr_shares_per_sample`
+    (each sample weighs the same; samples with a NaN value, e.g. zero attribution mass, are left out).
 
     Example:
         >>> a = torch.tensor([[3.0, -1.0, 0.0]]); core = torch.tensor([[True, False, False]])
@@ -267,7 +344,8 @@ class Attributions:
 
     def shares(self) -> pd.DataFrame:
         """One row per sample: index, y, a, is_bc and its ``core_attr_share``, ``spurious_attr_share``,
-        ``pointing_game`` (empty share columns where the dataset has no masks)."""
+        ``pointing_game``, ``core_relevance_mass``, ``core_relevance_rank``, ``core_area_ratio``
+        (:func:`attr_shares_per_sample`; no share columns where the dataset has no masks)."""
         import pandas as pd
 
         table = pd.DataFrame({"index": self.index, "y": self.y, "a": self.a, "is_bc": self.is_bc})
@@ -353,13 +431,15 @@ def attribute_sweep(sweep: Sweep, epoch: int | None = None, method: str = "ig", 
 
 
 def shares_table(results: list[Attributions]) -> pd.DataFrame:
-    """One row per :class:`Attributions`: run, lr, seed, epoch, method, n and its :func:`attr_shares`."""
+    """One row per :class:`Attributions`: run, lr, seed, epoch, method, n (samples attributed), n_attributed
+    (those with a non-empty core mask: :func:`n_attributed`, 0 without masks) and its :func:`attr_shares`."""
     import pandas as pd
 
     rows = []
     for r in results:
+        counted = 0 if r.core_mask is None else n_attributed(r.core_mask)
         rows.append({"run": r.run_name, "lr": r.lr, "seed": r.seed, "epoch": r.epoch, "method": r.method,
-                     "smoothgrad": r.smoothgrad, "n": len(r.index), **r.summary()})
+                     "smoothgrad": r.smoothgrad, "n": len(r.index), "n_attributed": counted, **r.summary()})
     return pd.DataFrame(rows)
 
 
@@ -370,7 +450,7 @@ _NUMBERS = "metrics-attributions.md#numbers"
 @register_epoch_analysis(
     "attribution",
     needs_model=True,
-    version=1,
+    version=2,
     options=(
         Option("attr_methods", "list[str]", ("ig",), "attribution methods of the attr_share ids", choices=METHODS),
         Option("attr_split", "str", "test", "split whose samples are attributed and re-rendered",
@@ -387,6 +467,16 @@ _NUMBERS = "metrics-attributions.md#numbers"
                _NUMBERS, "probe.analyses.attribution:attr_shares"),
         Metric("pointing_game@<method>", "fraction of samples whose top-attributed pixel lies in the core region",
                _NUMBERS, "probe.analyses.attribution:attr_shares"),
+        Metric("core_relevance_mass@<method>", "positive part of the channel-summed attribution inside the core "
+               "region over its total (Quantus's RelevanceMassAccuracy)", _NUMBERS,
+               "probe.analyses.attribution:relevance_per_sample"),
+        Metric("core_relevance_rank@<method>", "fraction of the top-|core| pixels by channel-summed attribution that "
+               "lie in the core region (Quantus's RelevanceRankAccuracy)", _NUMBERS,
+               "probe.analyses.attribution:relevance_per_sample"),
+        Metric("core_area_ratio@<method>", "core_attr_share over the core region's area fraction (1: just the share "
+               "its area would give)", _NUMBERS, "probe.analyses.attribution:attr_shares_per_sample"),
+        Metric("n_attributed", "number of samples attributed with a non-empty core mask at that epoch", _NUMBERS,
+               "probe.analyses.attribution:n_attributed"),
         Metric("spurious_flip_rate", "fraction of predictions that change when only the spurious feature of a sample "
                "is re-rendered", _NUMBERS, "probe.analyses.attribution:spurious_flip_rate"),
         Metric("core_flip_rate", "fraction of predictions that change when only the core feature of a sample is "
@@ -394,11 +484,13 @@ _NUMBERS = "metrics-attributions.md#numbers"
     ),
 )
 def attribution_analysis(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
-    """``core_attr_share@<m>``, ``spurious_attr_share@<m>``, ``pointing_game@<m>`` for each method ``m`` in
-    the option ``attr_methods`` (default ``["ig"]``; skipped without masks, ``gradcam`` skipped for models
-    without a conv layer) and ``spurious_flip_rate`` / ``core_flip_rate`` where the dataset can re-render, on the
-    split ``attr_split`` (default ``"test"``), over :func:`analysis_positions` with ``n = attr_n`` (default 256)
-    and ``seed = attr_seed`` (default 0); the options are declared above.
+    """``core_attr_share@<m>``, ``spurious_attr_share@<m>``, ``pointing_game@<m>``, ``core_relevance_mass@<m>``,
+    ``core_relevance_rank@<m>``, ``core_area_ratio@<m>`` for each method ``m`` in the option ``attr_methods``
+    (default ``["ig"]``; skipped without masks, ``gradcam`` skipped for models without a conv layer), with
+    ``n_attributed`` (samples with a non-empty core mask) where a method ran, and ``spurious_flip_rate`` /
+    ``core_flip_rate`` where the dataset can re-render, on the split ``attr_split`` (default ``"test"``), over
+    :func:`analysis_positions` with ``n = attr_n`` (default 256) and ``seed = attr_seed`` (default 0); the options
+    are declared above.
     ``attr_method_options`` (a dict) goes to :func:`attribute` for every method; with a
     ``smoothgrad`` level in it the ids read ``core_attr_share@<m>+smoothgrad``."""
     methods = ctx.option("attr_methods")
@@ -422,6 +514,7 @@ def attribution_analysis(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
             tag = f"{m}+smoothgrad" if method_options.get("smoothgrad") is not None else m
             for k, v in attr_shares(values, core, spur).items():
                 out[f"{k}@{tag}"] = v
+            out["n_attributed"] = float(n_attributed(core))
     if dataset.render_spurious is not None and len(positions):
         out["spurious_flip_rate"] = spurious_flip_rate(model, dataset, split_name, positions, seed, ctx.device)
     if dataset.render_core is not None and len(positions):
