@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from probe.report.glossary import glossary_html, glossary_key, metric_link, metric_of
+from probe.report.glossary import glossary_html, metric_link, metric_of
+from probe.report.samples import samples_section_html
+from probe.report.tables import badge as _badge
+from probe.report.tables import fmt as _fmt
+from probe.report.tables import table_html
 
 if TYPE_CHECKING:
     from probe.analyses.engine.result import AnalysisResult
@@ -112,49 +115,6 @@ def render_page(title: str, sections: Sequence[Section], intro: str = "") -> str
 
 
 # --- tables --------------------------------------------------------------------------------------------------------
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, (float, np.floating)):
-        if not math.isfinite(value):
-            return "–"
-        if value != 0 and (abs(value) >= 1e4 or abs(value) < 10.0 ** -(digits - 1)):
-            return f"{value:.2g}"
-        return f"{value:.{digits}f}".rstrip("0").rstrip(".") if "." in f"{value:.{digits}f}" else f"{value}"
-    if isinstance(value, (np.integer,)):
-        return str(int(value))
-    return html.escape(str(value))
-
-
-def _badge(value: str, kind: str = "v") -> str:
-    cls = "".join(c if c.isalnum() else "-" for c in str(value).lower())
-    return f'<span class="verdict {kind}-{cls}">{html.escape(str(value))}</span>'
-
-
-def table_html(frame: pd.DataFrame, *, formatters: dict[str, Any] | None = None, link_header: bool = True,
-               text_columns: Sequence[str] = ()) -> str:
-    """An HTML table of ``frame``; column names that are metric ids link to the glossary; cells pass through
-    ``formatters[column](value) -> html`` when given, else are formatted as numbers / escaped text."""
-    formatters = formatters or {}
-    head = []
-    for col in frame.columns:
-        name = str(col)
-        label = metric_link(name) if link_header and glossary_key(name) else html.escape(name)
-        cls = ' class="text"' if col in text_columns else ""
-        head.append(f"<th{cls}>{label}</th>")
-    rows = []
-    for _, row in frame.iterrows():
-        cells = []
-        for col in frame.columns:
-            value = row[col]
-            text = formatters[col](value) if col in formatters else _fmt(value)
-            cls = ' class="text"' if col in text_columns else ""
-            cells.append(f"<td{cls}>{text}</td>")
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    return (f'<div class="wide"><table><thead><tr>{"".join(head)}</tr></thead><tbody>{"".join(rows)}</tbody>'
-            "</table></div>")
 
 
 # --- the analyze report --------------------------------------------------------------------------------------------
@@ -381,6 +341,7 @@ def analysis_sections(result: AnalysisResult, figures: dict[str, Path]) -> list[
     sections = [Section("Verdicts", alert + headline_html(result) + "<h3>The statistics behind each verdict</h3>"
                         + _claims_html(result), claims_figs, anchor="verdicts")]
     sections.append(Section("Setup", _setup_html(result)))
+    sections.append(Section("Sample sizes", samples_section_html(result), anchor="sample-sizes"))
     overview = [(figures["overview"], "Each claim metric against the learning rate (log scale): mean over seeds of "
                  "the ok runs, error bars one standard deviation over seeds; failed runs marked along the bottom "
                  "(x diverged, v collapsed) with their count.")] if "overview" in figures else []

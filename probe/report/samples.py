@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from probe.analyses.groups import DEFAULT_MIN_GROUP_SIZE
-from probe.report.html import table_html
+from probe.report.tables import table_html
 
 if TYPE_CHECKING:
     from probe.analyses.engine.result import AnalysisResult
