@@ -315,7 +315,7 @@ def proposition_panels(ratio_curves: pd.DataFrame, proposition: pd.DataFrame, ra
     ax_share.set_ylim(low, high)
     ticks = [t for t in (-1e3, -1e2, -10, -1, -0.5, 0, 0.5, 1, 10, 1e2, 1e3) if low <= t <= high]
     ax_share.set_yticks(ticks, [f"{t:g}" for t in ticks])
-    ax_share.set_xlabel("rate x steps (lr x global step at the step's end), log")
+    ax_share.set_xlabel("rate x steps (lr x global step at the step's end)" + (", log" if shown else ""))
     ax_share.set_ylabel("scale_share = scale / total (symlog)")
     ax_share.set_title(f"train split: {share_title}\nchange of log R(1) due to the logits' scale alone "
                        "(1) or their direction (0)", fontsize=9)

@@ -15,13 +15,15 @@ nothing from runs, what SPEC section 4 says ``probe`` reports about the logit-sc
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from probe.analyses.proposition import scale_share_by_rate, window_summary
-from probe.report.glossary import metric_link
+from probe.report.glossary import glossary_key, metric_link
 
 if TYPE_CHECKING:
     from probe.analyses.engine.result import AnalysisResult
@@ -39,6 +41,37 @@ PROPOSITION_CAPTION = (
 
 #: the implementation checks of the proposition's premises (i)-(iii): 1 wherever the code is right.
 _CHECK_FLAGS = ("convex", "bound_correct_ok", "bound_mispredicted_ok")
+
+
+def _cell(value: Any) -> str:
+    """A number with 3 decimals (``–`` for NaN / None, 2 significant digits when tiny or huge), or escaped text."""
+    if value is None:
+        return "–"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        if not math.isfinite(value):
+            return "–"
+        if value == int(value) and abs(value) < 1e6:
+            return str(int(value))
+        if abs(value) >= 1e4 or abs(value) < 0.01:
+            return f"{value:.2g}"
+        return f"{value:.3f}".rstrip("0").rstrip(".")
+    return html.escape(str(value))
+
+
+def _table(frame: pd.DataFrame, text_columns: Sequence[str] = (), raw_columns: Sequence[str] = ()) -> str:
+    """An HTML table in the page's style (metric ids in the header link to the glossary); ``raw_columns`` hold HTML
+    already escaped."""
+    def cls(col: str) -> str:
+        return ' class="text"' if col in text_columns or col in raw_columns else ""
+
+    head = "".join(f"<th{cls(c)}>{metric_link(c) if glossary_key(c) else html.escape(c)}</th>" for c in frame.columns)
+    rows = "".join("<tr>" + "".join(f"<td{cls(c)}>{row[c] if c in raw_columns else _cell(row[c])}</td>"
+                                    for c in frame.columns) + "</tr>" for _, row in frame.iterrows())
+    return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>'
 
 
 def _what_is_checked() -> str:
@@ -99,8 +132,6 @@ def proposition_section_html(result: AnalysisResult) -> str:
         >>> from probe.report.proposition import proposition_section_html
         >>> page_part = proposition_section_html(probe.load_analysis("analyses/demo"))   # doctest: +SKIP
     """
-    from probe.report.html import table_html
-
     prop = result.proposition
     if prop.empty or "applicable" not in prop.columns:
         return ("<p>The proposition was not checked (no training split recorded, or the analysis "
@@ -122,7 +153,7 @@ def proposition_section_html(result: AnalysisResult) -> str:
                  "<p><code>median_scale_share</code>: median of scale_share over the run's window steps; "
                  "<code>pooled_scale_share</code> = sum of scale / sum of total over them; <code>log_r_change</code> "
                  "= sum of total over them (the change of log R(1) within the window).</p>"
-                 + table_html(per_run[cols], text_columns=("run", "budget", "status", "window")))
+                 + _table(per_run[cols], text_columns=("run", "budget", "status"), raw_columns=("window",)))
 
     rates = scale_share_by_rate(summary)
     rates_html = ("<h3>Across rates</h3><p>Per learning rate, over the runs with status ok: <code>seeds</code> "
@@ -131,7 +162,7 @@ def proposition_section_html(result: AnalysisResult) -> str:
                   "median) and <code>mean_log_r_change</code> (mean over those runs).</p>")
     finite = rates["median_scale_share"].to_numpy(dtype=float)
     if len(rates) and np.isfinite(finite).any():
-        rates_html += table_html(rates, text_columns=("budget",))
+        rates_html += _table(rates, text_columns=("budget",))
     else:
         rates_html += "<p>No run with status ok has a step inside its window: no scale share to compare.</p>"
     return (_what_is_checked() + _identity_note(prop) + f"<p>{html.escape(lead)}</p>" + runs_html + rates_html)
