@@ -247,52 +247,80 @@ def dynamics(epochs: pd.DataFrame, budget: str | None = None, x: str = "step") -
 # --- proposition ---------------------------------------------------------------------------------------------------
 
 
-def proposition_panels(ratio_curves: pd.DataFrame, proposition: pd.DataFrame, ratio_vs_norm: pd.DataFrame) -> Figure:
-    """Three panels: ``log R(alpha)`` at each run's final (solid) and early (dotted) epoch; the fitted asymptotic
-    rate against the smallest BA margin over every (run, epoch) (filled where the proposition applies, with the line
-    y = x); the measured BC/BA loss ratio against the mean logit norm across epochs of each run."""
-    fig = Figure(figsize=(15.5, 4.2), layout="constrained")
-    ax_r, ax_fit, ax_norm = fig.subplots(1, 3)
-    lrs = pd.concat([f["lr"] for f in (ratio_curves, proposition, ratio_vs_norm) if "lr" in f.columns])
+def proposition_panels(ratio_curves: pd.DataFrame, proposition: pd.DataFrame, ratio_vs_norm: pd.DataFrame,
+                       proposition_steps: pd.DataFrame | None = None) -> Figure:
+    """Three panels of the training split, coloured by learning rate.
+
+    Left: ``log R(alpha)`` at every recorded epoch where the proposition applies (the window: ``applicable`` in
+    ``proposition``, else ``phase == "window"`` in ``ratio_curves``), one line per (run, epoch); when no epoch of any
+    run applies, the early and final epochs dotted. Middle: ``scale_share`` of each step between consecutive window
+    epochs (``proposition_steps`` rows with ``both_applicable``) against rate x steps (``lr * step_to``, log axis),
+    one line per run. Right: the measured BC/BA loss ratio against the mean logit norm across epochs of each run.
+    ``fitted_rate`` is not drawn: it equals the smallest BA margin by definition.
+    """
+    fig = Figure(figsize=(16, 4.4), layout="constrained")
+    ax_r, ax_share, ax_norm = fig.subplots(1, 3)
+    steps = proposition_steps if proposition_steps is not None else pd.DataFrame()
+    lrs = pd.concat([f["lr"] for f in (ratio_curves, proposition, ratio_vs_norm, steps) if "lr" in f.columns])
+    lrs = pd.to_numeric(lrs, errors="coerce")
     colour, _ = lr_colours(lrs.unique() if len(lrs) else [])
 
-    for (_run, phase), part in ratio_curves.groupby(["run", "phase"], sort=False):
-        lr = float(part["lr"].iloc[0])
-        ax_r.plot(part["alpha"], part["log_ratio"], color=colour(lr), linestyle="-" if phase == "final" else ":",
-                  lw=1.3)
+    curves = ratio_curves
+    if {"applicable", "run", "epoch"} <= set(proposition.columns) and len(curves):
+        window = proposition.loc[proposition["applicable"] > 0.5, ["run", "epoch"]].drop_duplicates()
+        curves = curves.merge(window, on=["run", "epoch"])
+    elif "phase" in curves.columns:
+        curves = curves[curves["phase"] == "window"]
+    if len(curves):
+        for (_run, _epoch), part in curves.groupby(["run", "epoch"], sort=False):
+            ax_r.plot(part["alpha"], part["log_ratio"], color=colour(float(part["lr"].iloc[0])), lw=1.0, alpha=0.8)
+        title = f"log R(alpha) at the window's epochs ({curves[['run', 'epoch']].drop_duplicates().shape[0]} curves)"
+    else:
+        for (_run, _phase), part in ratio_curves.groupby(["run", "phase"], sort=False):
+            ax_r.plot(part["alpha"], part["log_ratio"], color=colour(float(part["lr"].iloc[0])), lw=1.0,
+                      linestyle=":")
+        title = "the proposition applies at no recorded epoch\n(dotted: each run's early and final epoch)"
     ax_r.axvline(1.0, color="grey", lw=0.8, linestyle="--")
     ax_r.axhline(0.0, color="black", lw=0.6)
     ax_r.set_xscale("log")
     ax_r.set_yscale("symlog", linthresh=1.0)
     ax_r.set_xlabel("alpha (logits scaled by alpha; 1 = as trained)")
     ax_r.set_ylabel("log R(alpha) = log(mean BC CE / mean BA CE), symlog")
-    ax_r.set_title("R(alpha), train split: final epoch (solid), early (dotted)", fontsize=9)
+    ax_r.set_title(f"train split: {title}", fontsize=9)
     ax_r.grid(True, alpha=0.3)
 
-    title = "fitted asymptotic rate vs smallest BA margin"
-    if {"fitted_rate", "min_ba_margin", "applicable"} <= set(proposition.columns) and len(proposition):
-        app = proposition["applicable"] > 0.5
-        for mask, filled in ((~app, False), (app, True)):
-            part = proposition[mask]
-            ax_fit.scatter(part["min_ba_margin"], part["fitted_rate"], s=18,
-                           c=[colour(v) for v in part["lr"]] if filled else "none",
-                           edgecolors=[colour(v) for v in part["lr"]], linewidths=0.8,
-                           label="proposition applies" if filled else "does not apply (BA error or no BC error)")
-        if app.any():
-            both = proposition.loc[app, ["min_ba_margin", "fitted_rate"]].to_numpy(dtype=float)
-            lo, hi = np.nanmin(both), np.nanmax(both)
-            ax_fit.plot([lo, hi], [lo, hi], color="black", lw=0.8, linestyle="--", label="y = x")
-            err = proposition.loc[app, "rate_rel_error"] if "rate_rel_error" in proposition else pd.Series([])
-            if len(err):
-                title += (f"\nrelative error median {np.nanmedian(err):.2g}, worst {np.nanmax(err):.2g} "
-                          f"({int(app.sum())} applicable epochs)")
-        else:
-            title += "\n(no epoch where every BA sample is correct and a BC sample is wrong)"
-        ax_fit.legend(fontsize=7)
-    ax_fit.set_xlabel("smallest BA margin m_min")
-    ax_fit.set_ylabel("fitted rate of log R(alpha)")
-    ax_fit.set_title(title, fontsize=9)
-    ax_fit.grid(True, alpha=0.3)
+    inside = steps[steps["both_applicable"].astype(bool)] if {"both_applicable", "scale_share"} <= set(steps) \
+        else pd.DataFrame()
+    shown = 0
+    for _run, part in (inside.groupby("run", sort=False) if len(inside) else []):
+        part = part.sort_values("step_to")
+        lr = float(part["lr"].iloc[0])
+        ax_share.plot(lr * part["step_to"].astype(float), part["scale_share"], color=colour(lr), marker="o", ms=3,
+                      lw=1.0)
+        shown += int(np.isfinite(part["scale_share"].to_numpy(dtype=float)).sum())
+    for level in (0.0, 1.0):
+        ax_share.axhline(level, color="black" if level == 0 else "grey", lw=0.7, linestyle="-" if level == 0 else "--")
+    if shown:
+        ax_share.set_xscale("log")
+        share_title = f"scale share per step inside the window ({shown} steps)"
+    else:
+        ax_share.text(0.5, 0.5, "no step between two epochs of a window" if proposition_steps is not None
+                      else "proposition_steps not given", ha="center", va="center", transform=ax_share.transAxes,
+                      color="grey")
+        share_title = "scale share per step inside the window"
+    ax_share.set_yscale("symlog", linthresh=1.0)
+    finite = inside["scale_share"].to_numpy(dtype=float) if len(inside) else np.empty(0)
+    finite = finite[np.isfinite(finite)]
+    low = min(-0.25, float(finite.min()) * 1.1) if finite.size else -0.25
+    high = max(1.25, float(finite.max()) * 1.1) if finite.size else 1.25
+    ax_share.set_ylim(low, high)
+    ticks = [t for t in (-1e3, -1e2, -10, -1, -0.5, 0, 0.5, 1, 10, 1e2, 1e3) if low <= t <= high]
+    ax_share.set_yticks(ticks, [f"{t:g}" for t in ticks])
+    ax_share.set_xlabel("rate x steps (lr x global step at the step's end)" + (", log" if shown else ""))
+    ax_share.set_ylabel("scale_share = scale / total (symlog)")
+    ax_share.set_title(f"train split: {share_title}\nchange of log R(1) due to the logits' scale alone "
+                       "(1) or their direction (0)", fontsize=9)
+    ax_share.grid(True, alpha=0.3)
 
     if {"logit_norm", "bc_ba_loss_ratio"} <= set(ratio_vs_norm.columns):
         for _run, part in ratio_vs_norm.groupby("run", sort=False):
@@ -300,12 +328,12 @@ def proposition_panels(ratio_curves: pd.DataFrame, proposition: pd.DataFrame, ra
             ax_norm.plot(part["logit_norm"], part["bc_ba_loss_ratio"], color=colour(float(part["lr"].iloc[0])),
                          marker=".", lw=1.0)
         ax_norm.set_yscale("log")
-    ax_norm.set_xlabel("train logit_norm (mean ||z||)")
+    ax_norm.set_xlabel("train logit_norm (mean over samples of ||z||)")
     ax_norm.set_ylabel("train bc_ba_loss_ratio (mean BC CE / mean BA CE)")
-    ax_norm.set_title("measured ratio vs logit norm across epochs (one line per run)", fontsize=9)
+    ax_norm.set_title("train split: measured ratio vs logit norm across epochs (one line per run)", fontsize=9)
     ax_norm.grid(True, alpha=0.3)
     if len(lrs):
-        _lr_colourbar(fig, [ax_r, ax_fit, ax_norm], lrs.unique())
+        _lr_colourbar(fig, [ax_r, ax_share, ax_norm], lrs.unique())
     return fig
 
 

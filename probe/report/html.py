@@ -22,6 +22,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from probe.report.glossary import glossary_html, metric_link, metric_of
+from probe.report.proposition import PROPOSITION_CAPTION, proposition_section_html
 from probe.report.samples import samples_section_html
 from probe.report.tables import badge as _badge
 from probe.report.tables import fmt as _fmt
@@ -281,32 +282,6 @@ def _failures_html(result: AnalysisResult) -> str:
             + table_html(frame, formatters={"status": lambda v: _badge(v, "s")}, text_columns=("run", "budget")))
 
 
-def _proposition_html(result: AnalysisResult) -> str:
-    prop = result.proposition
-    if prop.empty:
-        return "<p>The proposition was not checked (no training split recorded, or the analysis was not run).</p>"
-    final = result.runs[["run", "final_epoch"]].rename(columns={"final_epoch": "epoch"})
-    at_final = prop.merge(final, on=["run", "epoch"])
-    cols = [c for c in ["run", "lr", "seed", "budget", "epoch", "applicable", "min_ba_margin", "fitted_rate",
-                        "rate_rel_error", "turning_alpha", "monotone_after_turning", "convex", "bound_correct_ok",
-                        "bound_mispredicted_ok"] if c in at_final.columns]
-    flags = {c: (lambda v: "yes" if v > 0.5 else "no") for c in ("applicable", "monotone_after_turning", "convex",
-                                                                  "bound_correct_ok", "bound_mispredicted_ok")}
-    app = prop[prop.get("applicable", pd.Series(0, index=prop.index)) > 0.5] if "applicable" in prop else prop[:0]
-    summary = (f"The proposition applies (every BA training sample correct, some BC sample wrong) at {len(app)} of "
-               f"{len(prop)} analysed (run, epoch) pairs")
-    if len(app) and "rate_rel_error" in app:
-        summary += (f"; there the fitted rate differs from the smallest BA margin by a relative error of "
-                    f"{np.nanmedian(app['rate_rel_error']):.2g} (median) and {np.nanmax(app['rate_rel_error']):.2g} "
-                    "(worst)")
-    return (f"<p>For fixed logits z, scaling them by alpha gives per-sample losses l(alpha) = CE(softmax(alpha z), y):"
-            " convex in alpha, vanishing like exp(-alpha m) for correct samples and growing at least like alpha d "
-            "for mispredicted ones, so R(alpha) = mean BC loss / mean BA loss grows exponentially with rate equal "
-            f"to the smallest BA margin. See {metric_link('fitted_rate', 'the proposition quantities')}.</p>"
-            f"<p>{html.escape(summary)}.</p><h3>At each run's final epoch (training split)</h3>"
-            + table_html(at_final[cols], formatters=flags, text_columns=("run", "budget")))
-
-
 def _runs_html(result: AnalysisResult) -> str:
     runs = result.runs
     keep = ["run", "lr", "seed", "budget", "steps", "status", "final_train_acc", "early_epoch", "early_step",
@@ -354,11 +329,8 @@ def analysis_sections(result: AnalysisResult, figures: dict[str, Path]) -> list[
            for k in sorted(figures) if k.startswith("dynamics_")]
     sections.append(Section("Dynamics", "<p>Per run, over training steps (symlog axis; step 0 is the "
                             "initialisation), coloured by learning rate.</p>", dyn))
-    prop_figs = [(figures["proposition"], "Left: log R(alpha) on the training split. Middle: fitted asymptotic rate "
-                  "against the smallest BA margin at every analysed epoch (filled: proposition applies). Right: "
-                  "measured BC/BA loss ratio against the mean logit norm, across epochs.")] \
-        if "proposition" in figures else []
-    sections.append(Section("Proposition", _proposition_html(result), prop_figs))
+    prop_figs = [(figures["proposition"], PROPOSITION_CAPTION)] if "proposition" in figures else []
+    sections.append(Section("Proposition", proposition_section_html(result), prop_figs))
     sections.append(Section("Runs", _runs_html(result)))
     if result.errors:
         sections.append(Section("Errors", _errors_html(result), anchor="errors"))

@@ -42,10 +42,11 @@ def plot_dynamics(result: AnalysisResult, budget: str | None = None) -> Figure:
 
 
 def plot_proposition(result: AnalysisResult) -> Figure:
-    """R(alpha) curves, fitted rate vs smallest BA margin, and measured ratio vs logit norm."""
-    return proposition_panels(result.ratio_curves, result.proposition, result.ratio_vs_norm)
+    """R(alpha) at the epochs where the proposition applies, the share of each step's growth of log R due to the
+    logits' scale (against rate x steps), and the measured ratio against the logit norm."""
+    return proposition_panels(result.ratio_curves, result.proposition, result.ratio_vs_norm, result.proposition_steps)
 
 
 def plot_claims(result: AnalysisResult) -> Figure:
-    """Rank correlation of each claim's metric with the rate, with its interval, per budget."""
+    """Each claim's effect in units of its floor, with its 95% interval, per budget, coloured by verdict."""
     return claims_forest(result.claims)

@@ -46,7 +46,7 @@ def write_report(result: AnalysisResult, grids: AttributionGrids | None = None, 
         for budget in [b for b in ("fixed", "matched") if (result.epochs["budget"] == b).any()]:
             drawers.append((f"dynamics_{budget}", lambda b=budget: dynamics(result.epochs, budget=b)))
         drawers.append(("proposition", lambda: proposition_panels(result.ratio_curves, result.proposition,
-                                                                  result.ratio_vs_norm)))
+                                                                  result.ratio_vs_norm, result.proposition_steps)))
     for name, draw in drawers:
         try:
             figures[name] = save_figure(draw(), fig_dir / f"{name}.png")

@@ -173,7 +173,8 @@ def test_options_key_changes_for_exactly_the_analysis_that_changed(registry):
     changed = _keys(resolve_options({"attr_methods": "ig,saliency"}))
     assert {n for n in BUILT_IN if changed[n] != before[n]} == {"attribution"}
 
-    registry["proposition"] = dataclasses.replace(registry["proposition"], version=2)  # a formula changed
+    bumped = registry["proposition"].version + 1  # a formula changed
+    registry["proposition"] = dataclasses.replace(registry["proposition"], version=bumped)
     changed = _keys(defaults)
     assert {n for n in BUILT_IN if changed[n] != before[n]} == {"proposition"}
 

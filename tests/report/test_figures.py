@@ -106,7 +106,7 @@ def test_proposition_panels_and_claims_wide():
     fig = proposition_panels(curves, prop, norm)
     ax_r, ax_fit, ax_norm = fig.axes[:3]
     np.testing.assert_allclose(np.asarray(ax_r.lines[0].get_ydata(), float), 0.5 * alphas)
-    assert "worst 0.001" in ax_fit.get_title()
+    assert "fitted" not in ax_fit.get_title()  # fitted_rate = min_ba_margin is an identity, never drawn
     np.testing.assert_allclose(np.asarray(ax_norm.lines[0].get_xdata(), float), [1.0, 5.0])
 
     claims = pd.DataFrame({"claim": ["a", "a"], "column": ["final:test/wga"] * 2, "description": ["d"] * 2,

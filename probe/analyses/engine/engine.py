@@ -39,6 +39,7 @@ from probe.analyses.engine.result import (
     EPOCH_COLUMNS,
     RATIO_COLUMNS,
     RUN_COLUMNS,
+    STEPS_COLUMNS,
     AnalysisResult,
     error_record,
     judge_runs,
@@ -176,13 +177,14 @@ def plan_runs(sources: Sequence[Source], epochs: Any, model_epochs: Any, *,
 
 @dataclass
 class RunAnalysis:
-    """What :func:`analyse_run` measured of one run: epochs-table rows, timings, its run-table row and its
-    ``R(alpha)`` curves (None when not computed)."""
+    """What :func:`analyse_run` measured of one run: epochs-table rows, timings, its run-table row, its
+    ``R(alpha)`` curves and its scale / direction decomposition (None when not computed)."""
 
     rows: list[tuple] = field(default_factory=list)
     timings: list[dict[str, Any]] = field(default_factory=list)
     run_row: dict[str, Any] = field(default_factory=dict)
     ratio_curves: pd.DataFrame | None = None
+    proposition_steps: pd.DataFrame | None = None
 
 
 def analyse_run(plan: RunPlan, ident: dict[str, Any], selected: SelectedAnalyses, ctx: AnalysisContext,
@@ -230,26 +232,33 @@ def analyse_run(plan: RunPlan, ident: dict[str, Any], selected: SelectedAnalyses
     out.run_row = run_row(plan, ident)
     if plan.committed and "train" in run.splits and "proposition" in selected.names:
         try:
-            out.ratio_curves = ratio_curves(ctx, ident, plan.early, plan.committed[-1])
+            out.ratio_curves, out.proposition_steps = proposition_tables(ctx, ident, plan)
         except Exception as exc:  # noqa: BLE001
             if strict:
                 raise
             errors.append(error_record(exc, "ratio_curves", run=rid, epoch=plan.committed[-1]))
-            warn(f"ERROR computing R(alpha) curves of {rid}: {type(exc).__name__}: {exc}")
+            warn(f"ERROR computing R(alpha) curves and proposition steps of {rid}: {type(exc).__name__}: {exc}")
     return out
 
 
-def ratio_curves(ctx: AnalysisContext, ident: dict[str, Any], early: int | None, final: int) -> pd.DataFrame:
-    """``log R(alpha)`` of the training split at the run's early and final epochs on the grid of the declared option
-    ``alphas`` (:func:`probe.analyses.proposition.ratio_curves`), with the run's identity columns and ``phase``."""
-    from probe.analyses.proposition import ratio_curves as curves_of
+def proposition_tables(ctx: AnalysisContext, ident: dict[str, Any], plan: RunPlan) -> tuple[pd.DataFrame,
+                                                                                             pd.DataFrame]:
+    """Of the training split, reading each record-level epoch once
+    (:func:`probe.analyses.proposition.proposition_tables`): ``log R(alpha)`` on the grid of the declared option
+    ``alphas`` at the run's early and final epochs and at the epochs where the proposition applies (``phase``
+    ``final``, ``early`` or ``window``), and the scale / direction decomposition between consecutive record-level
+    epochs; both with the run's identity columns."""
+    from probe.analyses.proposition import proposition_tables as tables_of
 
-    epochs = sorted({final} if early is None else {early, final})
-    curves = curves_of(ctx.run, "train", epochs=epochs, alphas=ctx.option("alphas"))
-    curves.insert(0, "phase", np.where(curves["epoch"] == final, "final", "early"))
+    final, early = plan.committed[-1], plan.early
+    steps, curves = tables_of(ctx.run, "train", epochs=plan.cheap, curve_epochs={final} | ({early} - {None}),
+                              alphas=ctx.option("alphas"))
+    curves.insert(0, "phase", np.where(curves["epoch"] == final, "final",
+                                       np.where(curves["epoch"] == early, "early", "window")))
     for i, (k, v) in enumerate(ident.items()):
         curves.insert(i, k, v)
-    return curves
+        steps.insert(i, k, v)
+    return curves, steps
 
 
 def assemble(out_dir: Path, sources: Sequence[Source], measured: Sequence[RunAnalysis],
@@ -262,10 +271,13 @@ def assemble(out_dir: Path, sources: Sequence[Source], measured: Sequence[RunAna
     claims, failures = judge_runs(runs_table)
     frames = [m.ratio_curves for m in measured if m.ratio_curves is not None]
     curves = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RATIO_COLUMNS)
+    step_frames = [m.proposition_steps for m in measured if m.proposition_steps is not None]
+    steps = (pd.concat(step_frames, ignore_index=True)[STEPS_COLUMNS] if step_frames
+             else pd.DataFrame(columns=STEPS_COLUMNS))
     timings = pd.DataFrame([t for m in measured for t in m.timings],
                            columns=["run", "epoch", "analysis", "cached", "seconds"])
     return AnalysisResult(out=out_dir, epochs=epochs_table, runs=runs_table, claims=claims, failures=failures,
-                          ratio_curves=curves, errors=errors, timings=timings,
+                          ratio_curves=curves, proposition_steps=steps, errors=errors, timings=timings,
                           sources=[s.describe() for s in sources], config=config)
 
 

@@ -36,9 +36,13 @@ RUN_COLUMNS = ["run", "sweep", "lr", "seed", "batch_size", "momentum", "weight_d
                "early_epoch", "early_step", "final_epoch", "final_step", "damaged_file", "damage_reason"]
 #: columns of the ratio-curves table.
 RATIO_COLUMNS = ["run", "sweep", "lr", "seed", "budget", "phase", "epoch", "alpha", "ratio", "log_ratio"]
+#: columns of the proposition-steps table (:func:`probe.analyses.proposition.scale_direction_decomposition` per run).
+STEPS_COLUMNS = ["run", "sweep", "lr", "seed", "budget", "epoch_from", "epoch_to", "step_from", "step_to",
+                 "log_r_from", "log_r_to", "log_r_scaled", "total", "scale", "direction", "scale_share",
+                 "both_applicable"]
 #: the tables written as CSV files, by file name.
 TABLE_FILES = {"epochs.csv": "epochs", "runs.csv": "runs", "claims.csv": "claims", "failures.csv": "failures",
-               "ratio_curves.csv": "ratio_curves"}
+               "ratio_curves.csv": "ratio_curves", "proposition_steps.csv": "proposition_steps"}
 
 
 @dataclass
@@ -55,8 +59,12 @@ class AnalysisResult:
             ``survives_control`` when both budgets are present).
         failures: runs left out of the claims, with status, where they diverged, and for a damaged run the file
             and the reason (``damaged_file``, ``damage_reason``).
-        ratio_curves: ``log R(alpha)`` of the training split at each run's early and final epoch:
-            ``run, lr, seed, budget, phase, epoch, alpha, ratio, log_ratio``.
+        ratio_curves: ``log R(alpha)`` of the training split at each run's early and final epoch and at the epochs
+            where the proposition applies: ``run, lr, seed, budget, phase, epoch, alpha, ratio, log_ratio``
+            (``phase``: ``final``, ``early`` or ``window``).
+        proposition_steps: per run, between consecutive analysed epochs of the training split, the change of
+            ``log R(1)`` and its part due to the logits' scale alone (:data:`STEPS_COLUMNS`; see
+            :func:`probe.analyses.proposition.scale_direction_decomposition`).
         errors: one dict per failed (run, epoch, analysis): ``run, epoch, analysis, error, traceback``.
         timings: seconds per (run, epoch, analysis) and whether the cache answered.
         sources: the analysed sweeps / runs.
@@ -72,6 +80,7 @@ class AnalysisResult:
     claims: pd.DataFrame
     failures: pd.DataFrame
     ratio_curves: pd.DataFrame
+    proposition_steps: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=STEPS_COLUMNS))
     errors: list[dict[str, Any]] = field(default_factory=list)
     timings: pd.DataFrame = field(default_factory=pd.DataFrame)
     sources: list[dict[str, Any]] = field(default_factory=list)
@@ -290,7 +299,8 @@ def metrics_payload(result: AnalysisResult) -> dict[str, Any]:
 
 
 def write_tables(result: AnalysisResult) -> None:
-    """``epochs.csv``, ``runs.csv``, ``claims.csv``, ``failures.csv``, ``ratio_curves.csv`` and ``metrics.json``."""
+    """``epochs.csv``, ``runs.csv``, ``claims.csv``, ``failures.csv``, ``ratio_curves.csv``,
+    ``proposition_steps.csv`` and ``metrics.json``."""
     out = result.out
     for name, attribute in TABLE_FILES.items():
         getattr(result, attribute).to_csv(out / name, index=False)
@@ -339,6 +349,8 @@ def load_analysis(folder: str | Path) -> AnalysisResult:
         tables["runs"] = pd.DataFrame(columns=RUN_COLUMNS)
     if tables["ratio_curves"].empty:
         tables["ratio_curves"] = pd.DataFrame(columns=RATIO_COLUMNS)
+    if tables["proposition_steps"].empty:
+        tables["proposition_steps"] = pd.DataFrame(columns=STEPS_COLUMNS)
     result = AnalysisResult(out=out, errors=list(payload.get("errors") or []),
                             sources=list(payload.get("sources") or []), config=dict(payload.get("config") or {}),
                             **tables)
