@@ -8,7 +8,9 @@ The tables (:class:`AnalysisResult`):
   (the last committed epoch) and ``early:<split>/<metric>`` (:func:`probe.analyses.engine.plan.early_epoch`);
 - ``claims``: :func:`probe.analyses.claims.evaluate_claims` of the run table (with ``survives_control`` when a
   matched-budget sweep is analysed alongside a fixed-steps one);
-- ``failures``: every run left out of the claims (diverged, collapsed, incomplete, empty, damaged).
+- ``failures``: every run left out of the claims (diverged, collapsed, incomplete, empty, damaged);
+- ``chain``, ``chain_runs``: the mechanism chain per budget and link, and per run and link
+  (:func:`probe.analyses.chain.mechanism_chain`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from probe.analyses.chain import CHAIN_COLUMNS, CHAIN_RUN_COLUMNS
 from probe.errors import RunDirectoryError
 from probe.store.atomic import atomic_write_bytes
 
@@ -38,7 +41,7 @@ RUN_COLUMNS = ["run", "sweep", "lr", "seed", "batch_size", "momentum", "weight_d
 RATIO_COLUMNS = ["run", "sweep", "lr", "seed", "budget", "phase", "epoch", "alpha", "ratio", "log_ratio"]
 #: the tables written as CSV files, by file name.
 TABLE_FILES = {"epochs.csv": "epochs", "runs.csv": "runs", "claims.csv": "claims", "failures.csv": "failures",
-               "ratio_curves.csv": "ratio_curves"}
+               "ratio_curves.csv": "ratio_curves", "chain.csv": "chain", "chain_runs.csv": "chain_runs"}
 
 
 @dataclass
@@ -57,6 +60,9 @@ class AnalysisResult:
             and the reason (``damaged_file``, ``damage_reason``).
         ratio_curves: ``log R(alpha)`` of the training split at each run's early and final epoch:
             ``run, lr, seed, budget, phase, epoch, alpha, ratio, log_ratio``.
+        chain: the mechanism chain per budget and link: counts of runs that hold / fail / cannot tell / are not
+            measurable, ``p_value`` and ``verdict`` (:func:`probe.analyses.chain.mechanism_chain`).
+        chain_runs: the chain per run and link: ``statistic, value, p_value, lag, resolution, verdict, reason``.
         errors: one dict per failed (run, epoch, analysis): ``run, epoch, analysis, error, traceback``.
         timings: seconds per (run, epoch, analysis) and whether the cache answered.
         sources: the analysed sweeps / runs.
@@ -72,6 +78,8 @@ class AnalysisResult:
     claims: pd.DataFrame
     failures: pd.DataFrame
     ratio_curves: pd.DataFrame
+    chain: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CHAIN_COLUMNS))
+    chain_runs: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CHAIN_RUN_COLUMNS))
     errors: list[dict[str, Any]] = field(default_factory=list)
     timings: pd.DataFrame = field(default_factory=pd.DataFrame)
     sources: list[dict[str, Any]] = field(default_factory=list)
@@ -274,7 +282,8 @@ def metrics_payload(result: AnalysisResult) -> dict[str, Any]:
 
 
 def write_tables(result: AnalysisResult) -> None:
-    """``epochs.csv``, ``runs.csv``, ``claims.csv``, ``failures.csv``, ``ratio_curves.csv`` and ``metrics.json``."""
+    """``epochs.csv``, ``runs.csv``, ``claims.csv``, ``failures.csv``, ``ratio_curves.csv``, ``chain.csv``,
+    ``chain_runs.csv`` and ``metrics.json``."""
     out = result.out
     for name, attribute in TABLE_FILES.items():
         getattr(result, attribute).to_csv(out / name, index=False)
@@ -323,6 +332,9 @@ def load_analysis(folder: str | Path) -> AnalysisResult:
         tables["runs"] = pd.DataFrame(columns=RUN_COLUMNS)
     if tables["ratio_curves"].empty:
         tables["ratio_curves"] = pd.DataFrame(columns=RATIO_COLUMNS)
+    for attribute, columns in (("chain", CHAIN_COLUMNS), ("chain_runs", CHAIN_RUN_COLUMNS)):
+        if tables[attribute].empty:
+            tables[attribute] = pd.DataFrame(columns=columns)
     result = AnalysisResult(out=out, errors=list(payload.get("errors") or []),
                             sources=list(payload.get("sources") or []), config=dict(payload.get("config") or {}),
                             **tables)
