@@ -374,3 +374,49 @@ def claims_forest(claims: pd.DataFrame) -> Figure:
     handles += [ax.plot([], [], m, color="black", label=label)[0] for _, m, label in scopes.values()]
     ax.legend(handles=handles, fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4, frameon=False)
     return fig
+
+
+# --- the mechanism chain -------------------------------------------------------------------------------------------
+
+
+def chain_figure(epochs_table: pd.DataFrame, runs_table: pd.DataFrame) -> Figure:
+    """The mechanism chain's four curves (train ``logit_norm``, train ``cmr@0.9``, sgd ``bc_loss_share``, train
+    ``acc_bc``) on the distance axis ``lr x step`` (log, shared by the panels), one panel per budget kind and rate:
+    each curve rescaled to [0, 1] per run, then averaged over the rate's ok runs
+    (:func:`probe.analyses.chain.chain_curves`). Step 0 has no place on a log axis and is not drawn (it still enters
+    the rescaling)."""
+    from probe.analyses.chain import CURVES, chain_curves
+
+    curves = chain_curves(epochs_table, runs_table)
+    panels = list(curves.groupby(["budget", "lr"], sort=True).groups) if len(curves) else []
+    ncols = max(1, min(len(panels), 4))
+    nrows = max(1, int(np.ceil(len(panels) / ncols)))
+    fig = Figure(figsize=(4.4 * ncols + 0.6, 3.4 * nrows + 0.9), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True).ravel()
+    styles = {"logit_norm": ("#1565c0", "-"), "cmr": ("#c62828", "-"), "bc_loss_share": ("#ef6c00", "--"),
+              "acc_bc": ("#2e7d32", "-")}
+    for ax, (budget, lr) in zip(axes, panels):
+        part = curves[(curves["budget"] == budget) & (curves["lr"] == lr)]
+        for key, split, metric in CURVES:
+            line = part[(part["curve"] == key) & (part["distance"] > 0)].sort_values("distance")
+            colour, style = styles[key]
+            ax.plot(line["distance"], line["value"], color=colour, linestyle=style, lw=1.5,
+                    marker="." if len(line) < 40 else None, label=f"{split}/{metric}")
+        n_runs = int(part["n_runs"].max()) if len(part) else 0
+        ax.set_xscale("log")
+        ax.set_title(f"lr {lr:g} ({BUDGET_LABEL.get(budget, budget)}; mean of {n_runs} run(s))", fontsize=9)
+        ax.set_xlabel("distance lr x step (log; step 0 not shown)")
+        ax.grid(True, alpha=0.3)
+    for ax in axes[::ncols]:
+        ax.set_ylabel("rescaled to [0, 1] per run")
+    for ax in axes[len(panels):]:
+        ax.axis("off")
+    if panels:
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=len(CURVES), fontsize=8,
+                   frameon=False)
+    else:
+        axes[0].text(0.5, 0.5, "no ok run with the chain's curves", ha="center", va="center", color="grey",
+                     transform=axes[0].transAxes)
+    fig.suptitle("mechanism chain: train split (logit_norm, cmr@0.9, acc_bc) and the minibatches SGD saw "
+                 "(bc_loss_share), aligned on lr x step", fontsize=10)
+    return fig

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from probe.analyses.base import AnalysisContext, EpochAnalysis, load_analyses, resolve_options
+from probe.analyses.chain import CHAIN_COLUMNS, CHAIN_RUN_COLUMNS, mechanism_chain
 from probe.analyses.engine.cache import EntryKey, MetricCache
 from probe.analyses.engine.plan import EARLY_FRACTION, RunPlan, Source, plan_run, resolve_sources
 from probe.analyses.engine.result import (
@@ -263,12 +264,19 @@ def proposition_tables(ctx: AnalysisContext, ident: dict[str, Any], plan: RunPla
 
 def assemble(out_dir: Path, sources: Sequence[Source], measured: Sequence[RunAnalysis],
              damaged: Sequence[dict[str, Any]], errors: list[dict[str, Any]], config: dict[str, Any]) -> AnalysisResult:
-    """The :class:`AnalysisResult` of the measured and damaged runs: epochs and run tables, claims and failures."""
+    """The :class:`AnalysisResult` of the measured and damaged runs: epochs and run tables, claims and failures, the
+    mechanism chain."""
     rows = [row for m in measured for row in m.rows]
     epochs_table = pd.DataFrame(rows, columns=EPOCH_COLUMNS)
     run_rows = [m.run_row for m in measured] + list(damaged)
     runs_table = summarise_runs(pd.DataFrame(run_rows, columns=RUN_COLUMNS), epochs_table)
     claims, failures = judge_runs(runs_table)
+    try:
+        chain, chain_runs = mechanism_chain(epochs_table, runs_table)
+    except Exception as exc:  # noqa: BLE001 - the other tables stand without it
+        errors.append(error_record(exc, "chain"))
+        warn(f"ERROR computing the mechanism chain: {errors[-1]['error']}")
+        chain, chain_runs = pd.DataFrame(columns=CHAIN_COLUMNS), pd.DataFrame(columns=CHAIN_RUN_COLUMNS)
     frames = [m.ratio_curves for m in measured if m.ratio_curves is not None]
     curves = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RATIO_COLUMNS)
     step_frames = [m.proposition_steps for m in measured if m.proposition_steps is not None]
@@ -277,7 +285,8 @@ def assemble(out_dir: Path, sources: Sequence[Source], measured: Sequence[RunAna
     timings = pd.DataFrame([t for m in measured for t in m.timings],
                            columns=["run", "epoch", "analysis", "cached", "seconds"])
     return AnalysisResult(out=out_dir, epochs=epochs_table, runs=runs_table, claims=claims, failures=failures,
-                          ratio_curves=curves, proposition_steps=steps, errors=errors, timings=timings,
+                          ratio_curves=curves, proposition_steps=steps, chain=chain, chain_runs=chain_runs,
+                          errors=errors, timings=timings,
                           sources=[s.describe() for s in sources], config=config)
 
 

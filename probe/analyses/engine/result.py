@@ -8,7 +8,9 @@ The tables (:class:`AnalysisResult`):
   (the last committed epoch) and ``early:<split>/<metric>`` (:func:`probe.analyses.engine.plan.early_epoch`);
 - ``claims``: :func:`probe.analyses.claims.evaluate_claims` of the run table (with ``survives_control`` when a
   matched-budget sweep is analysed alongside a fixed-steps one);
-- ``failures``: every run left out of the claims (diverged, collapsed, incomplete, empty, damaged).
+- ``failures``: every run left out of the claims (diverged, collapsed, incomplete, empty, damaged);
+- ``chain``, ``chain_runs``: the mechanism chain per budget and link, and per run and link
+  (:func:`probe.analyses.chain.mechanism_chain`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from probe.analyses.chain import CHAIN_COLUMNS, CHAIN_RUN_COLUMNS
 from probe.errors import RunDirectoryError
 from probe.store.atomic import atomic_write_bytes
 
@@ -42,7 +45,8 @@ STEPS_COLUMNS = ["run", "sweep", "lr", "seed", "budget", "epoch_from", "epoch_to
                  "both_applicable"]
 #: the tables written as CSV files, by file name.
 TABLE_FILES = {"epochs.csv": "epochs", "runs.csv": "runs", "claims.csv": "claims", "failures.csv": "failures",
-               "ratio_curves.csv": "ratio_curves", "proposition_steps.csv": "proposition_steps"}
+                "ratio_curves.csv": "ratio_curves", "proposition_steps.csv": "proposition_steps",
+                "chain.csv": "chain", "chain_runs.csv": "chain_runs"}
 
 
 @dataclass
@@ -65,6 +69,9 @@ class AnalysisResult:
         proposition_steps: per run, between consecutive analysed epochs of the training split, the change of
             ``log R(1)`` and its part due to the logits' scale alone (:data:`STEPS_COLUMNS`; see
             :func:`probe.analyses.proposition.scale_direction_decomposition`).
+        chain: the mechanism chain per budget and link: counts of runs that hold / fail / cannot tell / are not
+            measurable, ``p_value`` and ``verdict`` (:func:`probe.analyses.chain.mechanism_chain`).
+        chain_runs: the chain per run and link: ``statistic, value, p_value, lag, resolution, verdict, reason``.
         errors: one dict per failed (run, epoch, analysis): ``run, epoch, analysis, error, traceback``.
         timings: seconds per (run, epoch, analysis) and whether the cache answered.
         sources: the analysed sweeps / runs.
@@ -81,6 +88,8 @@ class AnalysisResult:
     failures: pd.DataFrame
     ratio_curves: pd.DataFrame
     proposition_steps: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=STEPS_COLUMNS))
+    chain: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CHAIN_COLUMNS))
+    chain_runs: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CHAIN_RUN_COLUMNS))
     errors: list[dict[str, Any]] = field(default_factory=list)
     timings: pd.DataFrame = field(default_factory=pd.DataFrame)
     sources: list[dict[str, Any]] = field(default_factory=list)
@@ -300,7 +309,7 @@ def metrics_payload(result: AnalysisResult) -> dict[str, Any]:
 
 def write_tables(result: AnalysisResult) -> None:
     """``epochs.csv``, ``runs.csv``, ``claims.csv``, ``failures.csv``, ``ratio_curves.csv``,
-    ``proposition_steps.csv`` and ``metrics.json``."""
+    ``proposition_steps.csv``, ``chain.csv``, ``chain_runs.csv`` and ``metrics.json``."""
     out = result.out
     for name, attribute in TABLE_FILES.items():
         getattr(result, attribute).to_csv(out / name, index=False)
@@ -351,6 +360,9 @@ def load_analysis(folder: str | Path) -> AnalysisResult:
         tables["ratio_curves"] = pd.DataFrame(columns=RATIO_COLUMNS)
     if tables["proposition_steps"].empty:
         tables["proposition_steps"] = pd.DataFrame(columns=STEPS_COLUMNS)
+    for attribute, columns in (("chain", CHAIN_COLUMNS), ("chain_runs", CHAIN_RUN_COLUMNS)):
+        if tables[attribute].empty:
+            tables[attribute] = pd.DataFrame(columns=columns)
     result = AnalysisResult(out=out, errors=list(payload.get("errors") or []),
                             sources=list(payload.get("sources") or []), config=dict(payload.get("config") or {}),
                             **tables)
