@@ -52,7 +52,8 @@ class TrainConfig:
         distance_budget: the distance budget ``B = lr x steps`` that "early" is measured in (metadata written by
             ``probe sweep``: ``max(lr) x S`` for a matched sweep, ``min over runs of lr x total steps`` for a fixed
             one); None for a lone run, whose budget is its own ``lr x total steps``.
-        early_fractions: fractions of ``B`` that are early in training (default :data:`EARLY_DISTANCE_FRACTIONS`).
+        early_fractions: fractions of ``B`` that are early in training (default :data:`EARLY_DISTANCE_FRACTIONS`);
+            a sweep records every run at them (none when empty).
 
     Example:
         >>> cfg = TrainConfig(dataset="parity", model="mlp", lr=0.1, epochs=3, model_options={"width": 32})
