@@ -53,6 +53,19 @@ def plan_sweep(base: TrainConfig, axes: dict[str, Sequence[Any]], *, budget: str
     Every config carries the sweep's :func:`distance_budget` and records at its early steps
     (:func:`early_record_steps`). ``n_train`` (the training split's size) is needed to count the steps of runs given
     in epochs; when it is None such a sweep builds its dataset once to learn it."""
+    plan = _combinations(base, axes, budget=budget, steps=steps)
+    if any(cfg.steps is None for _, cfg, _ in plan) and n_train is None:
+        n_train = train_size(base)
+    totals = [cfg.steps if cfg.steps is not None else plan_length(n_train, cfg)[2] for _, cfg, _ in plan]
+    distance = distance_budget([cfg.lr for _, cfg, _ in plan], totals, budget=budget, steps=steps)
+    return [(name, replace(cfg, distance_budget=distance,
+                           record_steps=early_record_steps(distance, cfg.lr, total, cfg.early_fractions)).validate(),
+             values) for (name, cfg, values), total in zip(plan, totals)]
+
+
+def _combinations(base: TrainConfig, axes: dict[str, Sequence[Any]], *, budget: str,
+                  steps: int | None) -> list[tuple[str, TrainConfig, dict[str, Any]]]:
+    """The runs of :func:`plan_sweep` before their distance budget and early steps (checked, nothing built)."""
     unknown = sorted(set(axes) - set(AXES))
     if unknown:
         raise ProbeInputError(f"cannot sweep {', '.join(unknown)}; sweepable: {', '.join(AXES)}")
@@ -81,13 +94,7 @@ def plan_sweep(base: TrainConfig, axes: dict[str, Sequence[Any]], *, budget: str
         cfg.validate()
         name = "_".join(f"{_SHORT[n]}{_fmt(v)}" for n, v in values.items())
         plan.append((name, cfg, values))
-    if any(cfg.steps is None for _, cfg, _ in plan) and n_train is None:
-        n_train = train_size(base)
-    totals = [cfg.steps if cfg.steps is not None else plan_length(n_train, cfg)[2] for _, cfg, _ in plan]
-    distance = distance_budget([cfg.lr for _, cfg, _ in plan], totals, budget=budget, steps=steps)
-    return [(name, replace(cfg, distance_budget=distance,
-                           record_steps=early_record_steps(distance, cfg.lr, total, cfg.early_fractions)).validate(),
-             values) for (name, cfg, values), total in zip(plan, totals)]
+    return plan
 
 
 def distance_budget(lrs: Sequence[float], total_steps: Sequence[int], *, budget: str,
@@ -178,7 +185,7 @@ def check_sweep_resume(out: str | Path, base: TrainConfig, axes: dict[str, Seque
     """Raise :class:`ProbeInputError` listing the differences unless ``run_sweep(base, out, axes, ...)`` describes
     the sweep recorded in ``out/sweep.json``; :class:`RunDirectoryError` when there is none to resume."""
     out = Path(out)
-    plan = plan_sweep(base, axes, budget=budget, steps=steps)
+    plan = _combinations(base, axes, budget=budget, steps=steps)  # the runs' early steps are not compared
     differ = sweep_differences(_read_sweep_json(out),
                                sweep_record(base, out.name, axes, budget=budget, steps=steps, plan=plan))
     if differ:
@@ -223,14 +230,15 @@ def run_sweep(base: TrainConfig, out: str | Path, axes: dict[str, Sequence[Any]]
         ...             steps=600)                                                              # doctest: +SKIP
     """
     out = Path(out)
-    plan = plan_sweep(base, axes, budget=budget, steps=steps)
     if jobs < 1:
         raise ProbeInputError(f"--jobs must be >= 1, got {jobs}")
     if resume and overwrite:
         raise ProbeInputError("--resume and --overwrite exclude each other")
+    if resume:  # the differences first: the plan may build the dataset the arguments name
+        check_sweep_resume(out, base, axes, budget=budget, steps=steps)
+    plan = plan_sweep(base, axes, budget=budget, steps=steps)
     lock = DirectoryLock(out, "sweep")
     if resume:
-        check_sweep_resume(out, base, axes, budget=budget, steps=steps)
         lock.acquire()
     else:
         take_directory(out, lock, overwrite=overwrite, kind="sweep")
