@@ -34,10 +34,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             if len(values) > 1 or name == "seed":
                 axes[name] = values
         budget, steps = args.budget, args.steps
-    plan_sweep(base, axes, budget=budget, steps=steps)
-    if args.resume:
+    if args.resume:  # the differences first: the plan may build the dataset the command names
         check_sweep_resume(args.out, base, axes, budget=budget, steps=steps)
-    else:
+    plan_sweep(base, axes, budget=budget, steps=steps)
+    if not args.resume:
         check_new_directory(Path(args.out), overwrite=args.overwrite, kind="sweep")
     _prepare(base)
     results = run_sweep(base, args.out, axes, budget=budget, steps=steps, jobs=args.jobs,

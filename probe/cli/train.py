@@ -49,6 +49,10 @@ def add_train_arguments(p: argparse.ArgumentParser, *, sweep: bool) -> None:
     g = p.add_argument_group("recording and hardware")
     g.add_argument("--record", default="all", help="recorded epochs: all, every:K or log:N (epoch 0 and the last "
                                                    "are always recorded; default: all)")
+    if not sweep:  # a sweep records every run at 1%, 3% and 10% of its distance budget by itself
+        g.add_argument("--record-steps", metavar="S1,S2,...",
+                       help="global steps recorded besides the --record schedule, even inside a data pass "
+                            "(e.g. 5,20; each in [1, total steps])")
     g.add_argument("--record-splits", nargs="+", metavar="SPLIT",
                    help="splits recorded each epoch (default: all of the dataset's splits)")
     g.add_argument("--no-sgd-logits", action="store_true",
@@ -102,11 +106,22 @@ def _config_from(args: argparse.Namespace, *, sweep: bool) -> TrainConfig:
     else:
         if args.lr is None:
             raise ProbeInputError("--lr is required")
-        cfg = TrainConfig(lr=args.lr, seed=0 if args.seed is None else args.seed,
+        cfg = TrainConfig(lr=args.lr, record_steps=parse_record_steps(args.record_steps),
+                          seed=0 if args.seed is None else args.seed,
                           batch_size=64 if args.batch_size is None else args.batch_size,
                           momentum=0.0 if args.momentum is None else args.momentum,
                           weight_decay=0.0 if args.weight_decay is None else args.weight_decay, **common)
     return cfg.validate()
+
+
+def parse_record_steps(text: str | None) -> tuple[int, ...]:
+    """``"20,5"`` -> ``(5, 20)``: the steps of ``--record-steps``, sorted, without repeats."""
+    if text is None:
+        return ()
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.isdigit() for p in parts):
+        raise ProbeInputError(f"--record-steps must be comma-separated integer steps >= 1, e.g. 5,20; got {text!r}")
+    return tuple(sorted({int(p) for p in parts}))
 
 
 def _prepare(cfg: TrainConfig) -> SpuriousDataset:

@@ -2,10 +2,11 @@
 
 ::
 
-    /                 attrs: schema_version, epoch, global_step, lr, wall_time
+    /                 attrs: schema_version, epoch, global_step, lr; data_pass, pass_complete, pass_batches_done
+                      (where the record lies in the data: its pass, whether it ends it, the pass's batches done)
     /model/<name>     one dataset per state_dict entry (parameters and buffers)
     /optimizer        attrs: param_groups (JSON), tensor_keys (JSON); /optimizer/state/<param id>/<key>
-    /rng/<name>       uint8 generator states (shuffle, torch_cpu, cuda_<i>)
+    /rng/<name>       uint8 generator states (shuffle, torch_cpu, cuda_<i>; shuffle_pass_start inside a pass)
     /records/<split>  index, y, a, group, is_bc, logits (n, K) float32, loss (n,) float32
     /sgd              index, y, a, group, is_bc, logits, loss, step: every sample of every minibatch SGD saw
 """
@@ -43,6 +44,17 @@ class EpochPayload:
     records: dict[str, dict[str, np.ndarray]]
     sgd: dict[str, np.ndarray] | None = None
     extra_attrs: dict[str, Any] = field(default_factory=dict)
+    #: the data pass (1-based; 0 before training) the record belongs to, whether it is the end of that pass, and
+    #: how many of the pass's minibatches were trained on; None for a writer that does not say (then epoch = pass)
+    data_pass: int | None = None
+    pass_complete: bool | None = None
+    pass_batches_done: int | None = None
+
+    def position(self) -> dict[str, Any]:
+        """``data_pass`` and ``pass_complete`` for the manifest entry (empty when not given)."""
+        if self.data_pass is None:
+            return {}
+        return {"data_pass": int(self.data_pass), "pass_complete": bool(self.pass_complete)}
 
 
 def _to_numpy(t: torch.Tensor) -> np.ndarray:
@@ -65,6 +77,10 @@ def epoch_file_image(payload: EpochPayload) -> bytes:
         f.attrs["epoch"] = payload.epoch
         f.attrs["global_step"] = payload.global_step
         f.attrs["lr"] = payload.lr
+        if payload.data_pass is not None:
+            f.attrs["data_pass"] = int(payload.data_pass)
+            f.attrs["pass_complete"] = np.uint8(bool(payload.pass_complete))
+            f.attrs["pass_batches_done"] = int(payload.pass_batches_done or 0)
         for k, v in payload.extra_attrs.items():
             f.attrs[k] = v
         g = f.create_group("model")

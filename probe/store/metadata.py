@@ -47,7 +47,8 @@ def check_run_info(info: Any, path: Path) -> dict[str, Any]:
 
 
 def check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
-    """``manifest.json``: one entry per committed epoch, each naming ``epoch_NNNNN.h5`` in the run directory."""
+    """``manifest.json``: one entry per committed epoch, each naming ``epoch_NNNNN.h5`` in the run directory (with its
+    ``data_pass`` and ``pass_complete`` where the writer recorded them)."""
     _require(isinstance(manifest, dict), path, "is not a JSON object")
     check_schema(manifest.get("schema_version"), str(path))
     entries = _key(manifest, "epochs", list, path)
@@ -65,6 +66,10 @@ def check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
         _require(size >= 0, path, f"{where}.size is negative")
         step = _key(entry, "global_step", int, path, f"{where}.global_step")
         _require(step >= 0, path, f"{where}.global_step is negative")
+        if "data_pass" in entry or "pass_complete" in entry:  # written since records inside a data pass exist
+            data_pass = _key(entry, "data_pass", int, path, f"{where}.data_pass")
+            _require(data_pass >= 0, path, f"{where}.data_pass is negative")
+            _key(entry, "pass_complete", bool, path, f"{where}.pass_complete")
         digest = _key(entry, "sha256", str, path, f"{where}.sha256")
         _require(_SHA256.fullmatch(digest) is not None, path, f"{where}.sha256 is not 64 hex digits")
     return manifest

@@ -195,6 +195,33 @@ class Run:
     def step_of(self, epoch: int) -> int:
         return int(self._entry(epoch)["global_step"])
 
+    def data_pass_of(self, epoch: int) -> tuple[int, bool]:
+        """``(data_pass, pass_complete)`` of committed epoch ``epoch``: the pass over the training data it was
+        recorded in (0 before training) and whether it is that pass's end. Runs written before records inside a pass
+        existed (no ``data_pass`` in the manifest) recorded only pass ends, numbered by pass: ``(epoch, True)``."""
+        entry = self._entry(epoch)
+        if "data_pass" not in entry:
+            return epoch, True
+        return int(entry["data_pass"]), bool(entry["pass_complete"])
+
+    @property
+    def planned_steps(self) -> int | None:
+        """The run's planned optimiser steps (``run.json``'s ``plan.total_steps``); None for runs written before it
+        was stored."""
+        plan = self.info_json.get("plan")
+        total = plan.get("total_steps") if isinstance(plan, dict) else None
+        return int(total) if isinstance(total, int) and not isinstance(total, bool) and total >= 0 else None
+
+    @property
+    def distance_budget(self) -> float | None:
+        """The distance budget ``lr x steps`` that early training is measured in (``run.json``'s
+        ``plan.distance_budget``: the sweep's common budget, or the run's own ``lr x total steps``); None for runs
+        written before it was stored."""
+        plan = self.info_json.get("plan")
+        budget = plan.get("distance_budget") if isinstance(plan, dict) else None
+        ok = isinstance(budget, (int, float)) and not isinstance(budget, bool) and np.isfinite(budget) and budget > 0
+        return float(budget) if ok else None
+
     @property
     def splits(self) -> list[str]:
         return self._splits(self.info_json)

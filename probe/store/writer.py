@@ -140,12 +140,18 @@ class RunWriter:
             "size": len(image),
             "sha256": hashlib.sha256(image).hexdigest(),
             "global_step": payload.global_step,
+            **payload.position(),
             "committed": now_iso(),
         }
         epochs = [e for e in self.manifest["epochs"] if e["epoch"] != epoch] + [entry]
         self.manifest = {**self.manifest, "epochs": sorted(epochs, key=lambda e: e["epoch"])}
         atomic_write_json(self.run_dir / MANIFEST_JSON, self.manifest)
         return entry
+
+    def update_info(self, **fields: Any) -> None:
+        """Replace ``fields`` of ``run.json`` (atomically), keeping the rest."""
+        self.run_info = {**self.run_info, **fields, "updated": now_iso()}
+        atomic_write_json(self.run_dir / RUN_JSON, self.run_info)
 
     def set_status(self, status: str, **fields: Any) -> None:
         self.run_info = {**self.run_info, **fields, "status": status, "updated": now_iso()}

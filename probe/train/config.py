@@ -13,6 +13,9 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
 BUDGETS = ("fixed", "matched")
 MAX_SEED = 2**63 - 1
+#: Fractions of the distance budget (``lr x steps``) that are "early" in training (SPEC section 5); a sweep records
+#: every run at these points, and analyses take the last of them as the claims' early point.
+EARLY_DISTANCE_FRACTIONS = (0.01, 0.03, 0.1)
 
 #: Fields that may differ between a run and its ``--resume`` because they do not change its results: the number of
 #: data-decoding processes. Everything else (data, model, optimiser, length, recording, device) must match.
@@ -43,6 +46,14 @@ class TrainConfig:
         eval_batch_size: batch size of the per-epoch evaluation passes.
         workers: decoding processes for datasets streamed from disk (in-memory datasets ignore it).
         budget: ``fixed`` or ``matched`` (metadata written by ``probe sweep --budget``).
+        record_steps: global steps (strictly increasing, each in ``[1, total steps]``) at which a record is committed
+            besides the ``record`` schedule, even inside a data pass; a sweep sets them to
+            ``round(f * distance_budget / lr)`` for each ``f`` of ``early_fractions``.
+        distance_budget: the distance budget ``B = lr x steps`` that "early" is measured in (metadata written by
+            ``probe sweep``: ``max(lr) x S`` for a matched sweep, ``min over runs of lr x total steps`` for a fixed
+            one); None for a lone run, whose budget is its own ``lr x total steps``.
+        early_fractions: fractions of ``B`` that are early in training (default :data:`EARLY_DISTANCE_FRACTIONS`);
+            a sweep records every run at them (none when empty).
 
     Example:
         >>> cfg = TrainConfig(dataset="parity", model="mlp", lr=0.1, epochs=3, model_options={"width": 32})
@@ -76,6 +87,9 @@ class TrainConfig:
     eval_batch_size: int = 2048
     workers: int = 2
     budget: str = "fixed"
+    record_steps: tuple[int, ...] = ()
+    distance_budget: float | None = None
+    early_fractions: tuple[float, ...] = EARLY_DISTANCE_FRACTIONS
 
     def validate(self) -> TrainConfig:
         """Raise :class:`ProbeInputError` naming the first bad field; returns self."""
@@ -115,12 +129,43 @@ class TrainConfig:
             raise ProbeInputError(
                 f"dataset seed must be an integer in [0, 2**63), got {self.dataset_options['seed']!r}")
         parse_record(self.record)
+        self._validate_early()
         return self
+
+    def _validate_early(self) -> None:
+        steps = self.record_steps
+        if not isinstance(steps, (tuple, list)) or not all(_is_int(s) for s in steps):
+            raise ProbeInputError(f"record_steps must be a list of integer steps, got {steps!r}")
+        if any(s < 1 for s in steps):
+            raise ProbeInputError(f"record_steps must be >= 1 (step 0 is always recorded), got {list(steps)}")
+        if any(b <= a for a, b in zip(steps, steps[1:])):
+            raise ProbeInputError(f"record_steps must be strictly increasing, got {list(steps)}")
+        if self.steps is not None and steps and steps[-1] > self.steps:
+            raise ProbeInputError(f"record_steps must lie in [1, {self.steps}] (the run's steps), got {list(steps)}")
+        budget = self.distance_budget
+        if budget is not None and not (isinstance(budget, (int, float)) and not isinstance(budget, bool)
+                                       and math.isfinite(budget) and budget > 0):
+            raise ProbeInputError(f"distance_budget (lr x steps) must be a positive number, got {budget!r}")
+        fractions = self.early_fractions
+        if not isinstance(fractions, (tuple, list)) or not all(
+                isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f <= 1 for f in fractions):
+            raise ProbeInputError(f"early_fractions must be fractions in (0, 1], got {fractions!r}")
+        if any(b <= a for a, b in zip(fractions, fractions[1:])):
+            raise ProbeInputError(f"early_fractions must be strictly increasing, got {list(fractions)}")
+
+    def check_record_steps(self, total_steps: int) -> None:
+        """Raise :class:`ProbeInputError` unless every ``record_steps`` entry lies in ``[1, total_steps]`` (the run's
+        planned steps, known once the training split's size is)."""
+        if self.record_steps and self.record_steps[-1] > total_steps:
+            raise ProbeInputError(f"record_steps must lie in [1, {total_steps}] (the run's planned steps), got "
+                                  f"{list(self.record_steps)}")
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["betas"] = list(self.betas)
         out["milestones"] = list(self.milestones)
+        out["record_steps"] = list(self.record_steps)
+        out["early_fractions"] = list(self.early_fractions)
         return out
 
     @classmethod
@@ -135,13 +180,18 @@ class TrainConfig:
         kwargs = {k: v for k, v in data.items() if k in known}
         if "betas" in kwargs:
             kwargs["betas"] = tuple(kwargs["betas"])
-        if "milestones" in kwargs:
-            kwargs["milestones"] = tuple(kwargs["milestones"])
+        for name in ("milestones", "record_steps", "early_fractions"):
+            if isinstance(kwargs.get(name), list):
+                kwargs[name] = tuple(kwargs[name])
         return cls(**kwargs)
 
 
 def _is_seed(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEED
+    return _is_int(value) and 0 <= value <= MAX_SEED
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def config_differences(stored: dict[str, Any], asked: dict[str, Any], *, source: str = "stored",

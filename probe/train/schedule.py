@@ -1,5 +1,5 @@
 """Learning-rate schedules (pure functions of the global step, so resuming needs no scheduler state) and the
-schedule of recorded epochs."""
+schedule of recorded data passes."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
 
 
 def recorded_epochs(num_epochs: int, record: str) -> list[int]:
-    """Epochs written to disk: 0, the last, and those the ``record`` schedule names."""
+    """Data passes whose end is written to disk: 0 (before training), the last, and those the ``record`` schedule
+    names (``TrainConfig.record_steps`` add records inside passes; then the store numbers recorded points instead)."""
     kind, k = parse_record(record)
     if kind == "all":
         chosen = set(range(num_epochs + 1))

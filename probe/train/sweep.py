@@ -2,11 +2,17 @@
 
 With ``budget="matched"`` every rate trains for ``round(max(lrs) * steps / lr)`` steps, so that ``lr x steps`` is the
 same for every run (the matched-budget control of SPEC section 5).
+
+"Early" in training is measured in distance, ``lr x steps``, identically for every rate: the sweep's distance budget
+``B`` (:func:`distance_budget`) is ``max(lrs) x S`` for a matched sweep and the smallest ``lr x total steps`` of its
+runs for a fixed one (the largest distance every run reaches), and every run records at the steps
+``round(f * B / lr)`` for ``f`` in ``early_fractions`` (1%, 3% and 10% of ``B``), even inside a data pass.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import multiprocessing as mp
 import os
 import signal
@@ -28,7 +34,7 @@ from probe.store.reader import SWEEP_JSON
 from probe.store.schema import SCHEMA_VERSION
 from probe.store.writer import now_iso
 from probe.train.config import RESULT_NEUTRAL_FIELDS, TrainConfig, config_differences
-from probe.train.trainer import plugin_modules, train
+from probe.train.trainer import plan_length, plugin_modules, train
 
 #: Swept axis name -> TrainConfig field.
 AXES = {"lr": "lr", "seed": "seed", "batch_size": "batch_size", "momentum": "momentum",
@@ -41,8 +47,25 @@ def _fmt(value: Any) -> str:
 
 
 def plan_sweep(base: TrainConfig, axes: dict[str, Sequence[Any]], *, budget: str = "fixed",
-               steps: int | None = None) -> list[tuple[str, TrainConfig, dict[str, Any]]]:
-    """The runs of a sweep: ``(name, config, axis values)`` for every combination of ``axes``."""
+               steps: int | None = None, n_train: int | None = None) -> list[tuple[str, TrainConfig, dict[str, Any]]]:
+    """The runs of a sweep: ``(name, config, axis values)`` for every combination of ``axes``.
+
+    Every config carries the sweep's :func:`distance_budget` and records at its early steps
+    (:func:`early_record_steps`). ``n_train`` (the training split's size) is needed to count the steps of runs given
+    in epochs; when it is None such a sweep builds its dataset once to learn it."""
+    plan = _combinations(base, axes, budget=budget, steps=steps)
+    if any(cfg.steps is None for _, cfg, _ in plan) and n_train is None:
+        n_train = train_size(base)
+    totals = [cfg.steps if cfg.steps is not None else plan_length(n_train, cfg)[2] for _, cfg, _ in plan]
+    distance = distance_budget([cfg.lr for _, cfg, _ in plan], totals, budget=budget, steps=steps)
+    return [(name, replace(cfg, distance_budget=distance,
+                           record_steps=early_record_steps(distance, cfg.lr, total, cfg.early_fractions)).validate(),
+             values) for (name, cfg, values), total in zip(plan, totals)]
+
+
+def _combinations(base: TrainConfig, axes: dict[str, Sequence[Any]], *, budget: str,
+                  steps: int | None) -> list[tuple[str, TrainConfig, dict[str, Any]]]:
+    """The runs of :func:`plan_sweep` before their distance budget and early steps (checked, nothing built)."""
     unknown = sorted(set(axes) - set(AXES))
     if unknown:
         raise ProbeInputError(f"cannot sweep {', '.join(unknown)}; sweepable: {', '.join(AXES)}")
@@ -59,6 +82,7 @@ def plan_sweep(base: TrainConfig, axes: dict[str, Sequence[Any]], *, budget: str
         base = replace(base, epochs=None, steps=steps)
     elif budget != "fixed":
         raise ProbeInputError(f"unknown budget {budget!r}; use fixed or matched")
+    base = replace(base, record_steps=(), distance_budget=None).validate()
     max_lr = max(axes["lr"])
     names = [n for n in AXES if n in axes]
     plan = []
@@ -71,6 +95,35 @@ def plan_sweep(base: TrainConfig, axes: dict[str, Sequence[Any]], *, budget: str
         name = "_".join(f"{_SHORT[n]}{_fmt(v)}" for n, v in values.items())
         plan.append((name, cfg, values))
     return plan
+
+
+def distance_budget(lrs: Sequence[float], total_steps: Sequence[int], *, budget: str,
+                    steps: int | None = None) -> float:
+    """The sweep's distance budget ``B`` (``lr x steps``) that early training is measured in: ``max(lrs) x steps``
+    for a matched sweep (every run's ``lr x steps``, up to rounding its steps), else ``min_i lrs[i] x
+    total_steps[i]``, the largest distance every run travels."""
+    if budget == "matched":
+        return float(max(lrs) * steps)
+    return float(min(lr * total for lr, total in zip(lrs, total_steps)))
+
+
+def early_record_steps(distance: float, lr: float, total_steps: int, fractions: Sequence[float]) -> tuple[int, ...]:
+    """The steps at which a run of rate ``lr`` has travelled ``f x distance`` for each ``f`` in ``fractions``:
+    ``round(f * distance / lr)``, kept in ``[1, total_steps]``, without repeats."""
+    return tuple(sorted({min(total_steps, max(1, int(round(f * distance / lr)))) for f in fractions}))
+
+
+_TRAIN_SIZES: dict[str, int] = {}
+
+
+def train_size(cfg: TrainConfig) -> int:
+    """Samples in the training split of ``cfg``'s dataset (built once per dataset and options)."""
+    from probe.data import build_dataset
+
+    key = json.dumps([cfg.dataset, cfg.dataset_options], sort_keys=True, default=str)
+    if key not in _TRAIN_SIZES:
+        _TRAIN_SIZES[key] = len(build_dataset(cfg.dataset, preflight=False, **cfg.dataset_options).train)
+    return _TRAIN_SIZES[key]
 
 
 def _train_one(args: tuple[TrainConfig, str, bool, bool, int | None]) -> tuple[str, str, dict[str, Any] | None]:
@@ -95,9 +148,12 @@ def sweep_record(base: TrainConfig, name: str, axes: dict[str, Sequence[Any]], *
         "axes": {k: list(v) for k, v in axes.items()},
         "budget": budget,
         "budget_steps": steps,
+        "distance_budget": plan[0][1].distance_budget if plan else None,
+        "early_fractions": list(base.early_fractions),
         "base_config": base.to_json(),
         "plugins": plugin_modules(base),
-        "runs": [{"name": run, **values, "steps": cfg.steps, "epochs": cfg.epochs} for run, cfg, values in plan],
+        "runs": [{"name": run, **values, "steps": cfg.steps, "epochs": cfg.epochs,
+                  "record_steps": list(cfg.record_steps)} for run, cfg, values in plan],
     }
 
 
@@ -129,7 +185,7 @@ def check_sweep_resume(out: str | Path, base: TrainConfig, axes: dict[str, Seque
     """Raise :class:`ProbeInputError` listing the differences unless ``run_sweep(base, out, axes, ...)`` describes
     the sweep recorded in ``out/sweep.json``; :class:`RunDirectoryError` when there is none to resume."""
     out = Path(out)
-    plan = plan_sweep(base, axes, budget=budget, steps=steps)
+    plan = _combinations(base, axes, budget=budget, steps=steps)  # the runs' early steps are not compared
     differ = sweep_differences(_read_sweep_json(out),
                                sweep_record(base, out.name, axes, budget=budget, steps=steps, plan=plan))
     if differ:
@@ -174,14 +230,15 @@ def run_sweep(base: TrainConfig, out: str | Path, axes: dict[str, Sequence[Any]]
         ...             steps=600)                                                              # doctest: +SKIP
     """
     out = Path(out)
-    plan = plan_sweep(base, axes, budget=budget, steps=steps)
     if jobs < 1:
         raise ProbeInputError(f"--jobs must be >= 1, got {jobs}")
     if resume and overwrite:
         raise ProbeInputError("--resume and --overwrite exclude each other")
+    if resume:  # the differences first: the plan may build the dataset the arguments name
+        check_sweep_resume(out, base, axes, budget=budget, steps=steps)
+    plan = plan_sweep(base, axes, budget=budget, steps=steps)
     lock = DirectoryLock(out, "sweep")
     if resume:
-        check_sweep_resume(out, base, axes, budget=budget, steps=steps)
         lock.acquire()
     else:
         take_directory(out, lock, overwrite=overwrite, kind="sweep")

@@ -1,9 +1,12 @@
 """The trainer: minibatch SGD (or AdamW) on a :class:`~probe.data.SpuriousDataset`, one committed HDF5 file per
-recorded epoch.
+recorded point.
 
 Per optimiser step it keeps, on the device, the per-sample losses and logits of the minibatch (free: they are the
-training forward pass). After each recorded epoch it evaluates every split in eval mode and commits model,
-optimiser and RNG states with the per-sample records, so that any committed epoch can be resumed bit-identically.
+training forward pass). At each recorded point (the end of a data pass the ``record`` schedule names, or a step of
+``record_steps``, which may fall inside a pass) it evaluates every split in eval mode and commits model, optimiser
+and RNG states with the per-sample records, so that any committed epoch can be resumed bit-identically. Without
+``record_steps`` the committed epochs are the recorded passes' numbers; with them they number the recorded points
+0, 1, 2 ... and each says its data pass (``Run.data_pass_of``).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from probe.data import build_dataset
 from probe.data.base import Split, SpuriousDataset
 from probe.data.registry import dataset_plugin
 from probe.device import resolve_device
-from probe.errors import ProbeInputError, RunDirectoryError
+from probe.errors import DamagedFileError, ProbeInputError, RunDirectoryError
 from probe.models import build_model, model_plugin
 from probe.store.epoch_file import EpochPayload
 from probe.store.reader import Run
@@ -130,6 +133,8 @@ class Trainer:
             self.dataset.split(s)
         self.record_splits = splits
         self.progress = progress
+        self.steps_per_pass, self.num_passes, self.total_steps = plan_length(len(self.dataset.train), self.cfg)
+        self.cfg.check_record_steps(self.total_steps)
 
     # -- setup ---------------------------------------------------------------------------------------------------
     def _fresh_model(self) -> torch.nn.Module:
@@ -152,6 +157,7 @@ class Trainer:
             "config": self.cfg.to_json(),
             "dataset": ds,
             "recorded_splits": self.record_splits,
+            "plan": self.plan(),
             "plugins": plugin_modules(self.cfg),
             "device": str(self.device),
             "versions": versions(),
@@ -159,6 +165,13 @@ class Trainer:
         }
 
     # -- main loop -----------------------------------------------------------------------------------------------
+    def plan(self) -> dict[str, Any]:
+        """``run.json``'s ``plan``: steps per data pass, passes, total steps, the distance budget ``lr x steps``
+        (the sweep's, else the run's own ``lr x total_steps``) and its early fractions."""
+        budget = self.cfg.distance_budget if self.cfg.distance_budget is not None else self.cfg.lr * self.total_steps
+        return {"steps_per_pass": self.steps_per_pass, "passes": self.num_passes, "total_steps": self.total_steps,
+                "distance_budget": float(budget), "early_fractions": list(self.cfg.early_fractions)}
+
     def fit(self, *, resume: bool = False, overwrite: bool = False) -> TrainResult:
         cfg = self.cfg
         started = time.perf_counter()
@@ -171,8 +184,10 @@ class Trainer:
         shuffle = torch.Generator().manual_seed(cfg.seed)
         train = self.dataset.train.to(self.device) if self.dataset.train.in_memory else self.dataset.train
         n_train = len(train)
-        steps_per_epoch, num_epochs, total_steps = plan_length(n_train, cfg)
-        to_record = set(recorded_epochs(num_epochs, cfg.record))
+        steps_per_pass, num_passes, total_steps = self.steps_per_pass, self.num_passes, self.total_steps
+        pass_ends = set(recorded_epochs(num_passes, cfg.record))  # passes whose end is recorded
+        record_at = set(cfg.record_steps)  # steps recorded wherever they fall
+        by_point = bool(record_at)  # then epochs number the recorded points 0, 1, 2 ...; else they are passes
         eval_splits = {s: (self.dataset.split(s).to(self.device) if self.dataset.split(s).in_memory
                            else self.dataset.split(s)) for s in self.record_splits}
 
@@ -180,10 +195,20 @@ class Trainer:
                                                                                 overwrite=overwrite)
         self._committer = BackgroundCommitter(writer)
         try:
-            start_epoch, global_step = self._restore(writer, model, optimizer, shuffle) if resume else (0, 0)
-            if start_epoch == 0 and 0 not in writer.committed_epochs:
+            if resume:
+                writer.update_info(plan=self.plan())
+                start = self._restore(writer, model, optimizer, shuffle)
+            else:
+                start = _Position(0, 0, 0, True, None)
+            if start.epoch == 0 and 0 not in writer.committed_epochs:
                 self._commit(model, optimizer, shuffle, eval_splits, epoch=0, global_step=0, sgd=None,
-                             lr=lr_at(0, total_steps, cfg))
+                             lr=lr_at(0, total_steps, cfg), data_pass=0, pass_complete=True, batches_done=0)
+            epoch, global_step = start.epoch, start.global_step
+            if start.pass_complete:
+                first_pass, skip = start.data_pass + 1, 0
+            else:  # resume inside a pass: regenerate its permutation, skip the batches already trained on
+                first_pass, skip = start.data_pass, global_step - (start.data_pass - 1) * steps_per_pass
+                shuffle.set_state(start.pass_start_state)
             diverged = None
             bar = _progress(total_steps, global_step, self.progress, desc=self.out.name)
             y_train = train.y.to(self.device)
@@ -192,17 +217,23 @@ class Trainer:
             idx_train = train.index.to(self.device)
             check_every = 1 if self.device.type == "cpu" else 25
             channels_last = uses_channels_last(model)
-            for epoch in range(start_epoch + 1, num_epochs + 1):
+            for data_pass in range(first_pass, num_passes + 1):
                 model.train()
+                pass_start_state = shuffle.get_state()
                 order = torch.randperm(n_train, generator=shuffle)
-                steps_this_epoch = min(steps_per_epoch, total_steps - global_step)
-                keep = epoch in to_record  # minibatch records are kept only for epochs that are written
-                pos_parts, loss_parts, logit_parts, step_parts = [], [], [], []
-                step_losses = torch.zeros(steps_this_epoch, device=self.device)
+                begin = skip if data_pass == first_pass else 0
+                pass_first_step = (data_pass - 1) * steps_per_pass
+                steps_this_pass = min(steps_per_pass, total_steps - pass_first_step)
+                pass_last_step = pass_first_step + steps_this_pass
+                # minibatch records are kept only for passes with a record in them
+                keep = data_pass in pass_ends or any(pass_first_step + begin < s <= pass_last_step for s in record_at)
+                buffers = _SgdBuffers()
+                step_losses = torch.zeros(steps_this_pass, device=self.device)
                 for i, (positions, xb) in enumerate(
-                    train.batches(cfg.batch_size, order=order, device=self.device, num_workers=cfg.workers)
+                    train.batches(cfg.batch_size, order=order[begin * cfg.batch_size:], device=self.device,
+                                  num_workers=cfg.workers), start=begin
                 ):
-                    if i >= steps_this_epoch:
+                    if i >= steps_this_pass:
                         break
                     lr = lr_at(global_step, total_steps, cfg)
                     for group in optimizer.param_groups:
@@ -220,23 +251,27 @@ class Trainer:
                     optimizer.step()
                     step_losses[i] = loss.detach()
                     if keep:
-                        pos_parts.append(positions)
-                        loss_parts.append(loss_vec.detach())
-                        if cfg.sgd_logits:
-                            logit_parts.append(logits.detach())
-                        step_parts.append(torch.full_like(positions, global_step))
+                        buffers.add(positions, loss_vec.detach(), logits.detach() if cfg.sgd_logits else None,
+                                    global_step)
                     global_step += 1
-                    if (i + 1) % check_every == 0 or i + 1 == steps_this_epoch:
+                    inside = global_step in record_at and global_step != pass_last_step
+                    if (i + 1) % check_every == 0 or i + 1 == steps_this_pass or inside:
                         if not bool(torch.isfinite(step_losses[: i + 1]).all()):
                             bad = int((~torch.isfinite(step_losses[: i + 1])).nonzero()[0])
                             diverged = {
-                                "epoch": epoch,
+                                "epoch": data_pass,
                                 "step": global_step - (i + 1) + bad,
                                 "loss": str(float(step_losses[bad])),
                                 "lr": lr_at(global_step - (i + 1) + bad, total_steps, cfg),
                             }
                             break
                     bar.update(1)
+                    if inside:  # a recorded step inside the pass
+                        epoch += 1
+                        self._commit(model, optimizer, shuffle, eval_splits, epoch=epoch, global_step=global_step,
+                                     sgd=buffers.take(train, idx_train, y_train, a_train, bc_train, cfg.sgd_logits),
+                                     lr=lr_at(global_step - 1, total_steps, cfg), data_pass=data_pass,
+                                     pass_complete=False, batches_done=i + 1, pass_start_state=pass_start_state)
                 if diverged is not None:
                     self._committer.wait()
                     diverged["last_committed_epoch"] = writer.committed_epochs[-1]
@@ -245,21 +280,12 @@ class Trainer:
                     bar.close()
                     return TrainResult("diverged", self.out, writer.committed_epochs, global_step, diverged,
                                        time.perf_counter() - started)
-                if keep:
-                    buf_pos = torch.cat(pos_parts)
-                    sgd = {
-                        "index": idx_train[buf_pos].cpu().numpy(),
-                        "y": y_train[buf_pos].cpu().numpy(),
-                        "a": a_train[buf_pos].cpu().numpy(),
-                        "group": (y_train[buf_pos] * train.num_attrs + a_train[buf_pos]).cpu().numpy(),
-                        "is_bc": bc_train[buf_pos].cpu().numpy(),
-                        "logits": (torch.cat(logit_parts).cpu().numpy() if cfg.sgd_logits
-                                   else np.zeros((len(buf_pos), 0), np.float32)),
-                        "loss": torch.cat(loss_parts).cpu().numpy(),
-                        "step": torch.cat(step_parts).cpu().numpy(),
-                    }
-                    self._commit(model, optimizer, shuffle, eval_splits, epoch=epoch,
-                                 global_step=global_step, sgd=sgd, lr=lr_at(global_step - 1, total_steps, cfg))
+                if data_pass in pass_ends or pass_last_step in record_at:
+                    epoch = epoch + 1 if by_point else data_pass
+                    self._commit(model, optimizer, shuffle, eval_splits, epoch=epoch, global_step=global_step,
+                                 sgd=buffers.take(train, idx_train, y_train, a_train, bc_train, cfg.sgd_logits),
+                                 lr=lr_at(global_step - 1, total_steps, cfg), data_pass=data_pass,
+                                 pass_complete=True, batches_done=steps_this_pass)
                 if global_step >= total_steps:
                     break
             bar.close()
@@ -280,8 +306,12 @@ class Trainer:
             self._committer.close()
             writer.close()
 
-    def _commit(self, model, optimizer, shuffle, eval_splits, *, epoch, global_step, sgd, lr) -> None:
-        """Evaluate every recorded split now; hand a snapshot of all state to the background committer."""
+    def _commit(self, model, optimizer, shuffle, eval_splits, *, epoch, global_step, sgd, lr, data_pass,
+                pass_complete, batches_done, pass_start_state=None) -> None:
+        """Evaluate every recorded split now; hand a snapshot of all state to the background committer.
+
+        A record inside a data pass also keeps the shuffle generator's state from before the pass's permutation
+        (``shuffle_pass_start``), so that resuming regenerates the same order and skips ``batches_done`` batches."""
         was_training = model.training
         model.eval()
         records = {name: evaluate_split(model, split, self.device, self.cfg.eval_batch_size, self._autocast,
@@ -289,6 +319,8 @@ class Trainer:
                    for name, split in eval_splits.items()}
         model.train(was_training)
         rng = {"shuffle": shuffle.get_state(), "torch_cpu": torch.get_rng_state()}
+        if not pass_complete:
+            rng["shuffle_pass_start"] = pass_start_state
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         payload = EpochPayload(
@@ -300,13 +332,16 @@ class Trainer:
             rng_states=rng,
             records=records,
             sgd=sgd,
+            data_pass=data_pass,
+            pass_complete=pass_complete,
+            pass_batches_done=batches_done,
         )
         self._committer.submit(payload)
 
-    def _restore(self, writer: RunWriter, model, optimizer, shuffle) -> tuple[int, int]:
+    def _restore(self, writer: RunWriter, model, optimizer, shuffle) -> _Position:
         committed = writer.committed_epochs
         if not committed:
-            return 0, 0
+            return _Position(0, 0, 0, True, None)
         run = Run(self.out)
         last = committed[-1]
         model.load_state_dict(run.state_dict(last))
@@ -318,7 +353,63 @@ class Trainer:
         torch.set_rng_state(rng["torch_cpu"])
         if "cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.device)
-        return last, run.step_of(last)
+        data_pass, complete = run.data_pass_of(last)
+        step = run.step_of(last)
+        pass_start = None
+        if not complete:
+            if "shuffle_pass_start" not in rng:
+                raise DamagedFileError(f"{run.epoch_path(last)}: /rng/shuffle_pass_start missing; the record lies "
+                                       "inside a data pass and cannot be resumed without it")
+            done = step - (data_pass - 1) * self.steps_per_pass
+            if not 0 < done < self.steps_per_pass:
+                raise DamagedFileError(f"{run.path}: epoch {last} at step {step} does not lie inside data pass "
+                                       f"{data_pass} of {self.steps_per_pass} steps")
+            pass_start = rng["shuffle_pass_start"]
+        return _Position(last, step, data_pass, complete, pass_start)
+
+
+@dataclass
+class _Position:
+    """Where training resumes: the last committed epoch, its global step and data pass, whether it ended the pass,
+    and (inside a pass) the shuffle generator's state before that pass's permutation."""
+
+    epoch: int
+    global_step: int
+    data_pass: int
+    pass_complete: bool
+    pass_start_state: torch.Tensor | None
+
+
+class _SgdBuffers:
+    """Per-sample records of the minibatches SGD trained on since the last record, kept on the device."""
+
+    def __init__(self):
+        self.positions, self.losses, self.logits, self.steps = [], [], [], []
+
+    def add(self, positions, loss_vec, logits, step: int) -> None:
+        self.positions.append(positions)
+        self.losses.append(loss_vec)
+        if logits is not None:
+            self.logits.append(logits)
+        self.steps.append(torch.full_like(positions, step))
+
+    def take(self, train, idx_train, y_train, a_train, bc_train, sgd_logits: bool) -> dict[str, np.ndarray]:
+        """The ``/sgd`` records of what was added since the last call (at least one step), as host arrays; the
+        buffers are emptied."""
+        pos = torch.cat(self.positions)
+        sgd = {
+            "index": idx_train[pos].cpu().numpy(),
+            "y": y_train[pos].cpu().numpy(),
+            "a": a_train[pos].cpu().numpy(),
+            "group": (y_train[pos] * train.num_attrs + a_train[pos]).cpu().numpy(),
+            "is_bc": bc_train[pos].cpu().numpy(),
+            "logits": (torch.cat(self.logits).cpu().numpy() if sgd_logits
+                       else np.zeros((len(pos), 0), np.float32)),
+            "loss": torch.cat(self.losses).cpu().numpy(),
+            "step": torch.cat(self.steps).cpu().numpy(),
+        }
+        self.__init__()
+        return sgd
 
 
 class BackgroundCommitter:

@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 
+import probe
 from probe.cli import main
 from probe.errors import RunDirectoryError
 from probe.store.verify import verify_path, verify_run
@@ -18,24 +19,31 @@ def sweeps(tiny_colored_sweep, tmp_path):
     folder = tmp_path / "sweeps"
     shutil.copytree(tiny_colored_sweep, folder / "colored")
     runs = sorted(p for p in (folder / "colored").iterdir() if p.is_dir())
-    last = runs[1] / "epoch_00002.h5"
+    last = probe.open_run(runs[1]).epoch_path(probe.open_run(runs[1]).epochs[-1])
     last.write_bytes(last.read_bytes()[:-100])
     return folder, runs
+
+
+def last_file(run_dir) -> str:
+    """The name of the last committed epoch file of ``run_dir``."""
+    run = probe.open_run(run_dir)
+    return run.epoch_path(run.epochs[-1]).name
 
 
 def test_verify_run_reports_each_damaged_epoch(sweeps):
     _, runs = sweeps
     intact, damaged = verify_run(runs[0]), verify_run(runs[1])
-    assert intact.ok and intact.epochs == [0, 1, 2] and intact.line() == f"{runs[0]}: ok"
-    assert not damaged.ok and damaged.status == "damaged" and damaged.epochs == [0, 1]
+    committed = probe.open_run(runs[1]).epochs
+    assert intact.ok and intact.epochs == probe.open_run(runs[0]).epochs and intact.line() == f"{runs[0]}: ok"
+    assert not damaged.ok and damaged.status == "damaged" and damaged.epochs == committed[:-1]
     (problem,) = damaged.problems
-    assert problem.file == runs[1] / "epoch_00002.h5" and "the manifest says" in problem.reason
-    assert damaged.line() == f"{runs[1]}: damaged: epoch_00002.h5: {problem.reason}"
+    assert problem.file == runs[1] / last_file(runs[1]) and "the manifest says" in problem.reason
+    assert damaged.line() == f"{runs[1]}: damaged: {last_file(runs[1])}: {problem.reason}"
 
 
 def test_probe_verify_on_a_run_a_sweep_and_a_folder_of_sweeps(sweeps, capsys):
     folder, runs = sweeps
-    expected = [f"{runs[0]}: ok", f"{runs[1]}: damaged: epoch_00002.h5: "]
+    expected = [f"{runs[0]}: ok", f"{runs[1]}: damaged: {last_file(runs[1])}: "]
     result = run_cli("verify", str(folder / "colored"))
     assert result.returncode == 1 and result.stderr == ""
     assert main(["verify", str(folder)]) == 1

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -233,7 +234,8 @@ def test_divergence_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):
     assert code == 0
     sweep = probe.open_sweep(out)
     ok, bad = sweep.runs
-    assert ok.status == "complete" and ok.epochs == [0, 1, 2, 3]
+    # 2 steps per pass; B = 0.1 x 6 = 0.6: lr 0.1 records at round(f x 6) -> step 1 (kept >= 1) besides pass ends
+    assert ok.status == "complete" and [ok.step_of(e) for e in ok.epochs] == [0, 1, 2, 4, 6]
     assert bad.status == "diverged"
     d = bad.diverged
     assert set(d) >= {"step", "epoch", "loss", "lr"} and d["lr"] == 1e12
@@ -268,3 +270,94 @@ def test_parallel_jobs_and_extra_axes_give_the_same_runs_as_one_at_a_time(tmp_pa
     for a, b in zip(par.runs, ser.runs):
         assert a.name == b.name and a.config["batch_size"] == b.config["batch_size"]
         assert np.array_equal(a.records("test", 2).logits, b.records("test", 2).logits)
+
+
+def _recorded_steps(run) -> list[int]:
+    return [run.step_of(e) for e in run.epochs]
+
+
+def _check_early_points(out, budget: float) -> None:
+    """Every rate has a recorded step at each early fraction f of the budget (|lr x step - f x B| <= lr / 2), and the
+    plan's early epoch lies at lr x step = 0.1 B for every rate, within one step's rounding."""
+    from probe.analyses.engine.plan import plan_run, resolve_sources
+    from probe.analyses.engine.status import identity, run_row
+
+    sweep = probe.open_sweep(out)
+    assert sweep.config["distance_budget"] == pytest.approx(budget)
+    assert sweep.config["early_fractions"] == [0.01, 0.03, 0.1]
+    for run in sweep.runs:
+        assert run.distance_budget == pytest.approx(budget) and run.config["distance_budget"] == pytest.approx(budget)
+        steps = _recorded_steps(run)
+        for f in (0.01, 0.03, 0.1):
+            assert min(abs(run.lr * s - f * budget) for s in steps) <= run.lr / 2 + 1e-12, (run.name, f, steps)
+    _, (source,) = resolve_sources(out)
+    distances = []
+    for run in source.runs:
+        plan = plan_run(source, run)
+        row = run_row(plan, identity(source, run.name, run.lr, run.seed, False))
+        assert row["distance_budget"] == pytest.approx(budget)
+        assert row["early_distance"] == pytest.approx(run.lr * plan.step_of[plan.early])
+        assert abs(row["early_distance"] - 0.1 * budget) <= run.lr / 2 + 1e-12
+        assert plan.total_steps == run.planned_steps
+        distances.append(row["early_distance"])
+    assert max(distances) - min(distances) <= max(r.lr for r in source.runs)
+
+
+def test_matched_sweep_records_every_rate_at_the_same_distances(tmp_path):
+    """lr x steps budget B = 0.3 x 100 = 30: every rate records at 0.3, 0.9 and 3 (1%, 3%, 10% of B), inside passes
+    (15 steps per pass) and between the every:1000 pass records, and analyze's early epoch sits at lr x step = 3."""
+    from probe.train import TrainConfig, run_sweep
+
+    base = TrainConfig(dataset="colored-mnist", model="mlp", model_options={"width": 32}, lr=0.1, steps=100,
+                       batch_size=64, record="every:1000", record_splits=["test"])
+    out = tmp_path / "matched"
+    with torch_threads(1):
+        run_sweep(base, out, {"lr": [0.03, 0.1, 0.3]}, budget="matched", steps=100)
+    runs = {r.lr: r for r in probe.open_sweep(out).runs}
+    assert {lr: r.config["record_steps"] for lr, r in runs.items()} == {
+        0.03: [10, 30, 100], 0.1: [3, 9, 30], 0.3: [1, 3, 10]}
+    assert _recorded_steps(runs[0.03]) == [0, 10, 30, 100, 1000]  # pass 67 ends at 1000: the last step
+    assert [runs[0.03].data_pass_of(e) for e in runs[0.03].epochs] == [
+        (0, True), (1, False), (2, True), (7, False), (67, True)]  # 30 = 2 x 15 ends pass 2
+    _check_early_points(out, 30.0)
+
+
+def test_fixed_sweep_budget_is_the_distance_every_rate_reaches(tmp_path):
+    """Fixed length (14 passes of 15 steps = 210 steps each): B = min lr x 210 = 0.05 x 210 = 10.5."""
+    from probe.train import TrainConfig, run_sweep
+
+    base = TrainConfig(dataset="colored-mnist", model="mlp", model_options={"width": 32}, lr=0.1, epochs=14,
+                       batch_size=64, record="every:1000", record_splits=["test"])
+    out = tmp_path / "fixed"
+    with torch_threads(1):
+        run_sweep(base, out, {"lr": [0.05, 0.1, 0.2]})
+    runs = {r.lr: r for r in probe.open_sweep(out).runs}
+    assert runs[0.2].config["record_steps"] == [1, 2, 5]  # 0.105 / 0.2 = 0.53, 0.315 / 0.2 = 1.6, 1.05 / 0.2 = 5.25
+    assert all(r.planned_steps == 210 for r in runs.values())
+    _check_early_points(out, 10.5)
+
+
+def test_plan_sweep_sets_the_distance_budget_and_early_steps_of_every_run():
+    """Planned without training: the budget is max(lr) x S (matched) or min over runs of lr x total steps (fixed;
+    runs in epochs count ceil(n_train / batch) steps per pass); early steps are round(f x B / lr), in [1, steps],
+    without repeats; empty early fractions record nothing extra."""
+    from probe.train import TrainConfig
+    from probe.train.sweep import plan_sweep
+
+    base = TrainConfig(dataset="parity", model="mlp", lr=0.1, steps=50)
+    matched = plan_sweep(base, {"lr": [0.07, 0.2]}, budget="matched", steps=60)  # B = 12
+    assert [(c.steps, c.distance_budget, c.record_steps) for _, c, _ in matched] == [
+        (171, pytest.approx(12.0), (2, 5, 17)),  # 0.12 / 0.07 = 1.7, 0.36 / 0.07 = 5.1, 1.2 / 0.07 = 17.1
+        (60, pytest.approx(12.0), (1, 2, 6))]  # 0.12 / 0.2 = 0.6, 0.36 / 0.2 = 1.8, 1.2 / 0.2 = 6
+    by_epochs = plan_sweep(replace(base, steps=None, epochs=3), {"lr": [0.05, 0.2], "batch_size": [10, 25]},
+                           n_train=100)
+    totals = {(c.lr, c.batch_size): 3 * -(-100 // c.batch_size) for _, c, _ in by_epochs}  # 30 or 12 steps
+    budget = min(lr * total for (lr, _), total in totals.items())
+    assert budget == pytest.approx(0.05 * 12)
+    for _, c, _ in by_epochs:
+        assert c.distance_budget == pytest.approx(budget)
+        expected = sorted({min(totals[c.lr, c.batch_size], max(1, round(f * budget / c.lr)))
+                           for f in (0.01, 0.03, 0.1)})
+        assert list(c.record_steps) == expected
+    quiet = plan_sweep(replace(base, early_fractions=()), {"lr": [0.05, 0.2]})
+    assert all(c.record_steps == () and c.distance_budget == pytest.approx(2.5) for _, c, _ in quiet)

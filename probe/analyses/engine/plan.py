@@ -4,6 +4,12 @@
 into :class:`Source` objects; :func:`plan_run` turns one run into a :class:`RunPlan`: its committed epochs with their
 global steps and sha256 (from the manifest), its early epoch (:func:`early_epoch`), the epochs of the record-level
 analyses (every committed epoch by default) and those of the model analyses (:func:`default_model_epochs`).
+
+"Early" is a distance, ``lr x steps``, equal across the rates of a sweep: the recorded epoch whose ``lr x step`` is
+nearest :data:`EARLY_FRACTION` of the run's distance budget (``run.json``'s ``plan.distance_budget``, which a sweep
+sets to one value for all its runs and records at; for runs written before it was stored, the run's own
+``lr x planned steps``). An epoch of the store is a recorded point: the end of a data pass or, with the run's
+``record_steps``, a step inside one.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ import numpy as np
 from probe.errors import ProbeError, ProbeInputError, RunDirectoryError
 from probe.store.reader import RUN_JSON, SWEEP_JSON, Run, Sweep, open_path
 
-#: the "early" phase of a run is the recorded epoch closest to this fraction of its steps.
+#: the "early" phase of a run is the recorded epoch whose ``lr x step`` is closest to this fraction of the distance
+#: budget (the last of ``probe.train.config.EARLY_DISTANCE_FRACTIONS``, at which sweeps record).
 EARLY_FRACTION = 0.1
 #: fractions of training at which the default model epochs are taken (besides epoch 0 and the last).
 MODEL_EPOCH_FRACTIONS = (0.25, 0.5, 0.75)
@@ -121,15 +128,30 @@ def nearest_epoch(epochs: Sequence[int], steps: Sequence[int], target_step: floa
     return int(np.asarray(epochs)[int(np.argmin(dist))])
 
 
-def early_epoch(epochs: Sequence[int], steps: Sequence[int], total_steps: int,
+def early_epoch(epochs: Sequence[int], steps: Sequence[int], total_steps: float,
                 fraction: float = EARLY_FRACTION) -> int:
     """The "early" epoch of a run: among recorded epochs after the first step (step > 0), the one whose global step
-    is closest to ``fraction * total_steps`` (earlier on a tie); epoch 0 only when nothing else is recorded."""
+    is closest to ``fraction * total_steps`` (earlier on a tie); epoch 0 only when nothing else is recorded.
+
+    ``total_steps`` is the run's steps of the distance budget, ``distance_budget / lr`` (:func:`budget_steps`), so
+    that the epoch chosen is the one whose ``lr x step`` is nearest ``fraction x distance_budget``."""
     epochs, steps = np.asarray(epochs), np.asarray(steps)
     trained = steps > 0
     if not trained.any():
         return int(epochs[0])
     return nearest_epoch(epochs[trained], steps[trained], fraction * total_steps)
+
+
+def run_distance_budget(run: Run, total_steps: int) -> float:
+    """The distance budget ``B = lr x steps`` of ``run``: ``run.json``'s ``plan.distance_budget`` (a sweep's common
+    budget), else (runs written before it was stored) ``lr x total_steps``, the run's own planned distance."""
+    stored = run.distance_budget
+    return stored if stored is not None else run.lr * total_steps
+
+
+def budget_steps(run: Run, total_steps: int) -> float:
+    """``B / lr``: the steps in which ``run`` travels its distance budget ``B`` (:func:`run_distance_budget`)."""
+    return run_distance_budget(run, total_steps) / run.lr
 
 
 def default_model_epochs(epochs: Sequence[int], steps: Sequence[int],
@@ -157,7 +179,10 @@ def select_epochs(spec: Any, committed: list[int], steps: list[int], *, default:
 
 
 def planned_steps(run: Run, epochs: list[int], steps: list[int]) -> int:
-    """Steps the run was planned for: ``steps`` in its config, else epochs x (steps per recorded epoch)."""
+    """Steps the run was planned for: ``run.json``'s ``plan.total_steps``; for runs written before it was stored,
+    ``steps`` in its config, else epochs x (steps per recorded epoch), those runs' epochs being data passes."""
+    if run.planned_steps is not None:
+        return run.planned_steps
     cfg = run.config
     if cfg.get("steps"):
         return int(cfg["steps"])
@@ -180,6 +205,7 @@ class RunPlan:
     early: int | None
     cheap: list[int]
     heavy: list[int]
+    distance_budget: float = float("nan")  # lr x steps; "early" is EARLY_FRACTION of it
 
     @property
     def step_of(self) -> dict[int, int]:
@@ -210,10 +236,11 @@ def plan_run(source: Source, run: Run, epochs: Any = None, model_epochs: Any = N
     committed = [int(e["epoch"]) for e in manifest_epochs]
     steps = [int(e["global_step"]) for e in manifest_epochs]
     total = planned_steps(run, committed, steps) if committed else 0
-    early = early_epoch(committed, steps, total) if committed else None
+    budget = run_distance_budget(run, total) if committed else float("nan")
+    early = early_epoch(committed, steps, budget / run.lr) if committed else None
     cheap = select_epochs(epochs, committed, steps, default=list(committed))
     if committed:
         cheap = sorted(set(cheap) | {early, committed[-1]})
     heavy = select_epochs(model_epochs, committed, steps, default=default_model_epochs(committed, steps))
     sha256 = {int(e["epoch"]): e.get("sha256") for e in manifest_epochs}
-    return RunPlan(source, run, committed, steps, sha256, total, early, cheap, heavy)
+    return RunPlan(source, run, committed, steps, sha256, total, early, cheap, heavy, budget)

@@ -36,7 +36,8 @@ EPOCH_COLUMNS = ["run", "sweep", "lr", "seed", "budget", "epoch", "step", "analy
 #: configuration columns of the run table, before the summary columns.
 RUN_COLUMNS = ["run", "sweep", "lr", "seed", "batch_size", "momentum", "weight_decay", "budget", "steps",
                "epochs_recorded", "train_status", "status", "final_train_acc", "diverged_epoch", "diverged_step",
-               "early_epoch", "early_step", "final_epoch", "final_step", "damaged_file", "damage_reason"]
+               "early_epoch", "early_step", "final_epoch", "final_step", "damaged_file", "damage_reason",
+               "distance_budget", "early_distance"]
 #: columns of the ratio-curves table.
 RATIO_COLUMNS = ["run", "sweep", "lr", "seed", "budget", "phase", "epoch", "alpha", "ratio", "log_ratio"]
 #: columns of the proposition-steps table (:func:`probe.analyses.proposition.scale_direction_decomposition` per run).

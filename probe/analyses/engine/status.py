@@ -44,8 +44,9 @@ def run_identity(source: Source, run: Run, many: bool) -> dict[str, Any]:
 
 def run_row(plan: RunPlan, ident: dict[str, Any]) -> dict[str, Any]:
     """The run table row of an analysed run: configuration, status, final training accuracy, early and final
-    epochs."""
+    epochs, the distance budget ``lr x steps`` and the early epoch's distance ``lr x early_step``."""
     run, committed, steps = plan.run, plan.committed, plan.steps
+    early_step = dict(zip(committed, steps)).get(plan.early, np.nan) if plan.early is not None else np.nan
     status, final_acc = classify_run_status(run, committed)
     cfg = run.config
     div = run.diverged or {}
@@ -56,10 +57,11 @@ def run_row(plan: RunPlan, ident: dict[str, Any]) -> dict[str, Any]:
         "train_status": run.status, "status": status, "final_train_acc": final_acc,
         "diverged_epoch": div.get("epoch", np.nan), "diverged_step": div.get("step", np.nan),
         "early_epoch": plan.early if plan.early is not None else np.nan,
-        "early_step": dict(zip(committed, steps)).get(plan.early, np.nan) if plan.early is not None else np.nan,
+        "early_step": early_step,
         "final_epoch": committed[-1] if committed else np.nan,
         "final_step": steps[-1] if steps else np.nan,
         "damaged_file": None, "damage_reason": None,
+        "distance_budget": plan.distance_budget, "early_distance": run.lr * early_step,
     }
 
 

@@ -47,3 +47,32 @@ def test_folder_without_runs_is_refused(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(RunDirectoryError, match="no run"):
         resolve_sources(tmp_path / "empty")
+
+
+def test_early_epoch_is_a_fraction_of_the_distance_budget(tiny_parity_run, tmp_path):
+    """lr 0.1, steps 0/8/16/24: the early epoch is the one whose lr x step is nearest 0.1 x run.json's distance
+    budget; a run written before the budget was stored falls back to lr x its planned steps (the old rule)."""
+    import json
+    import shutil
+
+    from probe.analyses.engine.status import identity, run_row
+
+    path = tmp_path / "run"
+    shutil.copytree(tiny_parity_run, path, ignore=shutil.ignore_patterns(".lock"))
+    info = json.loads((path / "run.json").read_text())
+    assert info["plan"]["distance_budget"] == pytest.approx(0.1 * 24) and info["plan"]["total_steps"] == 24
+
+    def plan_with(plan_json):
+        info_now = {**info, "plan": plan_json} if plan_json is not None else {
+            k: v for k, v in info.items() if k != "plan"}
+        (path / "run.json").write_text(json.dumps(info_now))
+        _, (source,) = resolve_sources(path)
+        return plan_run(source, source.runs[0])
+
+    for budget, early in ((16.0, 2), (24.0, 3), (12.0, 1), (2.4, 1)):  # 0.1 x 12 / 0.1 = 12: tie of 8 and 16
+        plan = plan_with({**info["plan"], "distance_budget": budget})
+        assert (plan.early, plan.distance_budget) == (early, budget)
+        row = run_row(plan, identity(plan.source, "run", 0.1, 0, False))
+        assert row["distance_budget"] == budget and row["early_distance"] == pytest.approx(0.1 * 8 * early)
+    old = plan_with(None)
+    assert old.total_steps == 24 and old.distance_budget == pytest.approx(2.4) and old.early == 1
