@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from probe.report.html import table_html
+from probe.report.tables import table_html
 
 if TYPE_CHECKING:
     from probe.analyses.engine.result import AnalysisResult

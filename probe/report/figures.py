@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from probe.analyses.engine.result import claims_wide
 from probe.errors import ProbeInputError
 
-__all__ = ["DYNAMICS_PANELS", "claim_columns", "claims_forest", "claims_wide", "dynamics", "lr_colours",
+__all__ = ["DYNAMICS_PANELS", "chain_figure", "claim_columns", "claims_forest", "claims_wide", "dynamics", "lr_colours",
            "metric_over_training", "proposition_panels", "rate_summary", "save_figure", "sweep_overview"]
 
 BUDGET_STYLE = {"fixed": {"linestyle": "-", "marker": "o"}, "matched": {"linestyle": "--", "marker": "s"}}

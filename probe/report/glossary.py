@@ -39,7 +39,8 @@ REPORT_TERMS: dict[str, Entry] = {
                     "docs/analyze.md#status", "probe.analyses.claims:classify_run"),
     "phase": Entry("analyze", "final: / early:",
                    "run-table prefixes: final = the last committed epoch; early = the recorded epoch (after step 0) "
-                   "whose step is closest to 10% of the run's steps.",
+                   "whose distance lr x step is closest to 10% of the sweep's distance budget (the same for every "
+                   "rate: max lr x steps in a matched sweep, the smallest rate's lr x steps in a fixed one).",
                    "docs/analyze.md#the-run-table-runscsv", "probe.analyses.engine.plan:early_epoch"),
     "verdict": Entry("analyze", "verdict, survives_control",
                      "Per claim and scope, over the ok runs: agrees / disagrees when, with 3 or more rates, the "

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from probe.report.chain import chain_section_html
 from probe.report.glossary import glossary_html, metric_link, metric_of
 from probe.report.proposition import PROPOSITION_CAPTION, proposition_section_html
 from probe.report.samples import samples_section_html
@@ -315,6 +316,11 @@ def analysis_sections(result: AnalysisResult, figures: dict[str, Path]) -> list[
                  'from the tables and figures; see <a href="#errors">Errors</a>.</p>')
     sections = [Section("Verdicts", alert + headline_html(result) + "<h3>The statistics behind each verdict</h3>"
                         + _claims_html(result), claims_figs, anchor="verdicts")]
+    chain_figs = [(figures["chain"], "The mechanism chain's four curves on the distance axis lr x step (log): train "
+                   "logit_norm, train cmr@0.9, sgd bc_loss_share and train acc_bc, each rescaled to [0, 1] per run, "
+                   "then averaged over the seeds of a rate (ok runs only); one panel per budget and rate.")] \
+        if "chain" in figures else []
+    sections.append(Section("Mechanism chain", chain_section_html(result), chain_figs, anchor="chain"))
     sections.append(Section("Setup", _setup_html(result)))
     sections.append(Section("Sample sizes", samples_section_html(result), anchor="sample-sizes"))
     overview = [(figures["overview"], "Each claim metric against the learning rate (log scale): mean over seeds of "

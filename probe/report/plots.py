@@ -15,12 +15,19 @@ from typing import TYPE_CHECKING
 
 from matplotlib.figure import Figure
 
-from probe.report.figures import claims_forest, dynamics, metric_over_training, proposition_panels, sweep_overview
+from probe.report.figures import (
+    chain_figure,
+    claims_forest,
+    dynamics,
+    metric_over_training,
+    proposition_panels,
+    sweep_overview,
+)
 
 if TYPE_CHECKING:
     from probe.analyses.engine.result import AnalysisResult
 
-__all__ = ["plot_claims", "plot_dynamics", "plot_metric", "plot_overview", "plot_proposition"]
+__all__ = ["plot_chain", "plot_claims", "plot_dynamics", "plot_metric", "plot_overview", "plot_proposition"]
 
 
 def plot_overview(result: AnalysisResult, columns: Sequence[str] | None = None) -> Figure:
@@ -50,3 +57,8 @@ def plot_proposition(result: AnalysisResult) -> Figure:
 def plot_claims(result: AnalysisResult) -> Figure:
     """Each claim's effect in units of its floor, with its 95% interval, per budget, coloured by verdict."""
     return claims_forest(result.claims)
+
+
+def plot_chain(result: AnalysisResult) -> Figure:
+    """The mechanism chain's four curves on the distance axis lr x step, one panel per budget and rate."""
+    return chain_figure(result.epochs, result.runs)

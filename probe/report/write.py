@@ -11,7 +11,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from probe.report.figures import claims_forest, dynamics, proposition_panels, save_figure, sweep_overview
+from probe.report.figures import (
+    chain_figure,
+    claims_forest,
+    dynamics,
+    proposition_panels,
+    save_figure,
+    sweep_overview,
+)
 from probe.report.html import Section, analysis_sections, glossary_section, render_page
 from probe.report.panels import attribution_sections, representation_section
 from probe.store.atomic import atomic_write_bytes
@@ -43,6 +50,7 @@ def write_report(result: AnalysisResult, grids: AttributionGrids | None = None, 
     if len(runs):
         drawers.append(("overview", lambda: sweep_overview(runs)))
         drawers.append(("claims", lambda: claims_forest(result.claims)))
+        drawers.append(("chain", lambda: chain_figure(result.epochs, result.runs)))
         for budget in [b for b in ("fixed", "matched") if (result.epochs["budget"] == b).any()]:
             drawers.append((f"dynamics_{budget}", lambda b=budget: dynamics(result.epochs, budget=b)))
         drawers.append(("proposition", lambda: proposition_panels(result.ratio_curves, result.proposition,
@@ -71,7 +79,8 @@ def write_report(result: AnalysisResult, grids: AttributionGrids | None = None, 
     sections[runs_at:runs_at] = [*panels, *extra_sections]
     sections.append(glossary_section(sections))
     files = ", ".join(f"<code>{html.escape(k)}</code>" for k in ("metrics.json", "runs.csv", "epochs.csv",
-                                                                   "claims.csv", "failures.csv", "ratio_curves.csv"))
+                                                                   "claims.csv", "failures.csv", "ratio_curves.csv",
+                                                                   "proposition_steps.csv", "chain.csv"))
     intro = (f"<p>Written by <code>probe analyze</code> into <code>{html.escape(str(result.out))}</code>, next to "
              f"{files}. Metric names link to their definitions in the glossary at the end.</p>")
     name = title or f"probe analyze: {Path(result.config.get('path', result.out)).name}"
