@@ -7,11 +7,9 @@ import time
 
 import pytest
 
-from probe.analyses.claims import CLAIMS
+from probe.analyses.claims import CLAIMS, CONTROL_OUTCOMES, VERDICTS
 from probe.analyses.engine import load_analysis
 from probe.demo import QUICK, demo_paths, run_demo
-
-VERDICTS = ("agrees", "disagrees", "cannot tell", "not measured")
 
 
 @pytest.mark.slow
@@ -30,8 +28,10 @@ def test_quick_demo_reports_every_claim_with_and_without_control(tmp_path, capsy
     text = result.report.read_text()
     for claim in CLAIMS:
         line = next(ln for ln in printed.splitlines() if ln.strip().startswith(claim.name))
-        assert re.search(r"fixed steps: (%s); matched budget: (%s); survives control: " % (
-            "|".join(VERDICTS), "|".join(VERDICTS)), line), line
+        verdict = "|".join(VERDICTS)
+        assert re.search(r"fixed steps: (%s); matched budget: (%s); fixed steps over the matched rates: (%s); "
+                         r"survives the control: (%s)$" % (verdict, verdict, verdict, "|".join(CONTROL_OUTCOMES)),
+                         line), line
         assert f"<b>{claim.name}</b>" in text  # the report's plain-language verdict list
     assert "Failed runs" in text
     # the representation and attribution panels (issues' acceptance: the demo report shows them)

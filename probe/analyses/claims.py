@@ -11,8 +11,8 @@ value; every run is a point and seeds are the replicates (the statistics are in
 :mod:`probe.analyses.claims_stats`):
 
 - ``not measurable`` first, with its ``reason``: no finite value (the analysis did not run, or the dataset has no
-  mask), fewer than 2 rates, the same value in every run, or fewer than :data:`MIN_SAMPLES` contributing samples in
-  some run (its count column).
+  mask, no group large enough), fewer than 2 rates, the same value in every run, or fewer than :data:`MIN_SAMPLES`
+  contributing samples in some run (its count column).
 - ``spearman`` with ``p_value`` / ``p_value_opposite``: one-sided permutation p-values in the claimed / opposite
   direction; ``p_adjusted`` / ``p_adjusted_opposite``: Holm-adjusted over every judged row of the table (one family
   per direction).
@@ -74,6 +74,7 @@ class Claim:
         relative_floor: ``floor`` is relative to the lowest rate's mean (norms).
         count_column: run-table column holding the number of samples the metric rests on in each run (None: the
             metric has no sample count).
+        undefined: why the metric can be NaN in every run (the reason given when it is).
     """
 
     name: str
@@ -84,6 +85,7 @@ class Claim:
     floor: float = 0.02
     relative_floor: bool = False
     count_column: str | None = None
+    undefined: str = "the metric is undefined (NaN) in every ok run"
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
@@ -109,7 +111,8 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("unbiased_acc_up", "final:test/unbiased_acc", "up", "final",
           "Unbiased test accuracy rises with the learning rate.", count_column="final:test/n"),
     Claim("wga_up", "final:test/wga", "up", "final",
-          "Worst-group test accuracy rises with the learning rate.", count_column="final:test/wga_min_group_n"),
+          "Worst-group test accuracy rises with the learning rate.", count_column="final:test/wga_min_group_n",
+          undefined="no test group has min_group_size (default 20) samples, so the worst group is undefined"),
     Claim("retention_up", "final:test/retention@0.9", "up", "final",
           "Accuracy kept after pruning 90% of the weights rises with the learning rate.",
           count_column="final:test/n_pruning"),
@@ -126,7 +129,7 @@ CLAIMS: tuple[Claim, ...] = (
           count_column="final:test/n_features"),
     Claim("core_attr_share_up", "final:test/core_attr_share@ig", "up", "final",
           "Integrated Gradients put more attribution on the core region as the learning rate rises.",
-          count_column="final:test/n_attributed"),
+          count_column="final:test/n_attributed", undefined="the dataset has no core-region mask"),
     Claim("early_logit_norm_up", "early:train/logit_norm", "up", "early",
           "Early in training, logit norms are larger at larger learning rates.", floor=0.1, relative_floor=True,
           count_column="early:train/n"),
@@ -170,15 +173,16 @@ def _nan_row() -> dict[str, Any]:
 
 
 def _measure(claim: Claim, rates: np.ndarray, values: np.ndarray, counts: np.ndarray | None,
-             n_permutations: int, n_bootstrap: int) -> dict[str, Any]:
+             n_permutations: int, n_bootstrap: int, present: bool) -> dict[str, Any]:
     """Everything but the adjusted p-values and the verdicts that depend on them; ``verdict`` is set only when the
     claim is not measurable."""
     out = _nan_row()
     n_rates = len(np.unique(rates))
     out.update(n_rates=n_rates, n_runs=len(values), verdict="", reason="")
     if len(values) == 0:
-        out.update(verdict="not measurable", reason=f"no value of {claim.column} in any ok run (the analysis did "
-                   "not run, or the dataset has nothing it needs, e.g. no core mask)")
+        reason = (claim.undefined if present else
+                  f"no column {claim.column} (its analysis did not run, or no run is ok)")
+        out.update(verdict="not measurable", reason=reason)
         return out
     _, _, per_rate = st.rate_means(rates, values)
     out["min_seeds"] = int(per_rate.min())
@@ -305,7 +309,8 @@ def evaluate_claims(run_table: Any, claims: Any = CLAIMS, axis: str = "lr", *,
             rates, values, counts = _points(claim, columns, axis)
             row = {"claim": claim.name, "column": claim.column, "direction": claim.direction, "budget": budget,
                    "rates": rates_scope, "n_excluded": int(len(part) - len(ok)), "description": claim.description}
-            row.update(_measure(claim, rates, values, counts, n_permutations, n_bootstrap))
+            present = claim.column in columns and len(columns[claim.column]) > 0
+            row.update(_measure(claim, rates, values, counts, n_permutations, n_bootstrap, present))
             rows.append(row)
     order = {c.name: i for i, c in enumerate(claims)}
     rows.sort(key=lambda r: order[r["claim"]])  # claim by claim, scopes in order (a stable sort)

@@ -164,9 +164,13 @@ def test_too_few_samples_is_not_measurable():
 
 
 def test_missing_metric_is_not_measurable_with_reason():
-    result = evaluate_claims(_table(lambda i, rng: np.nan))
+    result = evaluate_claims(_table(lambda i, rng: np.nan)).set_index("claim")
     assert set(result.verdict) == {"not measurable"} and len(result) == len(CLAIMS)
-    assert all("no value" in r for r in result.reason)
+    assert result.loc["unbiased_acc_up", "reason"] == "the metric is undefined (NaN) in every ok run"
+    assert "no column final:test/wga" in result.loc["wga_up", "reason"]
+    wga = next(c for c in CLAIMS if c.name == "wga_up")
+    undefined = evaluate_claims(_table(lambda i, rng: np.nan, column=wga.column), [wga]).iloc[0]
+    assert undefined.verdict == "not measurable" and "min_group_size" in undefined.reason
     assert "survives_control" not in result.columns
 
 

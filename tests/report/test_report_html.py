@@ -1,18 +1,8 @@
-"""report.html in a real headless Chromium: no console error, every image loaded, nothing fetched from the network.
-
-Chromium is driven through the DevTools protocol over ``--remote-debugging-pipe`` (file descriptors 3 and 4,
-NUL-separated JSON messages), so no extra package is needed.
-"""
+"""report.html in a real headless Chromium (tests/browser.py): no console error, every image loaded, nothing fetched
+from the network, no table wider than the page; and the page's structure."""
 
 from __future__ import annotations
 
-import json
-import os
-import select
-import shutil
-import subprocess
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,124 +13,7 @@ from probe.analyses.engine import analyze, attribution_grids
 from probe.report.figures import save_figure
 from probe.report.html import Section, render_page, table_html
 from probe.report.write import write_report
-
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--remote-debugging-pipe"]
-
-needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).is_file(),
-                                    reason=f"{CHROMIUM} is missing (CI installs Debian's chromium package)")
-
-
-class DevTools:
-    """A minimal Chrome DevTools protocol client over the pipe pair of ``--remote-debugging-pipe``."""
-
-    def __init__(self, timeout: float = 60.0):
-        self.timeout = timeout
-        to_child_r, self._w = os.pipe()
-        self._r, from_child_w = os.pipe()
-        self._profile = tempfile.mkdtemp(prefix="probe-chromium-")
-
-        def wire():  # in the child: fd 3 = commands in, fd 4 = responses out
-            r = os.dup(to_child_r)
-            w = os.dup(from_child_w)
-            os.dup2(r, 3)
-            os.dup2(w, 4)
-
-        self.proc = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={self._profile}", "about:blank"],
-                                     preexec_fn=wire, close_fds=False,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        os.close(to_child_r)
-        os.close(from_child_w)
-        self._buf = b""
-        self._next = 0
-        self.events: list[dict] = []
-
-    def send(self, method: str, params: dict | None = None, session: str | None = None) -> dict:
-        self._next += 1
-        msg = {"id": self._next, "method": method, "params": params or {}}
-        if session:
-            msg["sessionId"] = session
-        os.write(self._w, json.dumps(msg).encode() + b"\0")
-        while True:
-            reply = self._read()
-            if reply.get("id") == self._next:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply.get("result", {})
-            self.events.append(reply)
-
-    def _read(self) -> dict:
-        deadline = time.monotonic() + self.timeout
-        while b"\0" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self._r], [], [], left)[0]:
-                raise TimeoutError("no answer from chromium")
-            chunk = os.read(self._r, 1 << 20)
-            if not chunk:
-                raise RuntimeError("chromium closed the DevTools pipe")
-            self._buf += chunk
-        raw, self._buf = self._buf.split(b"\0", 1)
-        return json.loads(raw)
-
-    def wait_for(self, method: str) -> dict:
-        for i, e in enumerate(self.events):
-            if e.get("method") == method:
-                return self.events.pop(i)
-        while True:
-            e = self._read()
-            if e.get("method") == method:
-                return e
-            self.events.append(e)
-
-    def close(self) -> None:
-        try:
-            self.send("Browser.close")
-        except Exception:  # noqa: BLE001 - already gone
-            pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        os.close(self._w)
-        os.close(self._r)
-        shutil.rmtree(self._profile, ignore_errors=True)
-
-
-def inspect_page(path: Path) -> dict:
-    """Load ``path`` in headless Chromium; return console errors, exceptions, requests and every image's state."""
-    cdp = DevTools()
-    try:
-        target = cdp.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-        session = cdp.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        for domain in ("Runtime", "Log", "Page", "Network"):
-            cdp.send(f"{domain}.enable", session=session)
-        cdp.send("Page.navigate", {"url": path.resolve().as_uri()}, session=session)
-        cdp.wait_for("Page.loadEventFired")
-        images = cdp.send("Runtime.evaluate", {
-            "expression": "JSON.stringify(Array.from(document.images).map(i => "
-                          "({src: i.src.slice(0, 30), complete: i.complete, width: i.naturalWidth})))",
-            "returnByValue": True}, session=session)["result"]["value"]
-        title = cdp.send("Runtime.evaluate", {"expression": "document.title", "returnByValue": True},
-                         session=session)["result"]["value"]
-        events = list(cdp.events)
-    finally:
-        cdp.close()
-    errors = []
-    for e in events:
-        method, params = e.get("method"), e.get("params", {})
-        if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
-            errors.append("console: " + " ".join(str(a.get("value", a.get("description"))) for a in params["args"]))
-        elif method == "Runtime.exceptionThrown":
-            errors.append("exception: " + params["exceptionDetails"].get("text", ""))
-        elif method == "Log.entryAdded" and params["entry"].get("level") == "error":
-            errors.append("log: " + params["entry"].get("text", ""))
-        elif method == "Network.loadingFailed":
-            errors.append("failed load: " + params.get("errorText", ""))
-    requests = [e["params"]["request"]["url"] for e in events if e.get("method") == "Network.requestWillBeSent"]
-    return {"errors": errors, "images": json.loads(images), "requests": requests, "title": title}
+from tests.browser import inspect_page, needs_chromium, overflowing_tables
 
 
 @pytest.fixture(scope="module")
@@ -164,6 +37,23 @@ def test_report_loads_cleanly_in_chromium(report):
     assert broken == []
     assert all(i["src"].startswith("data:image/png;base64") for i in page["images"])
     assert all(u.startswith(("file:", "data:")) for u in page["requests"]), page["requests"]
+    assert page["layout"]["page"] <= page["layout"]["viewport"]  # no horizontal scroll bar on the page
+    assert overflowing_tables(page["layout"]) == []
+    narrow = inspect_page(report, width=800)["layout"]  # a laptop window split in two
+    assert narrow["page"] <= narrow["viewport"] and overflowing_tables(narrow) == []
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_overflow_check_catches_a_table_wider_than_the_page(tmp_path):
+    wide = pd.DataFrame({f"column_{i}": ["a long cell value " * 3] for i in range(12)})
+    cut = render_page("too wide", [Section("a", wide.to_html())])  # a bare table: no scrolling container
+    (tmp_path / "cut.html").write_text(cut)
+    layout = inspect_page(tmp_path / "cut.html", width=800)["layout"]
+    assert overflowing_tables(layout) and layout["page"] > layout["viewport"]
+    scrolled = render_page("scrolls", [Section("a", table_html(wide))])
+    (tmp_path / "ok.html").write_text(scrolled)
+    assert overflowing_tables(inspect_page(tmp_path / "ok.html", width=800)["layout"]) == []
 
 
 @needs_chromium

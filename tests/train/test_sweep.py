@@ -174,7 +174,11 @@ def test_a_live_sweep_is_protected_and_its_workers_die_with_it(tmp_path, capsys,
     assert not is_locked(out) and not any(is_locked(r) for r in runs)
     assert main(["sweep", "--resume", "--out", str(out), "--quiet"]) == 0
     sweep = probe.open_sweep(out)
-    assert [(r.status, r.epochs) for r in sweep.runs] == [("complete", [0, 6, 12])] * 2
+    for run in sweep.runs:  # the passes of the schedule (every:6 of 12) and the early points of the budget
+        assert run.status == "complete"
+        passes = [run.data_pass_of(e) for e in run.epochs]
+        assert [p for p, complete in passes if complete] == [0, 6, 12]
+        assert set(run.config["record_steps"]) <= {run.step_of(e) for e in run.epochs}
 
 
 ORPHANS = (
@@ -226,7 +230,8 @@ def test_acceptance_sweep_colored_mnist_cnn(tmp_path, capsys):
     assert [r.lr for r in sweep.runs] == [0.01, 0.1]
     n_test = len(sweep.runs[0].records("test", 0))
     for run in sweep.runs:
-        assert run.dynamics("test").logits.shape == (4, n_test, 10)
+        assert run.dynamics("test").logits.shape == (len(run.epochs), n_test, 10)
+        assert [p for p, complete in map(run.data_pass_of, run.epochs) if complete] == [0, 1, 2, 3]
 
 def test_divergence_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):
     out = tmp_path / "sweep"
