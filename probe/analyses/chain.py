@@ -49,6 +49,9 @@ The links (``LINKS``):
    r``; ``not measurable`` when a curve is missing, has fewer than 3 points or does not rise. The table's ``value``
    is ``lag / r`` (decided when ``|value| >= 1``).
 
+Links 2-4 rest on the BC training samples (``cmr@0.9``, the BC loss share and ``acc_bc``): in a run with fewer than
+``MIN_BC_SAMPLES`` (20) of them (train ``n_bc``) they are ``not measurable``, as a claim on fewer than 20 samples is.
+
 Across the sweep (links 2-4), per budget kind over the ok runs: counts of ``holds`` / ``fails`` / ``cannot tell`` /
 ``not measurable`` and a one-sided sign test over the runs with a decisive result: ``p = P(X >= n_hold)``, ``X ~
 Binomial(n_hold + n_fail, 1/2)``; ``holds`` when ``p <= 0.05``, ``fails`` when ``P(X >= n_fail) <= 0.05``, ``cannot
@@ -78,6 +81,8 @@ __all__ = ["CHAIN_COLUMNS", "CHAIN_RUN_COLUMNS", "CURVES", "LINKS", "Event", "Li
 
 #: significance level of every verdict.
 ALPHA_LEVEL = 0.05
+#: links 2-4 of a run with fewer BC training samples than this are not measurable (as the claims' sample floor).
+MIN_BC_SAMPLES = 20
 #: random permutations when exact enumeration (n! <= N_PERMUTATIONS) is too large; fixed seed for reproducibility.
 N_PERMUTATIONS = 9999
 RESAMPLING_SEED = 0
@@ -452,6 +457,15 @@ def _lag_link(number: int, rc: _RunCurves, later: str, earlier: str) -> dict[str
     return _row(number, stat, **common, verdict=lag_verdict(lag, resolution), reason=text)
 
 
+def _bc_count(rows: pd.DataFrame | None) -> float:
+    """The run's number of BC training samples (train ``n_bc``; infinite when not recorded, so that nothing is
+    refused for a count the run never reported)."""
+    if rows is None:
+        return math.inf
+    counts = rows.loc[(rows["split"] == "train") & (rows["metric"] == "n_bc"), "value"]
+    return float(counts.iloc[0]) if len(counts) else math.inf
+
+
 def chain_run_table(epochs: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """``chain_runs``: per run of ``runs`` and link, the statistic, its value and the run's verdict (module doc).
 
@@ -480,6 +494,13 @@ def chain_run_table(epochs: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
             rows = [_link1(rc, targets[r["budget"]]), _link2(rc),
                     _lag_link(3, rc, "share_half", "cmr_half"),
                     _lag_link(4, rc, "acc_half", "share_peak")]
+            n_bc = _bc_count(by_run.get(r["run"]))
+            if n_bc < MIN_BC_SAMPLES:  # cmr@0.9, the BC loss share and acc_bc rest on the BC training samples
+                for row in rows[1:]:
+                    alone = row["verdict"] + (f": {row['reason']}" if row["reason"] else "")
+                    row["verdict"] = "not measurable"
+                    row["reason"] = (f"{n_bc:.0f} BC training samples, fewer than {MIN_BC_SAMPLES}: cmr and acc_bc "
+                                     f"move in steps of 1/{n_bc:.0f} (alone: {alone})")
         for row in rows:
             if r["status"] != "ok":
                 row["reason"] = (f"status {r['status']}: left out of the sweep; alone: {row['verdict']}"

@@ -19,12 +19,14 @@ value; every run is a point and seeds are the replicates (the statistics are in
 - Effect sizes in the metric's units: ``effect`` = mean of the rate most extreme in the direction of ``spearman``
   minus the lowest rate's mean (``effect_rate`` names that rate; ``effect_low`` / ``effect_high`` its 95% interval:
   bootstrap over seeds with >= 3 seeds at every rate, else t), and ``slope`` per decade of rate with its 95%
-  t-interval (``slope_low`` / ``slope_high``), both from the seed-level residuals.
+  t-interval (``slope_low`` / ``slope_high``), both from the seed-level residuals; ``change`` = slope x the decades
+  the rates span, the fitted change across the sweep.
 - ``floor``: the smallest effect that matters, declared with the claim (absolute, or relative to the lowest rate's
   mean).
 - ``agrees`` / ``disagrees``: at least 3 rates, adjusted p <= 0.05 in the claimed / opposite direction, and
   ``|effect| >= floor`` in that direction. ``no effect``: the equivalence test (two one-sided t-tests at 0.05,
-  ``equivalence_p``) puts the slope per decade inside ``(-floor, floor)`` and ``|effect| < floor``.
+  ``equivalence_p``) puts ``change`` inside ``(-floor, floor)`` and ``|effect| < floor``: across the rates the
+  metric moves by less than the smallest effect that matters.
   ``cannot tell`` otherwise.
 
 The matched-budget control (when the table holds both budgets): the fixed-steps sweep is judged a second time over
@@ -162,13 +164,13 @@ def classify_run(final_train_acc: float, num_classes: int, diverged: bool) -> st
 COLUMNS = ["claim", "column", "direction", "budget", "rates", "n_rates", "n_runs", "n_excluded", "min_seeds",
            "min_samples", "spearman", "p_value", "p_value_opposite", "p_adjusted", "p_adjusted_opposite", "effect",
            "effect_low", "effect_high", "effect_interval", "effect_rate", "slope", "slope_low", "slope_high",
-           "floor", "equivalence_p", "verdict", "reason", "description"]
+           "change", "floor", "equivalence_p", "verdict", "reason", "description"]
 
 
 def _nan_row() -> dict[str, Any]:
     return {c: float("nan") for c in ("spearman", "p_value", "p_value_opposite", "p_adjusted", "p_adjusted_opposite",
                                       "effect", "effect_low", "effect_high", "effect_rate", "slope", "slope_low",
-                                      "slope_high", "floor", "equivalence_p", "min_samples")} | {
+                                      "slope_high", "change", "floor", "equivalence_p", "min_samples")} | {
         "effect_interval": "", "min_seeds": 0}
 
 
@@ -181,7 +183,7 @@ def _measure(claim: Claim, rates: np.ndarray, values: np.ndarray, counts: np.nda
     out.update(n_rates=n_rates, n_runs=len(values), verdict="", reason="")
     if len(values) == 0:
         reason = (claim.undefined if present else
-                  f"no column {claim.column} (its analysis did not run, or no run is ok)")
+                  f"not computed: its analysis did not run, or does not apply to this dataset ({claim.undefined})")
         out.update(verdict="not measurable", reason=reason)
         return out
     _, _, per_rate = st.rate_means(rates, values)
@@ -209,8 +211,12 @@ def _measure(claim: Claim, rates: np.ndarray, values: np.ndarray, counts: np.nda
     floor = claim.floor * abs(means[0]) if claim.relative_floor else claim.floor
     out.update(effect=diff.value, effect_low=diff.low, effect_high=diff.high, effect_interval=diff.interval,
                effect_rate=best, slope=slope.value, slope_low=slope.low, slope_high=slope.high, floor=floor)
+    decades = float(np.log10(rates.max() / rates.min()))
+    change = st.Estimate(slope.value * decades, slope.se * decades, slope.df, slope.low * decades,
+                         slope.high * decades, slope.interval)
+    out["change"] = change.value
     if floor > 0:
-        out["equivalence_p"] = st.equivalence_p(slope, floor)
+        out["equivalence_p"] = st.equivalence_p(change, floor)
     return out
 
 
@@ -231,8 +237,8 @@ def _verdict(claim: Claim, row: dict[str, Any]) -> tuple[str, str]:
             small = f"adjusted p {p:.2g}, but the effect is below the floor; "
     tost = row["equivalence_p"]
     if math.isfinite(tost) and tost <= ALPHA_LEVEL and abs(effect) < floor:
-        return "no effect", (f"{small}equivalence p {tost:.2g}: slope {row['slope']:+.3g} per decade and {said} "
-                             "lie inside the floor")
+        return "no effect", (f"{small}equivalence p {tost:.2g}: the fitted change across the rates "
+                             f"({row['change']:+.3g}) and the {said} lie inside the floor")
     p = min(row["p_adjusted"], row["p_adjusted_opposite"])
     return "cannot tell", small + (f"adjusted p {p:.2g}; " if not small else "") + \
         f"{said}; equivalence p {tost:.2g}"

@@ -47,8 +47,9 @@ REPORT_TERMS: dict[str, Entry] = {
                      "one-sided permutation p-value of the Spearman correlation with the rate is <= 0.05 after Holm's "
                      "adjustment over the report's claims and the effect (best rate's mean minus the lowest rate's) "
                      "reaches the claim's floor in that direction; no effect when two one-sided t-tests put the "
-                     "slope per decade inside the floor and the effect is below it; not measurable (with the reason) "
-                     "when the metric is missing, constant, or rests on fewer than 20 samples per run; cannot tell "
+                     "fitted change across the rates inside the floor and the effect is below it; not measurable "
+                     "(with the reason) when the metric is missing, constant, or rests on fewer than 20 samples per "
+                     "run; cannot tell "
                      "otherwise. survives_control compares the fixed-steps sweep over the matched rates (which must "
                      "agree) with the matched-budget sweep: yes (agrees), vanishes (no effect: the effect follows "
                      "rate x steps), reverses (disagrees), cannot tell; n/a when the fixed sweep does not agree.",
@@ -56,7 +57,8 @@ REPORT_TERMS: dict[str, Entry] = {
     "effect": Entry("analyze", "effect, slope, floor",
                     "effect: the mean of the rate most extreme in the direction of the correlation minus the lowest "
                     "rate's mean, with a 95% interval (bootstrap over seeds with 3 or more seeds per rate, else t). "
-                    "slope: least-squares change per tenfold rate, 95% t-interval from the seed-level residuals. "
+                    "slope: least-squares change per tenfold rate, 95% t-interval from the seed-level residuals; "
+                    "change: slope times the decades the rates span. "
                     "floor: the smallest effect that matters, declared with the claim (0.02 for accuracies, shares "
                     "and fractions; 10% of the lowest rate's mean for norms).",
                     "docs/analyze.md#claims-and-the-matched-budget-control", "probe.analyses.claims_stats"),

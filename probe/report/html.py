@@ -167,17 +167,16 @@ def _claim_rows(claim_rows: pd.DataFrame, control: str | None) -> str:
         scope = SCOPE_LABELS.get((r["budget"], r.get("rates", "all")), r["budget"])
         effect = "–"
         if np.isfinite(r["effect"]):
-            effect = (f"{_fmt(r['effect'], 3)}{_interval(r['effect_low'], r['effect_high'])} <span class=\"doc\">"
-                      f"(lr {_fmt(r['effect_rate'])} vs lowest; floor {_fmt(r['floor'], 3)})</span>")
+            effect = f"{_fmt(r['effect'], 3)}{_interval(r['effect_low'], r['effect_high'])}"
         slope = "–"
         if np.isfinite(r["slope"]):
             slope = f"{_fmt(r['slope'], 3)}{_interval(r['slope_low'], r['slope_high'])}"
         runs = f"{_fmt(r['n_rates'])} / {_fmt(r['n_runs'])} ({_fmt(r['min_seeds'])}; {_fmt(r['n_excluded'])})"
         samples = _fmt(r["min_samples"]) if np.isfinite(r.get("min_samples", np.nan)) else "–"
         cells = (f"<td class=\"text\">{html.escape(scope)}</td><td>{_badge(r['verdict'])}</td><td>{effect}</td>"
-                 f"<td>{slope}</td><td>{_fmt(r['spearman'], 2)}</td><td>{_fmt(r['p_adjusted'], 2)}</td>"
-                 f"<td>{runs}</td><td>{samples}</td>"
-                 f"<td class=\"text reason\">{html.escape(str(r['reason']))}</td>")
+                 f"<td>{_fmt(r['effect_rate'])}</td><td>{_fmt(r['floor'], 3)}</td><td>{slope}</td>"
+                 f"<td>{_fmt(r['spearman'], 2)}</td><td>{_fmt(r['p_adjusted'], 2)}</td><td>{runs}</td>"
+                 f"<td>{samples}</td><td class=\"text reason\">{html.escape(str(r['reason']))}</td>")
         out.append("<tr>" + (head if i == 0 else "") + cells + "</tr>")
     return "".join(out)
 
@@ -191,7 +190,8 @@ def _claims_html(result: AnalysisResult) -> str:
     if has_control:
         head.append(f"<th>{metric_link('survives_control', 'survives the control')}</th>")
     head += ["<th class=\"text\">judged on</th>", f"<th>{metric_link('verdict', 'verdict')}</th>",
-             f"<th>{metric_link('effect', 'effect')} [95%]</th>", "<th>slope per decade [95%]</th>",
+             f"<th>{metric_link('effect', 'effect')} [95%]</th>", "<th>best lr (vs the lowest)</th>",
+             "<th>floor</th>", "<th>slope per decade [95%]</th>",
              "<th>Spearman</th>", "<th>Holm-adjusted p</th>", "<th>rates / runs (fewest seeds; excluded)</th>",
              "<th>fewest samples per run</th>", "<th class=\"text\">why</th>"]
     body = []
@@ -241,15 +241,22 @@ def headline_html(result: AnalysisResult) -> str:
                            for b, part in ok.groupby("budget")) if len(ok) else "no ok run"
     lines = []
     for name, part in claims.groupby("claim", sort=False):
-        bits = []
-        for _, r in part.iterrows():
-            scope = SCOPE_LABELS.get((r["budget"], r.get("rates", "all")), r["budget"])
-            detail = ""
-            if r["verdict"] in ("agrees", "disagrees", "no effect") and np.isfinite(r["effect"]):
-                detail = f" (effect {_fmt(r['effect'], 3)}, floor {_fmt(r['floor'], 3)})"
-            elif r["verdict"] == "not measurable":
-                detail = f" ({html.escape(str(r['reason']))})"
-            bits.append(f"{html.escape(scope)}: {_badge(r['verdict'])}{detail}")
+        verdicts = list(part["verdict"])
+        if len(set(verdicts)) == 1 and verdicts[0] in ("not measurable", "cannot tell") and len(verdicts) > 1:
+            said = f"{_badge(verdicts[0])} everywhere"
+            if verdicts[0] == "not measurable":
+                said += f": {html.escape(str(part['reason'].iloc[0]))}"
+            bits = [said]
+        else:
+            bits = []
+            for _, r in part.iterrows():
+                scope = SCOPE_LABELS.get((r["budget"], r.get("rates", "all")), r["budget"])
+                detail = ""
+                if r["verdict"] in ("agrees", "disagrees", "no effect") and np.isfinite(r["effect"]):
+                    detail = f" (effect {_fmt(r['effect'], 3)}, floor {_fmt(r['floor'], 3)})"
+                elif r["verdict"] == "not measurable":
+                    detail = f" ({html.escape(str(r['reason']))})"
+                bits.append(f"{html.escape(scope)}: {_badge(r['verdict'])}{detail}")
         if "survives_control" in part.columns:
             bits.append(f"survives the control: {_badge(part['survives_control'].iloc[0])}")
         lines.append(f"<li><b>{html.escape(name)}</b> ({metric_link(part['column'].iloc[0])}): "

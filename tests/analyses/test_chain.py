@@ -374,3 +374,23 @@ def test_analyze_holds_and_writes_the_chain(tiny_colored_sweep, tmp_path):
     assert (result.out / "chain.csv").is_file() and (result.out / "chain_runs.csv").is_file()
     assert list(loaded.chain["verdict"]) == list(result.chain["verdict"])
     assert list(loaded.chain_runs["reason"].fillna("")) == list(result.chain_runs["reason"])
+
+
+def test_links_on_too_few_bc_samples_are_not_measurable():
+    """With 9 BC training samples cmr@0.9 moves in steps of 1/9: links 2-4 are not measurable, link 1 is not."""
+    d = np.linspace(0.0, 10.0, 30)
+    curves = {"logit_norm": d, "cmr@0.9": 1 / (1 + np.exp(-(d - 4))), "acc_bc": 1 / (1 + np.exp(-(d - 7)))}
+    rows = []
+    for epoch, x in enumerate(d):
+        for metric, values in curves.items():
+            rows.append({"run": "r", "sweep": "s", "lr": 1.0, "seed": 0, "budget": "fixed", "epoch": epoch,
+                         "step": x, "analysis": "a", "split": "train", "metric": metric, "value": values[epoch]})
+        rows.append({"run": "r", "sweep": "s", "lr": 1.0, "seed": 0, "budget": "fixed", "epoch": epoch, "step": x,
+                     "analysis": "a", "split": "train", "metric": "n_bc", "value": 9.0})
+    runs = pd.DataFrame([{"run": "r", "sweep": "s", "lr": 1.0, "seed": 0, "budget": "fixed", "status": "ok"}])
+    table = mechanism_chain(pd.DataFrame(rows), runs)[1].set_index("link")
+    assert (table.loc[[2, 3, 4], "verdict"] == "not measurable").all()
+    assert table.loc[2, "reason"].startswith("9 BC training samples, fewer than 20")
+    assert "BC training samples" not in table.loc[1, "reason"]  # link 1 rests on the logit norm of every sample
+    rows = [r for r in rows if r["metric"] != "n_bc"]  # a run that never reported its count is judged as before
+    assert not mechanism_chain(pd.DataFrame(rows), runs)[1]["reason"].str.contains("BC training samples").any()

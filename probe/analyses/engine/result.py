@@ -202,7 +202,7 @@ def judge_runs(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 #: per-scope statistics of :func:`claims_wide`.
 WIDE_STATS = ["verdict", "reason", "spearman", "p_value", "p_adjusted", "effect", "effect_low", "effect_high",
-              "effect_interval", "effect_rate", "slope", "slope_low", "slope_high", "floor", "equivalence_p",
+              "effect_interval", "effect_rate", "slope", "slope_low", "slope_high", "change", "floor", "equivalence_p",
               "n_rates", "n_runs", "n_excluded", "min_seeds", "min_samples"]
 
 
@@ -350,7 +350,9 @@ def load_analysis(folder: str | Path) -> AnalysisResult:
     for name, attribute in TABLE_FILES.items():
         path = out / name
         try:
-            tables[attribute] = pd.read_csv(path) if path.is_file() else pd.DataFrame()
+            # only empty cells are missing values: verdicts such as "n/a" stay words
+            tables[attribute] = (pd.read_csv(path, keep_default_na=False, na_values=[""]) if path.is_file()
+                                 else pd.DataFrame())
         except pd.errors.EmptyDataError:
             tables[attribute] = pd.DataFrame()
     if tables["epochs"].empty:

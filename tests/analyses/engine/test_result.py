@@ -82,3 +82,13 @@ def test_claims_wide_puts_budgets_side_by_side():
     wide = claims_wide(claims)
     assert wide.loc[0, "verdict_fixed"] == "agrees" and wide.loc[0, "verdict_matched"] == "disagrees"
     assert wide.loc[0, "n_excluded_matched"] == 1
+
+
+def test_words_such_as_n_a_survive_the_csv_round_trip(written, tmp_path):
+    """pandas reads "n/a" as a missing value by default; the control's outcome "n/a" must come back as a word, and
+    the empty cells of numeric columns as NaN."""
+    folder = shutil.copytree(written.out, tmp_path / "copy", ignore=shutil.ignore_patterns("cache"))
+    written.claims.assign(survives_control="n/a").to_csv(folder / "claims.csv", index=False)
+    loaded = load_analysis(folder)
+    assert (loaded.claims["survives_control"] == "n/a").all()
+    assert loaded.claims["p_value"].dtype.kind == "f" and loaded.claims["p_value"].isna().any()
