@@ -64,11 +64,24 @@ def prune_curve_figure(result: Any):
                         color=colours(lr), ls="-" if ok else "--", label=f"lr {lr:g}", capsize=2)
         ax.set_xlabel("fraction of weights removed (global magnitude pruning)")
         ax.set_ylabel("test accuracy (prune_acc@s)")
-        ax.set_title(f"{budget} budget, final epoch")
+        ax.set_title(f"{budget} budget: test split, final epoch, mean over seeds", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     return fig
+
+
+def _retention_note(table: pd.DataFrame) -> str:
+    """Where a mean retention exceeds 1, what that means (empty when none does)."""
+    above = [(b, lr, v) for c in table.columns if str(c).startswith("test/retention@")
+             for b, lr, v in zip(table["budget"], table["lr"], table[c]) if np.isfinite(v) and v > 1]
+    if not above:
+        return ""
+    where = ", ".join(f"lr {lr:g} ({b}): {v:.2f}" for b, lr, v in above[:6])
+    return ("<p class=\"note\">Retention above 1 (" + html.escape(where) + ") means the pruned model is more "
+            "accurate than the dense one: magnitude pruning removed weights that hurt on the test split, which "
+            "happens when the dense model is near chance or leans on the spurious feature. It is a ratio, not an "
+            "accuracy.</p>")
 
 
 def representation_section(result: Any, fig_dir: Path) -> list[Section]:
@@ -88,7 +101,8 @@ def representation_section(result: Any, fig_dir: Path) -> list[Section]:
                               "weight matrix and conv kernel, by learning rate; error bars over seeds."))
     text = ("<p>At each run's final epoch, mean over seeds of the runs left in the claims (status ok). "
             "Linear probes are fit on a group-balanced half of the validation split and scored on the other half; "
-            "retention@0.9 is pruned / dense accuracy at 90% sparsity.</p>" + table_html(table))
+            "retention@0.9 is pruned / dense accuracy at 90% sparsity.</p>" + _retention_note(table)
+            + table_html(table))
     return [Section("Representations and compressibility", text, figures)]
 
 
