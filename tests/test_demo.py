@@ -10,12 +10,25 @@ import pytest
 from probe.analyses.claims import CLAIMS, CONTROL_OUTCOMES, VERDICTS
 from probe.analyses.engine import load_analysis
 from probe.demo import QUICK, demo_paths, run_demo
+from tests.browser import inspect_page, needs_chromium, overflowing_tables
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    """The quick demo, run once for the module: its result, what it printed and its output folder."""
+    import contextlib
+    import io
+
+    out = tmp_path_factory.mktemp("demo")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        result = run_demo(out=out, quick=True, progress=False)
+    return result, printed.getvalue(), out
 
 
 @pytest.mark.slow
-def test_quick_demo_reports_every_claim_with_and_without_control(tmp_path, capsys):
-    result = run_demo(out=tmp_path, quick=True, progress=False)
-    printed = capsys.readouterr().out
+def test_quick_demo_reports_every_claim_with_and_without_control(quick_demo):
+    result, printed, tmp_path = quick_demo
     ckpt, report_dir = demo_paths(tmp_path, QUICK)
     assert (ckpt / "fixed" / "sweep.json").is_file() and (ckpt / "matched" / "sweep.json").is_file()
     assert result.report == report_dir / "report.html" and result.report.is_file()
@@ -48,3 +61,17 @@ def test_quick_demo_reports_every_claim_with_and_without_control(tmp_path, capsy
     assert loaded.runs["run"].tolist() == result.runs["run"].tolist()
     assert loaded.verdicts()["verdict_fixed"].tolist() == wide["verdict_fixed"].tolist()
     assert loaded.report == result.report
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+@needs_chromium
+def test_quick_demo_report_opens_with_the_verdicts_and_no_table_overflows(quick_demo):
+    result = quick_demo[0]
+    text = result.report.read_text()
+    first = text.index("<section")
+    assert text.index('<section id="verdicts">') == first  # the headline: the verdicts, then the chain
+    assert first < text.index('<section id="chain">') < text.index('<section id="setup">')
+    for width in (1280, 800):
+        layout = inspect_page(result.report, width=width)["layout"]
+        assert layout["page"] <= layout["viewport"] and overflowing_tables(layout) == [], (width, layout)
