@@ -130,7 +130,9 @@ def _groups_html(part: pd.DataFrame, min_size: int) -> str:
              f"{listed(left_out)}</li>"]
     if empty:
         items.append(f"<li>empty: {listed(empty)}</li>")
-    return f"<p>{head}, group (samples):</p><ul>{''.join(items)}</ul>"
+    summary = (f"{head}: {len(used)} group(s) used by <code>wga</code>, {len(left_out)} left out (fewer than "
+               f"{min_size} samples), {len(empty)} empty")
+    return f"<details><summary>{summary}</summary><ul>{''.join(items)}</ul></details>"
 
 
 def _notes(split: str, part: pd.DataFrame, min_size: int) -> list[str]:
