@@ -198,6 +198,8 @@ def metric_over_training(epochs: pd.DataFrame, metric: str, split: str = "test",
     rows = epochs[(epochs["metric"] == metric) & (epochs["split"] == split)]
     if budget is not None:
         rows = rows[rows["budget"] == budget]
+    undefined = len(rows) > 0 and not np.isfinite(rows["value"].to_numpy(dtype=np.float64)).any()
+    rows = rows[np.isfinite(rows["value"].to_numpy(dtype=np.float64))]
     colour, _ = lr_colours(epochs["lr"].unique())
     for _run, part in rows.groupby("run", sort=False):
         part = part.drop_duplicates(["epoch"]).sort_values(x)
@@ -210,7 +212,8 @@ def metric_over_training(epochs: pd.DataFrame, metric: str, split: str = "test",
     ax.set_ylabel(metric)
     ax.grid(True, alpha=0.3)
     if rows.empty:
-        ax.text(0.5, 0.5, f"{split}/{metric} not measured", ha="center", va="center", transform=ax.transAxes,
+        said = "undefined (NaN) in every run" if undefined else "not measured"
+        ax.text(0.5, 0.5, f"{split}/{metric} {said}", ha="center", va="center", transform=ax.transAxes,
                 color="grey")
     return ax
 
@@ -373,6 +376,7 @@ def claims_forest(claims: pd.DataFrame) -> Figure:
     handles = [ax.plot([], [], "o", color=c, label=v)[0] for v, c in VERDICT_COLOURS.items()]
     handles += [ax.plot([], [], m, color="black", label=label)[0] for _, m, label in scopes.values()]
     ax.legend(handles=handles, fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4, frameon=False)
+    fig.suptitle("claims: effect in units of the floor per judged scope, coloured by verdict", fontsize=10)
     return fig
 
 

@@ -46,14 +46,15 @@ def _final_rows(result: Any, prefix: str, split: str) -> pd.DataFrame:
 def prune_curve_figure(result: Any):
     """Accuracy after global magnitude pruning against sparsity, one line per learning rate (mean over seeds),
     one panel per budget; dashed lines are runs left out of the claims."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     rows = _final_rows(result, "prune_acc@", "test")
     if rows.empty:
         return None
     rows = rows.assign(sparsity=rows["metric"].str.removeprefix("prune_acc@").astype(float))
     budgets = [b for b in ("fixed", "matched") if (rows["budget"] == b).any()]
-    fig, axes = plt.subplots(1, len(budgets), figsize=(5.2 * len(budgets), 3.8), squeeze=False)
+    fig = Figure(figsize=(5.2 * len(budgets), 3.8), layout="constrained")  # not pyplot: no figure left open
+    axes = fig.subplots(1, len(budgets), squeeze=False)
     colours, _ = lr_colours(sorted(rows["lr"].unique()))
     for ax, budget in zip(axes[0], budgets):
         part = rows[rows["budget"] == budget]
@@ -67,7 +68,6 @@ def prune_curve_figure(result: Any):
         ax.set_title(f"{budget} budget: test split, final epoch, mean over seeds", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
     return fig
 
 

@@ -119,3 +119,14 @@ def test_proposition_panels_and_claims_wide():
     row = wide.iloc[0]
     assert (row["verdict_fixed"], row["verdict_matched"], row["survives_control"]) == ("agrees", "cannot tell",
                                                                                        "cannot tell")
+
+
+def test_a_metric_undefined_in_every_run_says_so():
+    """wga is NaN when no group reaches min_group_size: its dynamics panel says so instead of staying blank."""
+    from probe.report.figures import metric_over_training
+
+    epochs = pd.DataFrame({"run": ["a", "a"], "sweep": "s", "lr": 0.1, "seed": 0, "budget": "fixed",
+                           "epoch": [0, 1], "step": [0, 10], "analysis": "groups", "split": "test",
+                           "metric": "wga", "value": [np.nan, np.nan]})
+    ax = metric_over_training(epochs, "wga", "test")
+    assert [t.get_text() for t in ax.texts] == ["test/wga undefined (NaN) in every run"] and not ax.lines
