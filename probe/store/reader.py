@@ -287,11 +287,39 @@ class Run:
     @contextmanager
     def _reading(self, epoch: int) -> Iterator[_OpenEpoch]:
         """The verified epoch file with the ``run.json`` it is checked against; HDF5 errors met while reading become
-        :class:`DamagedFileError`."""
+        :class:`DamagedFileError`. Inside :meth:`reading_epoch` of the same epoch, the session's verified file."""
+        session = getattr(self, "_session", None)
+        if session is not None and session[0] == epoch:
+            with damaged_as(session[1].path):
+                yield session[1]
+            return
         entry = self._entry(epoch)
         path = self.path / entry["file"]
         with self._open(entry) as f, damaged_as(path):
             yield _OpenEpoch(f, path, self.info_json)
+
+    @contextmanager
+    def reading_epoch(self, epoch: int) -> Iterator[None]:
+        """Read ``epoch`` once for many reads: inside the block, :meth:`records`, :meth:`sgd_records`,
+        :meth:`state_dict` ... of this epoch use one file verified against the manifest when the block starts
+        (hashed, walked and opened from the hashed bytes in memory, so it cannot change while it is read) and one
+        ``run.json``, instead of verifying the file again for each read. Other epochs are read as usual.
+
+        Example:
+            >>> with run.reading_epoch(3):                                         # doctest: +SKIP
+            ...     train, test = run.records("train", 3), run.records("test", 3)
+        """
+        entry = self._entry(epoch)
+        path = self.path / entry["file"]
+        previous = getattr(self, "_session", None)
+        with self._open(entry) as f:  # errors of the caller's code pass through as they are
+            with damaged_as(path):
+                info = self.info_json
+            self._session = (epoch, _OpenEpoch(f, path, info))
+            try:
+                yield
+            finally:
+                self._session = previous
 
     def _read_records(self, ep: _OpenEpoch, group: str, fields: tuple[str, ...]) -> Records:
         dataset, config = ep.info["dataset"], ep.info["config"]

@@ -103,3 +103,29 @@ def test_reader_in_another_process_sees_only_complete_epochs(tmp_path):
     assert proc.returncode == 0
     assert seen == set(range(11))
     assert reads > 11  # it really read while training went on
+
+
+def test_reading_epoch_verifies_once_and_reads_the_same_arrays(tiny_parity_run, monkeypatch):
+    """Inside ``reading_epoch`` every read of that epoch comes from one verified open of its file; the arrays equal
+    those of separate reads, and other epochs are still verified on each read."""
+    import probe.store.reader as reader
+
+    run = probe.open_run(tiny_parity_run)
+    epoch, other = run.epochs[-1], run.epochs[0]
+    alone = {s: run.records(s, epoch) for s in run.splits}
+    calls = []
+    verified = reader.read_verified
+    monkeypatch.setattr(reader, "read_verified", lambda *a, **k: calls.append(a[0]) or verified(*a, **k))
+    with run.reading_epoch(epoch):
+        together = {s: run.records(s, epoch) for s in run.splits}
+        state = run.state_dict(epoch)
+        run.records(run.splits[0], other)
+        run.records(run.splits[0], other)
+    assert [p.name for p in calls].count(f"epoch_{epoch:05d}.h5") == 1
+    assert [p.name for p in calls].count(f"epoch_{other:05d}.h5") == 2
+    for split in run.splits:
+        np.testing.assert_array_equal(together[split].logits, alone[split].logits)
+        np.testing.assert_array_equal(together[split].y, alone[split].y)
+    run.records(run.splits[0], epoch)  # after the block: verified again
+    assert [p.name for p in calls].count(f"epoch_{epoch:05d}.h5") == 2
+    assert set(state) == set(run.state_dict(epoch))

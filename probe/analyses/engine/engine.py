@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,8 @@ from probe.store.reader import RUN_JSON, Run
 
 class EpochMemo:
     """A run whose ``records`` / ``sgd_records`` / ``state_dict`` keep the last epoch read in memory, so that the
-    analyses of one epoch read its file once; everything else is the run's own. Memoised arrays are read-only."""
+    analyses of one epoch read its file once (inside :meth:`reading`, one verified open of the file serves every
+    read); everything else is the run's own. Memoised arrays are read-only."""
 
     def __init__(self, run: Run):
         self._run = run
@@ -80,6 +82,10 @@ class EpochMemo:
                     arr.setflags(write=False)
             self._memo[key] = value
         return self._memo[key]
+
+    def reading(self, epoch: int):
+        """The run's :meth:`~probe.store.reader.Run.reading_epoch` for ``epoch``."""
+        return self._run.reading_epoch(epoch)
 
     def records(self, split: str, epoch: int):
         return self._get(("records", split), epoch, lambda: self._run.records(split, epoch))
@@ -207,27 +213,12 @@ def analyse_run(plan: RunPlan, ident: dict[str, Any], selected: SelectedAnalyses
         keys = selected.keys(plan.sha256[epoch])
         stored = cache.load(run.name, epoch)
         valid = MetricCache.matching(stored, keys) if use_cache else {}
-        changed = False
-        for analysis in plan.analyses_at(epoch, selected.cheap, selected.heavy):
-            hit = analysis in valid
-            started = time.perf_counter()
-            on_task()
-            if not hit:
-                try:
-                    metrics = flatten_metrics(selected.function(analysis)(ctx, epoch))
-                except Exception as exc:  # noqa: BLE001 - one failing analysis must not stop the others
-                    if strict:
-                        raise
-                    errors.append(error_record(exc, analysis, run=rid, epoch=epoch))
-                    warn(f"ERROR in analysis {analysis!r} on {rid} epoch {epoch}: {errors[-1]['error']}")
-                    continue
-                valid[analysis] = stored[analysis] = MetricCache.entry(keys[analysis], metrics)
-                changed = True
-            out.timings.append({"run": rid, "epoch": int(epoch), "analysis": analysis, "cached": hit,
-                                "seconds": time.perf_counter() - started})
-            for split, metric, value in valid[analysis]["metrics"]:
-                out.rows.append((rid, ident["sweep"], ident["lr"], ident["seed"], ident["budget"], int(epoch),
-                                 int(step_of[epoch]), analysis, split, metric, float(value)))
+        wanted = plan.analyses_at(epoch, selected.cheap, selected.heavy)
+        with ExitStack() as reading:
+            if any(a not in valid for a in wanted):  # one verified open of the file serves every analysis
+                reading.enter_context(run.reading_epoch(epoch))
+            changed = _analyse_epoch(epoch, wanted, valid, stored, keys, ident, selected, ctx, strict, errors,
+                                     on_task, out, step_of[epoch])
         if changed:
             cache.store(run.name, epoch, stored)
     out.run_row = run_row(plan, ident)
@@ -241,6 +232,35 @@ def analyse_run(plan: RunPlan, ident: dict[str, Any], selected: SelectedAnalyses
             warn(f"ERROR computing R(alpha) curves and proposition steps of {rid}: {type(exc).__name__}: {exc}")
     return out
 
+
+def _analyse_epoch(epoch: int, wanted: Sequence[str], valid: dict, stored: dict, keys: dict, ident: dict[str, Any],
+                   selected: SelectedAnalyses, ctx: AnalysisContext, strict: bool, errors: list[dict[str, Any]],
+                   on_task: Callable[[], None], out: RunAnalysis, step: int) -> bool:
+    """The analyses ``wanted`` at one epoch, from ``valid`` cache entries where they exist; new entries go into
+    ``stored`` and ``valid``. Returns whether any entry was computed."""
+    rid = ident["run"]
+    changed = False
+    for analysis in wanted:
+        hit = analysis in valid
+        started = time.perf_counter()
+        on_task()
+        if not hit:
+            try:
+                metrics = flatten_metrics(selected.function(analysis)(ctx, epoch))
+            except Exception as exc:  # noqa: BLE001 - one failing analysis must not stop the others
+                if strict:
+                    raise
+                errors.append(error_record(exc, analysis, run=rid, epoch=epoch))
+                warn(f"ERROR in analysis {analysis!r} on {rid} epoch {epoch}: {errors[-1]['error']}")
+                continue
+            valid[analysis] = stored[analysis] = MetricCache.entry(keys[analysis], metrics)
+            changed = True
+        out.timings.append({"run": rid, "epoch": int(epoch), "analysis": analysis, "cached": hit,
+                            "seconds": time.perf_counter() - started})
+        for split, metric, value in valid[analysis]["metrics"]:
+            out.rows.append((rid, ident["sweep"], ident["lr"], ident["seed"], ident["budget"], int(epoch),
+                             int(step), analysis, split, metric, float(value)))
+    return changed
 
 def proposition_tables(ctx: AnalysisContext, ident: dict[str, Any], plan: RunPlan) -> tuple[pd.DataFrame,
                                                                                              pd.DataFrame]:
