@@ -23,7 +23,7 @@ PACKAGE = REPO / "probe"
 
 #: module prefix -> layer; a module may import its own layer and those below it
 LAYERS: dict[str, int] = {
-    "probe.errors": 0, "probe.device": 0, "probe.plugins": 0, "probe.options": 0, "probe.lazy": 0,
+    "probe.errors": 0, "probe.device": 0, "probe.plugins": 0, "probe.options": 0, "probe.lazy": 0, "probe.progress": 0,
     "probe.data": 1,
     "probe.models": 2,
     "probe.store": 3,

@@ -318,7 +318,7 @@ def _exit_when_orphaned(parent_pid: int, interval: float = 1.0) -> None:
 
 
 def _sweep_bar(total: int, enabled: bool):
-    from tqdm.auto import tqdm
+    from probe.progress import progress_bar
 
-    return tqdm(total=total, desc="sweep", unit="run", disable=None if enabled else True, dynamic_ncols=True)
+    return progress_bar(total, "sweep", "runs", enabled=enabled)
 

@@ -33,6 +33,7 @@ from probe.data.registry import dataset_plugin
 from probe.device import resolve_device
 from probe.errors import DamagedFileError, ProbeInputError, RunDirectoryError
 from probe.models import build_model, model_plugin
+from probe.progress import progress_bar
 from probe.store.epoch_file import EpochPayload
 from probe.store.reader import Run
 from probe.store.writer import RunWriter, check_new_run_dir
@@ -447,21 +448,8 @@ class BackgroundCommitter:
             self._pool.shutdown(wait=True)
 
 
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def _progress(total: int, initial: int, enabled: bool, desc: str):
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True, leave=False,
-                disable=None)  # None: no bar when stderr is not a terminal (logs, CI)
+    return progress_bar(total, desc, "steps", enabled=enabled, initial=initial, leave=False)
 
 
 def train(cfg: TrainConfig, out: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,

@@ -21,7 +21,6 @@ plan, :func:`assemble`.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -455,7 +454,6 @@ def _setup(sources: list[Source]) -> dict[str, Any]:
 
 
 def _bar(total: int, enabled: bool):
-    from tqdm.auto import tqdm
+    from probe.progress import progress_bar
 
-    return tqdm(total=total, desc="analyze", unit="analysis", disable=None if enabled else True, dynamic_ncols=True,
-                file=sys.stderr)
+    return progress_bar(total, "analyze", "analyses", enabled=enabled)
