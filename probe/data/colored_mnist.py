@@ -1,10 +1,11 @@
 """Colored MNIST: the digit is the core feature, the stroke colour (one colour per class, plus noise) the spurious one.
 
 BA/BC rule: label space, bias-aligned iff ``a == y``. Training split: ``n_train`` samples rendered from the training
-digits (each copy of a digit its own draw), ``a = y`` with probability ``rho``, otherwise another colour drawn
-uniformly. Validation and test splits: every digit of the pool once in each of the 10 colours (unbiased and
-counterfactual-complete). Colour is not spatial, so there are no masks; the counterfactual recolours a sample's
-strokes with another attribute's colour, keeping its colour jitter and pixel noise.
+digits (each copy of a digit its own draws), exactly ``round((1 - rho) * n_train)`` of them, at random, in another
+colour than their class's (drawn uniformly), the rest in their class's colour. Validation and test splits: every
+digit of the pool once in each of the 10 colours (unbiased and counterfactual-complete). Colour is not spatial, so
+there are no masks; the counterfactual recolours a sample's strokes with another attribute's colour, keeping its
+colour jitter and pixel noise.
 
 A sample is ``x[c] = gray * clip(palette[a, c] + jitter[c], 0, 1) + noise[c]`` with ``jitter ~ N(0, color_noise^2)``
 per sample and channel, ``noise ~ N(0, pixel_noise^2)`` per pixel and channel (``x`` is not clipped).
@@ -21,7 +22,6 @@ from probe.data.base import (
     check_image_size,
     check_rho,
     label_space_bc,
-    spurious_attributes,
 )
 from probe.data.digits import (
     MAX_EVAL_DIGITS,
@@ -29,6 +29,7 @@ from probe.data.digits import (
     check_n_train,
     counterfactual_complete,
     digit_pools,
+    exact_spurious_attributes,
     sample_index,
     training_copies,
 )
@@ -136,7 +137,7 @@ def colored_mnist(
         if name == "train":
             positions, copy = training_copies(len(pool), n_train, g)
             y = pool.labels[positions]
-            a = spurious_attributes(y, rho, 10, g)
+            a = exact_spurious_attributes(y, rho, 10, g)
         else:
             positions, a = counterfactual_complete(len(pool), 10)
             y, copy = pool.labels[positions], a

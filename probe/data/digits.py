@@ -3,8 +3,9 @@ rules by which a digit dataset renders samples from source digits.
 
 Source digits are split into train / validation / test pools that never share a digit. A training split renders
 ``n_train`` samples by cycling through the training pool (every digit ``floor`` or ``ceil(n_train / pool)`` times),
-each copy with its own draw of the spurious attribute, so the number of bias-conflicting samples scales with
-``n_train``. Validation and test splits are counterfactual-complete: every pool digit once with every attribute value.
+each copy with its own draw of the spurious attribute; exactly ``round((1 - rho) * n_train)`` samples are
+bias-conflicting, so their number scales with ``n_train``. Validation and test splits are counterfactual-complete:
+every pool digit once with every attribute value.
 
 Sample index: ``copy * SOURCE_STRIDE + source``, where ``source`` is the digit's id in its source (the position in
 scikit-learn's 1797 digits; for MNIST the position in the training file, or ``60000 +`` the position in the test file)
@@ -156,6 +157,19 @@ def counterfactual_complete(pool_size: int, num_attrs: int) -> tuple[torch.Tenso
     attribute-major (all digits with ``a = 0``, then ``a = 1`` ...)."""
     positions = torch.arange(pool_size).repeat(num_attrs)
     return positions, torch.arange(num_attrs).repeat_interleave(pool_size)
+
+
+def exact_spurious_attributes(y: torch.Tensor, rho: float, num_attrs: int,
+                              generator: torch.Generator) -> torch.Tensor:
+    """``a`` for labels ``y`` in a label-space dataset with exactly ``round((1 - rho) * n)`` bias-conflicting samples
+    at random positions (``a`` uniform over the other ``num_attrs - 1`` values there) and ``a = y`` elsewhere: the
+    BC count a metric is computed over does not depend on the luck of the draw."""
+    n = len(y)
+    n_bc = int(round((1.0 - rho) * n))
+    conflicting = torch.zeros(n, dtype=torch.bool)
+    conflicting[torch.randperm(n, generator=generator)[:n_bc]] = True
+    offset = torch.randint(1, num_attrs, (n,), generator=generator)
+    return torch.where(conflicting, (y + offset) % num_attrs, y)
 
 
 def sample_index(ids: torch.Tensor, copy: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,8 @@
 An image is ``(1, S, 2S)``: the left half holds a digit of class ``y`` scaled to ``core_brightness`` (default 0.5),
 the right half a digit of class ``a`` at full brightness. BA/BC rule: label space, bias-aligned iff ``a == y``.
 Training: ``n_train`` samples rendered from the training digits, each copy of a left digit with its own draw of
-``a`` (``a = y`` with probability ``rho``, else another class uniformly) and of the right digit. Validation and test:
+``a`` and of the right digit: exactly ``round((1 - rho) * n_train)`` samples, at random, get ``a`` uniform over the
+other classes, the rest ``a = y``. Validation and test:
 every left digit of the pool once beside a right digit of each of the 10 classes (unbiased and
 counterfactual-complete). Both digits of a sample come from its split's pool. The sample index names the left
 (core) digit. Masks: the left half is the core region, the right half the spurious region. Counterfactuals put
@@ -21,7 +22,6 @@ from probe.data.base import (
     check_image_size,
     check_rho,
     label_space_bc,
-    spurious_attributes,
 )
 from probe.data.digits import (
     MAX_EVAL_DIGITS,
@@ -29,6 +29,7 @@ from probe.data.digits import (
     check_n_train,
     counterfactual_complete,
     digit_pools,
+    exact_spurious_attributes,
     sample_index,
     training_copies,
 )
@@ -100,7 +101,7 @@ def double_mnist(
         if name == "train":
             left, copy = training_copies(len(pool), n_train, g)
             y = pool.labels[left]
-            a = spurious_attributes(y, rho, 10, g)
+            a = exact_spurious_attributes(y, rho, 10, g)
         else:
             left, a = counterfactual_complete(len(pool), 10)
             y, copy = pool.labels[left], a
