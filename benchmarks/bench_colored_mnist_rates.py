@@ -53,6 +53,9 @@ def plot(acc: dict[float, list[float]], path: Path) -> None:
     ax.fill_between(rates, [v.min() for v in values], [v.max() for v in values], alpha=0.25,
                     label=f"range over {len(values[0])} seeds")
     ax.plot(rates, mean, "o-", label="mean over seeds")
+    for lr, v in acc.items():
+        ax.plot(np.full(len(v), lr), v, "x", color="black", ms=4, alpha=0.6)
+    ax.plot([], [], "x", color="black", ms=4, alpha=0.6, label="one seed")
     ax.axhline(0.1, color="grey", lw=0.8, ls=":", label="chance (0.1)")
     ax.set_xscale("log")
     ax.set_ylim(0, 1)
@@ -74,9 +77,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         acc = unbiased_accuracy_by_rate(Path(args.out or Path(tmp) / "sweep"), jobs=args.jobs)
     print(f"{len(RATES) * len(SEEDS)} runs in {time.perf_counter() - start:.0f} s (jobs {args.jobs}, 1 thread each)")
-    print("lr      mean   min    max")
+    print("lr      mean   min    max    seeds")
     for lr, v in acc.items():
-        print(f"{lr:<7g} {np.mean(v):.3f}  {min(v):.3f}  {max(v):.3f}")
+        print(f"{lr:<7g} {np.mean(v):.3f}  {min(v):.3f}  {max(v):.3f}  {' '.join(f'{x:.3f}' for x in v)}")
     if args.figure:
         plot(acc, Path(args.figure))
         print(f"figure: {args.figure}")
