@@ -2,9 +2,13 @@
 
 An image is ``(1, S, 2S)``: the left half holds a digit of class ``y`` scaled to ``core_brightness`` (default 0.5),
 the right half a digit of class ``a`` at full brightness. BA/BC rule: label space, bias-aligned iff ``a == y``.
-Training: ``a = y`` with probability ``rho``, else another class uniformly; validation and test: ``a`` independent of
-``y`` (unbiased). Masks: the left half is the core region, the right half the spurious region. Counterfactuals put
-another digit of the requested class in the right (spurious) or left (core) half.
+Training: ``n_train`` samples rendered from the training digits, each copy of a left digit with its own draw of
+``a`` and of the right digit: exactly ``round((1 - rho) * n_train)`` samples, at random, get ``a`` uniform over the
+other classes, the rest ``a = y``. Validation and test:
+every left digit of the pool once beside a right digit of each of the 10 classes (unbiased and
+counterfactual-complete). Both digits of a sample come from its split's pool. The sample index names the left
+(core) digit. Masks: the left half is the core region, the right half the spurious region. Counterfactuals put
+another digit of the requested class (from the same pool) in the right (spurious) or left (core) half.
 """
 
 from __future__ import annotations
@@ -18,10 +22,17 @@ from probe.data.base import (
     check_image_size,
     check_rho,
     label_space_bc,
-    spurious_attributes,
-    unbiased_attributes,
 )
-from probe.data.digits import digit_parts, resize_images
+from probe.data.digits import (
+    MAX_EVAL_DIGITS,
+    check_count,
+    check_n_train,
+    counterfactual_complete,
+    digit_pools,
+    exact_spurious_attributes,
+    sample_index,
+    training_copies,
+)
 from probe.data.mnist import digit_pool
 from probe.errors import ProbeInputError
 
@@ -47,8 +58,10 @@ def double_mnist(
     rho: float = 0.95,
     seed: int = 0,
     image_size: int | None = None,
+    n_train: int | None = None,
     core_brightness: float = 0.5,
     val_fraction: float = 0.2,
+    max_eval_digits: int = MAX_EVAL_DIGITS,
     data_root: str | None = None,
 ) -> SpuriousDataset:
     """Build Double MNIST.
@@ -57,8 +70,12 @@ def double_mnist(
         rho: fraction of bias-aligned training samples (default 0.95).
         seed: seed of the split and of every draw.
         image_size: side ``S`` of each digit; ``None`` keeps the source's size (8 embedded, 28 MNIST: 28x56).
+        n_train: training samples rendered from the training digits; ``None``: 4000 for the embedded digits, one per
+            training digit for MNIST.
         core_brightness: intensity of the left (core) digit in (0, 1]; the right digit has intensity 1.
-        val_fraction: share of the training pool held out as an unbiased validation split.
+        val_fraction: share of the training digits held out for the unbiased validation split (0: none).
+        max_eval_digits: at most this many left digits in the validation and the test split (each beside all 10
+            classes).
         data_root: folder with MNIST IDX files (or ``$PROBE_DATA``); ``None`` uses the embedded default digits.
     """
     rho = check_rho(rho, "double-mnist")
@@ -66,37 +83,38 @@ def double_mnist(
         image_size = check_image_size(image_size, "double-mnist")
     if not 0.0 < core_brightness <= 1.0:
         raise ProbeInputError(f"double-mnist: core_brightness must lie in (0, 1], got {core_brightness}")
+    max_eval_digits = check_count(max_eval_digits, "double-mnist", "max_eval_digits")
     digits, root = digit_pool(data_root, seed)
     g = torch.Generator().manual_seed(seed)
-    pool_images = resize_images(digits.train_images, image_size)
-    test_images = resize_images(digits.test_images, image_size)
-    parts = digit_parts(pool_images, digits.train_labels, test_images, digits.test_labels, val_fraction, g,
-                        "double-mnist")
-    side = pool_images.shape[-1]
+    pools = digit_pools(digits, image_size, val_fraction, g, "double-mnist", max_eval_digits)
+    n_train = check_n_train(n_train, digits, len(pools["train"]), "double-mnist")
+    side = pools["train"].images.shape[-1]
     left_half = torch.zeros(side, 2 * side, dtype=torch.bool)
     left_half[:, :side] = True
-    pools: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    pair: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # (left, right) positions
+    pair: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # per split: (left, right) positions in the pool
     splits: dict[str, Split] = {}
-    # the spurious (right) digit of a training or validation sample comes from the whole training pool, that of a
-    # test sample from the test pool
-    right_pools = {"train": (pool_images, digits.train_labels), "val": (pool_images, digits.train_labels),
-                   "test": (test_images, digits.test_labels)}
-    for name, (images, y, index) in parts.items():
+    for name, pool in pools.items():
+        missing = sorted(set(range(10)) - set(pool.labels.tolist()))
+        if missing:
+            raise ProbeInputError(f"double-mnist: the {name} pool ({len(pool)} digits) has no digit of class "
+                                  f"{missing[0]} to place on the right; give more digits or val_fraction=0")
+        if name == "train":
+            left, copy = training_copies(len(pool), n_train, g)
+            y = pool.labels[left]
+            a = exact_spurious_attributes(y, rho, 10, g)
+        else:
+            left, a = counterfactual_complete(len(pool), 10)
+            y, copy = pool.labels[left], a
+        right = draw_of_class(pool.labels, a, g)
+        pair[name] = (left, right)
         n = len(y)
-        if n == 0:
-            continue
-        a = spurious_attributes(y, rho, 10, g) if name == "train" else unbiased_attributes(n, 10, g)
-        right = draw_of_class(right_pools[name][1], a, g)
-        pools[name] = (images, y)
-        pair[name] = (torch.arange(n), right)
         splits[name] = Split(
             name=name,
-            x=compose_pair(images, right_pools[name][0][right], core_brightness),
+            x=compose_pair(pool.images[left], pool.images[right], core_brightness),
             y=y,
             a=a,
             is_bc=label_space_bc(y, a),
-            index=index.long(),
+            index=sample_index(pool.ids[left], copy),
             num_attrs=10,
             core_mask=left_half.expand(n, side, 2 * side),
             spurious_mask=(~left_half).expand(n, side, 2 * side),
@@ -104,16 +122,14 @@ def double_mnist(
     cf = torch.Generator().manual_seed(seed + 7919)
 
     def render_spurious(split: str, positions: torch.Tensor, new_a: torch.Tensor) -> torch.Tensor:
-        images, labels = right_pools[split]
-        positions = positions.cpu()
-        right = draw_of_class(labels, new_a.cpu(), cf)
-        return compose_pair(pools[split][0][positions], images[right], core_brightness)
+        pool, positions = pools[split], positions.cpu()
+        right = draw_of_class(pool.labels, new_a.cpu(), cf)
+        return compose_pair(pool.images[pair[split][0][positions]], pool.images[right], core_brightness)
 
     def render_core(split: str, positions: torch.Tensor, new_y: torch.Tensor) -> torch.Tensor:
-        images, labels = pools[split]
-        positions = positions.cpu()
-        left = draw_of_class(labels, new_y.cpu(), cf)
-        return compose_pair(images[left], right_pools[split][0][pair[split][1][positions]], core_brightness)
+        pool, positions = pools[split], positions.cpu()
+        left = draw_of_class(pool.labels, new_y.cpu(), cf)
+        return compose_pair(pool.images[left], pool.images[pair[split][1][positions]], core_brightness)
 
     return SpuriousDataset(
         name="double-mnist",
@@ -123,8 +139,8 @@ def double_mnist(
         splits=splits,
         bc_rule=BC_RULE_LABEL_SPACE,
         source=digits.source,
-        options=dict(rho=rho, seed=seed, image_size=image_size, core_brightness=core_brightness,
-                     val_fraction=val_fraction, data_root=root),
+        options=dict(rho=rho, seed=seed, image_size=image_size, n_train=n_train, core_brightness=core_brightness,
+                     val_fraction=val_fraction, max_eval_digits=max_eval_digits, data_root=root),
         mask_note="core: left half (the dim digit); spurious: right half (the bright digit)",
         render_spurious=render_spurious,
         render_core=render_core,

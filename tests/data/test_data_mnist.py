@@ -8,7 +8,7 @@ import torch
 from probe_data_fixtures import idx_bytes, write_mnist
 
 from probe.data import build_dataset
-from probe.data.digits import EMBEDDED_SOURCE
+from probe.data.digits import EMBEDDED_SOURCE, source_digit
 from probe.data.mnist import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, find_mnist, load_mnist, read_idx
 from probe.errors import DataFormatError, ProbeInputError
 
@@ -57,7 +57,10 @@ def test_colored_mnist_reads_root_and_records_it(tmp_path, monkeypatch):
     assert ds.input_shape == (3, 28, 28)
     assert "MNIST IDX files" in ds.source
     assert ds.options["data_root"] == str(tmp_path.resolve())
-    assert len(ds.train) + len(ds.splits["val"]) == 60 and len(ds.splits["test"]) == 30
+    # a real source: one training sample per training digit; val (one digit of each class: round(6 * 0.2)) and test
+    # render each of their digits in all 10 colours
+    assert len(ds.train) == 50 and ds.options["n_train"] == 50
+    assert len(ds.splits["val"]) == 10 * 10 and len(ds.splits["test"]) == 30 * 10
     rebuilt = build_dataset("colored-mnist", **ds.options)
     assert torch.equal(rebuilt.train.x, ds.train.x)
 
@@ -82,11 +85,15 @@ def test_double_mnist_native_size_and_halves(tmp_path, monkeypatch):
     ds = build_dataset("double-mnist", data_root=str(tmp_path), core_brightness=0.5, val_fraction=0.0)
     assert ds.input_shape == (1, 28, 56)
     t = ds.splits["test"]
-    # left half = dim core digit of label y, exactly the IDX test image scaled by 0.5
-    left = t.x[:, 0, :, :28]
+    # counterfactual-complete, attribute-major: block k holds every IDX test digit (in file order) beside a right
+    # digit of class k; left half = dim core digit of label y, exactly the IDX test image scaled by 0.5
     expected = torch.from_numpy(arrays["t10k-images-idx3-ubyte"].astype(np.float32) / 255) * 0.5
-    torch.testing.assert_close(left, expected)
-    assert torch.equal(t.y, torch.from_numpy(arrays["t10k-labels-idx1-ubyte"].astype(np.int64)))
+    labels = torch.from_numpy(arrays["t10k-labels-idx1-ubyte"].astype(np.int64))
+    assert len(t) == 10 * 30
+    for k in range(10):
+        block = slice(30 * k, 30 * (k + 1))
+        torch.testing.assert_close(t.x[block, 0, :, :28], expected)
+        assert torch.equal(t.y[block], labels) and (t.a[block] == k).all()
     # masks: core = left half, spurious = right half
     pos = torch.arange(len(t))
     core, spur = t.masks(pos, "core"), t.masks(pos, "spurious")
@@ -100,6 +107,7 @@ def test_val_fraction_zero_leaves_out_the_split_and_out_of_range_is_refused():
 
     for name in ("colored-mnist", "double-mnist"):
         ds = build_dataset(name, val_fraction=0.0)
-        assert set(ds.splits) == {"train", "test"} and len(ds.train) == 1198
+        assert set(ds.splits) == {"train", "test"} and len(ds.train) == 4000
+        assert len(set(source_digit(ds.train.index).tolist())) == 1198  # every digit of the training pool
         with pytest.raises(ProbeInputError, match="val_fraction must lie in"):
             build_dataset(name, val_fraction=1.5)

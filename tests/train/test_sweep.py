@@ -313,7 +313,8 @@ def test_matched_sweep_records_every_rate_at_the_same_distances(tmp_path):
     (15 steps per pass) and between the every:1000 pass records, and analyze's early epoch sits at lr x step = 3."""
     from probe.train import TrainConfig, run_sweep
 
-    base = TrainConfig(dataset="colored-mnist", model="mlp", model_options={"width": 32}, lr=0.1, steps=100,
+    base = TrainConfig(dataset="colored-mnist", dataset_options={"n_train": 960},
+                       model="mlp", model_options={"width": 32}, lr=0.1, steps=100,
                        batch_size=64, record="every:1000", record_splits=["test"])
     out = tmp_path / "matched"
     with torch_threads(1):
@@ -331,7 +332,8 @@ def test_fixed_sweep_budget_is_the_distance_every_rate_reaches(tmp_path):
     """Fixed length (14 passes of 15 steps = 210 steps each): B = min lr x 210 = 0.05 x 210 = 10.5."""
     from probe.train import TrainConfig, run_sweep
 
-    base = TrainConfig(dataset="colored-mnist", model="mlp", model_options={"width": 32}, lr=0.1, epochs=14,
+    base = TrainConfig(dataset="colored-mnist", dataset_options={"n_train": 960},
+                       model="mlp", model_options={"width": 32}, lr=0.1, epochs=14,
                        batch_size=64, record="every:1000", record_splits=["test"])
     out = tmp_path / "fixed"
     with torch_threads(1):
