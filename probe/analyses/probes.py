@@ -307,7 +307,8 @@ _DFR = "metrics-representations.md#deep-feature-reweighting-dfr_wga"
     version=2,
     options=(
         Option("probe_seed", "int", 0, "seed of the group-balanced probe split and of the DFR subsamples"),
-        Option("dfr_retrains", "int", 20, "group-balanced subsamples whose DFR last layers are averaged", low=1),
+        Option("dfr_retrains", "int", 20, "group-balanced subsamples whose DFR last layers are averaged (0: no DFR, "
+               "so no dfr_wga; the probes still run)", low=0),
         BATCH_SIZE,
         MIN_GROUP_SIZE,
     ),
@@ -332,7 +333,8 @@ _DFR = "metrics-representations.md#deep-feature-reweighting-dfr_wga"
 def probes_analysis(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
     """``val``: ``probe_core``, ``probe_spurious``, ``probe_gap`` = core - spurious (penultimate features of the
     validation split), ``n_probe_eval``; ``test``: ``dfr_wga``, ``dfr_min_group_n``, ``dfr_groups_excluded`` (last
-    layer retrained on validation, scored on test). Options: ``probe_seed``, ``dfr_retrains``, ``batch_size``,
+    layer retrained on validation, scored on test; not with ``dfr_retrains=0``). Options: ``probe_seed``,
+    ``dfr_retrains``, ``batch_size``,
     ``min_group_size`` (declared above). A dataset with one attribute value gets no
     ``probe_spurious`` / ``probe_gap``. A dataset without a validation split gets the probes on disjoint halves of
     the test split (reported under ``test``) and no ``dfr_wga``, which needs held-out data apart from the test set."""
@@ -347,7 +349,7 @@ def probes_analysis(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
         scores["probe_spurious"] = linear_probe(feats[held_out], a, fit_idx, score_idx)
         scores["probe_gap"] = scores["probe_core"] - scores["probe_spurious"]
     out: EpochMetrics = {held_out: scores}
-    if held_out == "val":
+    if held_out == "val" and ctx.option("dfr_retrains") > 0:
         test = ctx.dataset.split("test")
         worst = dfr_worst_group(
             feats["val"], y, split.group.cpu().numpy(),

@@ -103,7 +103,7 @@ def test_unknown_key_is_refused_naming_the_known_ones():
     ("attr_methods", "ig,nope", "list[str] from ig, saliency"),
     ("attr_split", 3, "str from train, val, test"),
     ("attr_method_options", "smoothgrad=0.1", "dict"),
-    ("dfr_retrains", 0, "int >= 1"),
+    ("dfr_retrains", -1, "int >= 0"),
 ])
 def test_ill_typed_values_are_refused_naming_option_kind_and_value(key, value, kind):
     with pytest.raises(ProbeInputError) as info:

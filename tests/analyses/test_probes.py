@@ -166,3 +166,22 @@ def test_dfr_rejects_a_single_class():
     x = np.random.default_rng(0).normal(size=(20, 3))
     with pytest.raises(ProbeInputError):
         dfr_last_layer(x, np.zeros(20, dtype=int), np.zeros(20, dtype=int))
+
+
+def test_no_dfr_with_zero_retrains(tiny_colored_sweep):
+    """``dfr_retrains=0`` runs the probes but not deep feature reweighting: no dfr_wga."""
+    import torch
+
+    from probe.analyses.base import AnalysisContext, load_analyses, resolve_options
+    from probe.store.reader import open_sweep
+
+    run = open_sweep(tiny_colored_sweep).runs[0]
+    probes = load_analyses()["probes"].fn
+
+    def measured(retrains):
+        options = resolve_options({"dfr_retrains": retrains}, ["probes"])
+        return probes(AnalysisContext(run, device=torch.device("cpu"), cache_dir=None, options=options), run.epochs[-1])
+
+    with_dfr, without = measured(1), measured(0)
+    assert "dfr_wga" in with_dfr.get("test", {}) and "test" not in without
+    assert without["val"]["probe_core"] == with_dfr["val"]["probe_core"]
