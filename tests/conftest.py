@@ -39,8 +39,8 @@ def tiny_colored_sweep(tmp_path_factory) -> Path:
     """A colored-mnist MLP sweep over lr {0.01, 0.3}, seeds {0, 1}, 2 epochs each, recorded at the pass ends only
     (no early fractions: its epochs 0, 1, 2 are data passes)."""
     out = tmp_path_factory.mktemp("sweeps") / "colored"
-    base = TrainConfig(dataset="colored-mnist", model="mlp", model_options={"width": 64}, lr=0.01, epochs=2,
-                       batch_size=64, early_fractions=())
+    base = TrainConfig(dataset="colored-mnist", dataset_options={"n_train": 960}, model="mlp",
+                       model_options={"width": 64}, lr=0.01, epochs=2, batch_size=64, early_fractions=())
     run_sweep(base, out, {"lr": [0.01, 0.3], "seed": [0, 1]})
     return out
 

@@ -220,8 +220,8 @@ def test_a_worker_whose_parent_is_gone_exits_even_without_prctl():
 @pytest.mark.slow
 def test_acceptance_sweep_colored_mnist_cnn(tmp_path, capsys):
     out = tmp_path / "sweep"
-    code = main(["sweep", "--dataset", "colored-mnist", "--model", "cnn", "--lr", "0.01", "0.1", "--epochs", "3",
-                 "--out", str(out), "--quiet"])
+    code = main(["sweep", "--dataset", "colored-mnist", "--data-option", "n_train=960", "--model", "cnn",
+                 "--lr", "0.01", "0.1", "--epochs", "3", "--out", str(out), "--quiet"])
     assert code == 0
     assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out
