@@ -1,17 +1,21 @@
 """``probe demo``: a learning-rate sweep, its matched-budget twin and their analysis, on the embedded digits.
 
-The full demo trains colored-mnist (rho 0.99, native 8x8, scikit-learn's bundled digits) with the MLP (two hidden
-layers of 256), plain SGD, batch 64:
+The full demo trains Double MNIST (a dim core digit on the left, a bright spurious digit on the right; rho 0.95, 4000
+training samples rendered from scikit-learn's bundled 8x8 digits, 200 of them bias-conflicting; an unbiased test split
+with every test digit beside every spurious digit) with the MLP (two hidden layers of 256), plain SGD, batch 64, three
+seeds:
 
-- a fixed-steps sweep: 2000 steps at rates 0.01, 0.03, 0.1, 0.3, 1.0 (two seeds each);
-- its matched-budget twin: rates 0.1, 0.3, 1.0 with rate x steps = 600 (6000, 2000 and 600 steps; two seeds);
+- a fixed-steps sweep: 1000 steps at rates 0.01, 0.03, 0.1, 0.3 (at rate 1 this model falls back on the spurious
+  digit: a rate too large for the set-up, not part of the demo);
+- its matched-budget twin: rates 0.03, 0.1, 0.3 with rate x steps = 150 (5000, 1500 and 500 steps);
 
-recording about 25 log-spaced epochs per run, then runs :func:`probe.analyses.engine.analyze` on both (models analysed
-at the last epoch only, deep feature reweighting with 5 re-samples), draws the report
-(:func:`probe.report.write_report`, with the attribution grids of :func:`probe.analyses.engine.attribution_grids`) and
-prints where it is.
-Training and analysis run on one CPU thread, the fastest setting for a model this small. ``quick=True`` is a smaller
-variant (3 rates, 100 steps, one seed) for tests.
+recording about 8 log-spaced epochs per run plus the points at 1%, 3% and 10% of each sweep's distance budget, two
+runs at a time. The core region is a mask, so every claim of the study and every link of the mechanism chain can be
+measured. Then :func:`probe.analyses.engine.analyze` on both (models analysed at the last epoch only; 64 samples
+attributed; the linear probes without deep feature reweighting, which ``probe analyze`` runs by default), the report
+(:func:`probe.report.write_report`, with the attribution grids of :func:`probe.analyses.engine.attribution_grids`),
+and where it is. Every run trains on one CPU thread, the fastest setting for a model this small. ``quick=True`` is a
+smaller variant (3 rates, 100 steps, one seed, 1000 training samples) for tests.
 """
 
 from __future__ import annotations
@@ -36,15 +40,19 @@ class DemoPlan:
     matched_rates: tuple[float, ...]
     matched_steps: int  # steps of the largest matched rate
     record: str
+    n_train: int = 4000
     model_epochs: str = "last"
-    dfr_retrains: int = 5
+    dfr_retrains: int = 0
+    attr_n: int = 64
+    jobs: int = 2
 
 
-FULL = DemoPlan("demo", (0.01, 0.03, 0.1, 0.3, 1.0), 2000, (0, 1), (0.1, 0.3, 1.0), 600, "log:25")
-QUICK = DemoPlan("demo-quick", (0.01, 0.1, 1.0), 100, (0,), (0.1, 1.0), 30, "log:4", dfr_retrains=2)
+FULL = DemoPlan("demo", (0.01, 0.03, 0.1, 0.3), 1000, (0, 1, 2), (0.03, 0.1, 0.3), 500, "log:8")
+QUICK = DemoPlan("demo-quick", (0.01, 0.1, 1.0), 100, (0,), (0.1, 1.0), 30, "log:4", n_train=1000, dfr_retrains=2,
+                 jobs=1)
 
-BASE = {"dataset": "colored-mnist", "dataset_options": {"rho": 0.99}, "model": "mlp",
-        "model_options": {"width": 256, "depth": 2}, "optimizer": "sgd", "batch_size": 64}
+BASE = {"dataset": "double-mnist", "model": "mlp", "model_options": {"width": 256, "depth": 2}, "optimizer": "sgd",
+        "batch_size": 64}
 
 
 def demo_paths(out: str | Path | None, plan: DemoPlan) -> tuple[Path, Path]:
@@ -58,11 +66,12 @@ def _sweep(out: Path, rates: tuple[float, ...], plan: DemoPlan, budget: str, ste
            progress: bool) -> list[tuple[str, str, Any]]:
     from probe.train import TrainConfig, run_sweep
 
-    base = TrainConfig(lr=rates[0], steps=steps, record=plan.record, device="cpu", **BASE)
+    base = TrainConfig(lr=rates[0], steps=steps, record=plan.record, device="cpu",
+                       dataset_options={"n_train": plan.n_train}, **BASE)
     axes = {"lr": list(rates), "seed": list(plan.seeds)}
     resume = (out / "sweep.json").is_file() and not overwrite
     return run_sweep(base, out, axes, budget=budget, steps=steps if budget == "matched" else None,
-                     resume=resume, overwrite=overwrite, progress=progress)
+                     resume=resume, overwrite=overwrite, progress=progress, jobs=plan.jobs, threads=1)
 
 
 def run_demo(out: str | Path | None = None, quick: bool = False, overwrite: bool = False,
@@ -84,7 +93,7 @@ def run_demo(out: str | Path | None = None, quick: bool = False, overwrite: bool
 
     plan = QUICK if quick else FULL
     ckpt, report_dir = demo_paths(out, plan)
-    say = print if echo else (lambda *a, **k: None)
+    say = (lambda *a: print(*a, flush=True)) if echo else (lambda *a: None)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a 256-wide MLP on 8x8 inputs trains several times faster on one thread
     try:
@@ -96,15 +105,17 @@ def run_demo(out: str | Path | None = None, quick: bool = False, overwrite: bool
 def _run(plan: DemoPlan, ckpt: Path, report_dir: Path, overwrite: bool, progress: bool, echo: bool,
          say) -> AnalysisResult:
     started = time.perf_counter()
-    say(f"probe demo: colored-mnist (rho 0.99, 8x8 embedded digits), MLP 256-256, SGD batch 64; rates "
-        f"{', '.join(f'{r:g}' for r in plan.rates)} for {plan.steps} steps, seeds {list(plan.seeds)}")
+    say(f"probe demo: double-mnist (rho 0.95, {plan.n_train} training samples from the 8x8 embedded digits), MLP "
+        f"256-256, SGD batch 64; rates {', '.join(f'{r:g}' for r in plan.rates)} for {plan.steps} steps, seeds "
+        f"{list(plan.seeds)}")
     _sweep(ckpt / "fixed", plan.rates, plan, "fixed", plan.steps, overwrite, progress)
     say(f"probe demo: matched-budget twin at rates {', '.join(f'{r:g}' for r in plan.matched_rates)} "
         f"(rate x steps = {max(plan.matched_rates) * plan.matched_steps:g})")
     _sweep(ckpt / "matched", plan.matched_rates, plan, "matched", plan.matched_steps, overwrite, progress)
     trained = time.perf_counter() - started
+    say("probe demo: analysing both sweeps")
     result = analyze(ckpt, out=report_dir, model_epochs=plan.model_epochs, progress=progress,
-                     options={"dfr_retrains": plan.dfr_retrains})
+                     options={"dfr_retrains": plan.dfr_retrains, "attr_n": plan.attr_n})
     write_report(result, attribution_grids(result))
     write_tables(result)  # again: metrics.json lists the figures that failed, if any
     if echo:
