@@ -134,12 +134,12 @@ def test_double_mnist_example_gives_what_the_readme_states(tmp_path):
                          capture_output=True, text=True, env=_env(), timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     claims = pd.read_csv(tmp_path / "analyses" / "dm" / "claims.csv").set_index("claim")["verdict"]
-    # the verdicts the README quotes that have a wide margin (effects 9 to 20 floors, adjusted p <= 0.002)
-    agreeing = {"unbiased_acc_up", "probe_core_up", "probe_gap_up", "class_separation_up", "core_attr_share_up"}
-    assert {c for c, v in claims.items() if v == "agrees"} == agreeing
-    assert claims["wga_up"] == "not measurable" and claims["early_cmr_up"] == "not measurable"
+    # the verdicts the README quotes that have a wide margin (effects 10 to 33 floors, adjusted p 0.001)
+    robust = {"unbiased_acc_up", "wga_up", "class_separation_up", "core_attr_share_up", "early_logit_norm_up"}
+    assert {c for c, v in claims.items() if v == "agrees"} >= robust
+    assert claims["early_cmr_up"] == "not measurable"
     assert "disagrees" not in set(claims)
     runs = pd.read_csv(tmp_path / "analyses" / "dm" / "runs.csv")
     share = runs.groupby("lr")["final:test/core_attr_share@ig"].mean()
-    assert share.iloc[0] < 0.3 and share.iloc[2:].min() > 0.4  # from the right digit to the left one
+    assert share.iloc[0] < 0.3 and share.iloc[2:].min() > 0.5  # from the right digit to the left one
     assert list((tmp_path / "analyses" / "dm" / "attributions").glob("*_ig_bc_test.png"))
