@@ -15,7 +15,7 @@ measured. Then :func:`probe.analyses.engine.analyze` on both (models analysed at
 attributed; the linear probes without deep feature reweighting, which ``probe analyze`` runs by default), the report
 (:func:`probe.report.write_report`, with the attribution grids of :func:`probe.analyses.engine.attribution_grids`),
 and where it is. Every run trains on one CPU thread, the fastest setting for a model this small. ``quick=True`` is a
-smaller variant (3 rates, 100 steps, one seed, 1000 training samples) for tests.
+smaller variant (3 rates, 100 steps, one seed, 1000 training samples, 200 digits per evaluation split) for tests.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class DemoPlan:
     matched_steps: int  # steps of the largest matched rate
     record: str
     n_train: int = 4000
+    max_eval_digits: int = 1000  # source digits of the validation and test splits (each beside every spurious digit)
     model_epochs: str = "last"
     dfr_retrains: int = 0
     attr_n: int = 64
@@ -48,8 +49,8 @@ class DemoPlan:
 
 
 FULL = DemoPlan("demo", (0.01, 0.03, 0.1, 0.3), 1000, (0, 1, 2), (0.03, 0.1, 0.3), 500, "log:8")
-QUICK = DemoPlan("demo-quick", (0.01, 0.1, 1.0), 100, (0,), (0.1, 1.0), 30, "log:4", n_train=1000, dfr_retrains=2,
-                 jobs=1)
+QUICK = DemoPlan("demo-quick", (0.01, 0.1, 1.0), 100, (0,), (0.1, 1.0), 30, "log:4", n_train=1000,
+                 max_eval_digits=200, jobs=1)
 
 BASE = {"dataset": "double-mnist", "model": "mlp", "model_options": {"width": 256, "depth": 2}, "optimizer": "sgd",
         "batch_size": 64}
@@ -67,7 +68,7 @@ def _sweep(out: Path, rates: tuple[float, ...], plan: DemoPlan, budget: str, ste
     from probe.train import TrainConfig, run_sweep
 
     base = TrainConfig(lr=rates[0], steps=steps, record=plan.record, device="cpu",
-                       dataset_options={"n_train": plan.n_train}, **BASE)
+                       dataset_options={"n_train": plan.n_train, "max_eval_digits": plan.max_eval_digits}, **BASE)
     axes = {"lr": list(rates), "seed": list(plan.seeds)}
     resume = (out / "sweep.json").is_file() and not overwrite
     return run_sweep(base, out, axes, budget=budget, steps=steps if budget == "matched" else None,
