@@ -61,7 +61,10 @@ def main() -> int:
     if ok:
         sweep = probe.open_sweep(out / "sweep")
         logits = [r.dynamics("test").logits for r in sweep.runs]
-        ok = all(np.isfinite(x).all() and x.shape[0] == 6 for x in logits)
+        passes = [[p for p, complete in map(r.data_pass_of, r.epochs) if complete] for r in sweep.runs]
+        # every pass end recorded (0..5), plus the sweep's early points of the distance budget inside passes
+        ok = all(np.isfinite(x).all() and x.shape[0] == len(r.epochs) for x, r in zip(logits, sweep.runs))
+        ok = ok and all(p == list(range(6)) for p in passes)
         detail += f", test logits {[x.shape for x in logits]}, model on cpu: {type(sweep.runs[0].model()).__name__}"
     else:
         detail += " " + res.stderr.strip().splitlines()[-1]
