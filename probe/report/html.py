@@ -50,7 +50,8 @@ th { background: #fafafa; } td.text, th.text { text-align: left; }
 .v-agrees, .v-yes { background: #e8f5e9; color: #1b5e20; } .v-disagrees, .v-no { background: #ffebee; color: #b71c1c; }
 .v-cannot-tell { background: #f5f5f5; color: #424242; } .v-not-measurable, .v-n-a { color: #9e9e9e; }
 .v-no-effect, .v-vanishes { background: #e3f2fd; color: #0d47a1; } .v-reverses { background: #ffebee; color: #b71c1c; }
-td.reason { min-width: 16em; max-width: 28em; font-size: 0.92em; color: #424242; }
+td.reason { min-width: 14em; max-width: 22em; font-size: 0.92em; color: #424242; }
+table.claims { font-size: 0.8em; }
 ul.headline li { margin: 0.25em 0; }
 .s-diverged { color: #b71c1c; font-weight: 600; } .s-collapsed { color: #e65100; font-weight: 600; }
 .s-incomplete, .s-empty { color: #6d4c41; font-weight: 600; }
