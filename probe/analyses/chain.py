@@ -66,7 +66,6 @@ Example:
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -142,23 +141,6 @@ LINKS: tuple[Link, ...] = (
 # --- statistics ----------------------------------------------------------------------------------------------------
 
 
-def _ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks 1..n with ties averaged (scipy is imported here, not with the module: reading an analysis back stays
-    light)."""
-    from scipy.stats import rankdata
-
-    return rankdata(values)
-
-
-def _rank_corr(x_ranks: np.ndarray, y_ranks: np.ndarray) -> np.ndarray:
-    """Pearson correlation of fixed ``x_ranks`` with each row of ``y_ranks`` (last axis = points)."""
-    xc = x_ranks - x_ranks.mean()
-    yc = y_ranks - y_ranks.mean(axis=-1, keepdims=True)
-    den = math.sqrt(float((xc**2).sum())) * np.sqrt((yc**2).sum(axis=-1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, (yc * xc).sum(axis=-1) / np.where(den > 0, den, 1.0), np.nan)
-
-
 def _pair(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
     x, y = np.asarray(x, dtype=np.float64).ravel(), np.asarray(y, dtype=np.float64).ravel()
     if x.shape != y.shape:
@@ -171,40 +153,29 @@ def _pair(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
 def spearman_rho(x: Any, y: Any) -> float:
     """Spearman rank correlation (tied values get average ranks); NaN when fewer than 2 points or x or y is
     constant."""
+    from probe.analyses.claims_stats import average_ranks
+
     x, y = _pair(x, y)
-    if x.size < 2:
+    if x.size < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan")
-    return float(_rank_corr(_ranks(x), _ranks(y)))
+    rx, ry = average_ranks(x) - (x.size + 1) / 2, average_ranks(y) - (y.size + 1) / 2
+    return float(rx @ ry / math.sqrt(float(rx @ rx) * float(ry @ ry)))
 
 
 def spearman_permutation_p(x: Any, y: Any, alternative: str = "greater", n_resamples: int = N_PERMUTATIONS,
                            seed: int = RESAMPLING_SEED) -> float:
-    """One-sided permutation p-value of Spearman's rho between ``x`` and ``y``: the pairing of ``y`` with ``x`` is
-    permuted. Exact enumeration of all ``n!`` pairings when ``n! <= n_resamples`` (``p = #{rho_pi >= rho} / n!``,
-    the identity included); otherwise ``n_resamples`` random permutations drawn with ``seed`` (``p = (1 +
-    #{rho_pi >= rho}) / (1 + n_resamples)``). As :func:`scipy.stats.permutation_test` (``permutation_type=
-    "pairings"``), comparisons allow a relative tolerance of 100 machine epsilons. ``alternative`` ``"less"``
-    counts ``rho_pi <= rho``. NaN when rho is undefined (fewer than 2 points, a constant x or y)."""
+    """One-sided permutation p-value of Spearman's rho between ``x`` and ``y``, the claims' test
+    (:func:`probe.analyses.claims_stats.rank_correlation_test`): the pairing of ``y`` with ``x`` is permuted, all
+    ``n!`` pairings when ``n! <= n_resamples`` (``p = #{rho_pi >= rho} / n!``), else ``n_resamples`` random ones
+    drawn with ``seed`` (``p = (1 + #{rho_pi >= rho}) / (1 + n_resamples)``). ``alternative`` ``"less"`` counts
+    ``rho_pi <= rho``. NaN when rho is undefined or there are fewer than 3 points."""
+    from probe.analyses.claims_stats import rank_correlation_test
+
     if alternative not in ("greater", "less"):
         raise ProbeInputError(f"alternative must be 'greater' or 'less', got {alternative!r}")
     x, y = _pair(x, y)
-    n = x.size
-    if n < 2:
-        return float("nan")
-    x_ranks, y_ranks = _ranks(x), _ranks(y)
-    observed = float(_rank_corr(x_ranks, y_ranks))
-    if not math.isfinite(observed):
-        return float("nan")
-    exact = math.factorial(n) <= n_resamples
-    if exact:
-        orders = np.array(list(itertools.permutations(range(n))), dtype=np.intp)
-    else:
-        rng = np.random.default_rng(seed)
-        orders = rng.permuted(np.tile(np.arange(n), (n_resamples, 1)), axis=1)
-    null = _rank_corr(x_ranks, y_ranks[orders])
-    gamma = abs(100 * np.finfo(np.float64).eps * observed)
-    hits = int((null >= observed - gamma).sum() if alternative == "greater" else (null <= observed + gamma).sum())
-    return min(1.0, hits / len(orders) if exact else (hits + 1) / (n_resamples + 1))
+    _, p_up, p_down = rank_correlation_test(x, y, n_permutations=n_resamples, seed=seed)
+    return p_up if alternative == "greater" else p_down
 
 
 def sign_test_p(n_hold: int, n_fail: int) -> float:
