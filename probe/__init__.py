@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from probe.lazy import lazy_attributes
 
 #: The package version (setup.cfg reads it from here).
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 #: public name -> (module, attribute in it); resolved on first access by :func:`__getattr__`.
 _LAZY: dict[str, tuple[str, str]] = {

@@ -36,11 +36,11 @@ def tiny_parity_run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_colored_sweep(tmp_path_factory) -> Path:
-    """A colored-mnist MLP sweep over lr {0.01, 0.3}, seeds {0, 1}, 2 epochs each, recorded at the pass ends only
-    (no early fractions: its epochs 0, 1, 2 are data passes)."""
+    """A colored-mnist MLP sweep (960 training samples, 400 digits per evaluation split) over lr {0.01, 0.3}, seeds
+    {0, 1}, 2 epochs each, recorded at the pass ends only (no early fractions: its epochs 0, 1, 2 are data passes)."""
     out = tmp_path_factory.mktemp("sweeps") / "colored"
-    base = TrainConfig(dataset="colored-mnist", dataset_options={"n_train": 960}, model="mlp",
-                       model_options={"width": 64}, lr=0.01, epochs=2, batch_size=64, early_fractions=())
+    base = TrainConfig(dataset="colored-mnist", dataset_options={"n_train": 960, "max_eval_digits": 400},
+                       model="mlp", model_options={"width": 64}, lr=0.01, epochs=2, batch_size=64, early_fractions=())
     run_sweep(base, out, {"lr": [0.01, 0.3], "seed": [0, 1]})
     return out
 
@@ -50,3 +50,18 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subpro
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "probe.cli", *args], capture_output=True, text=True,
                           env=full_env, timeout=timeout, cwd=REPO)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The files with the longest tests first, the others in their order: with several workers (pytest-xdist's
+    ``--dist loadfile`` hands out one file at a time, in this order) the long files start early and the workers end
+    together. A test's expected length is its ``slow`` marker's ``seconds`` (``@pytest.mark.slow(seconds=80)``; 5 when
+    not given, 0 without the marker)."""
+    def seconds(item) -> float:
+        marker = item.get_closest_marker("slow")
+        return 0.0 if marker is None else float(marker.kwargs.get("seconds", 5))
+
+    longest: dict = {}
+    for item in items:
+        longest[item.path] = max(longest.get(item.path, 0.0), seconds(item))
+    items.sort(key=lambda item: -longest[item.path])  # stable: a file's tests stay together and in order

@@ -12,6 +12,9 @@
   ``wga``: :func:`probe.analyses.groups.worst_group`); NaN when none has that many. ``dfr_min_group_n`` is the size
   of the smallest group used and ``dfr_groups_excluded`` the number of non-empty test groups left out.
 - ``n_probe_eval``: the number of samples the linear probes are scored on (the score subset).
+
+The fits run with one BLAS thread (:func:`one_blas_thread`): the solvers make many small matrix products, where
+OpenBLAS threads cost more than they save (``benchmarks/bench_probe_threads.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from probe.analyses.base import AnalysisContext, EpochMetrics, Metric, Option, register_epoch_analysis
 from probe.analyses.features import BATCH_SIZE, EpochFeatures
@@ -34,6 +38,13 @@ from probe.errors import ProbeInputError
 
 #: C grid of the DFR reference implementation.
 DFR_C_GRID = (1.0, 0.7, 0.3, 0.1, 0.07, 0.03, 0.01)
+
+
+def one_blas_thread() -> threadpool_limits:
+    """A context in which BLAS (OpenBLAS, MKL) uses one thread. The probe and DFR solvers (lbfgs, liblinear) make
+    many small matrix products; on 2 CPU cores a 2-thread OpenBLAS made a 10-class probe on 1100 x 256 features 10x
+    slower, and even 5000 x 2048 fits 1.5-2x slower (``benchmarks/bench_probe_threads.py`` prints the ratios)."""
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _as_labels(values, n: int | None, name: str) -> np.ndarray:
@@ -105,10 +116,11 @@ def linear_probe(features, target, fit_idx, score_idx, *, C: float = 1.0, max_it
     if len(score_idx) == 0:
         raise ProbeInputError("the probe's score set is empty")
     model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), one_blas_thread():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(x[fit_idx], t[fit_idx])
-    return float(balanced_accuracy_score(t[score_idx], model.predict(x[score_idx])))
+        predicted = model.predict(x[score_idx])
+    return float(balanced_accuracy_score(t[score_idx], predicted))
 
 
 def probe_core(features, y, a, seed: int = 0) -> float:
@@ -153,7 +165,7 @@ def _fit_l1(x: np.ndarray, y: np.ndarray, classes: np.ndarray, C: float, seed: i
     """L1 logistic regression (liblinear); one-vs-rest over ``classes`` when there are more than two."""
     targets = [y == classes[1]] if len(classes) == 2 else [y == c for c in classes]
     coefs, intercepts = [], []
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), one_blas_thread():
         warnings.simplefilter("ignore", ConvergenceWarning)
         for t in targets:
             if t.all() or not t.any():

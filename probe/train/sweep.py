@@ -175,9 +175,19 @@ def sweep_differences(stored: dict[str, Any], asked: dict[str, Any]) -> list[str
     swept = {AXES[a] for a in (*stored.get("axes", {}), *asked["axes"]) if a in AXES}
     differ = config_differences(TrainConfig.from_json(stored["base_config"]).to_json(), asked["base_config"],
                                 source="sweep.json", ignore=RESULT_NEUTRAL_FIELDS | swept)
-    for key in ("axes", "budget", "budget_steps"):
+    for key in ("axes", "budget"):
         differ += config_differences({key: stored.get(key)}, {key: asked[key]}, source="sweep.json")
+    differ += config_differences({"budget_steps": _budget_steps(stored)}, {"budget_steps": _budget_steps(asked)},
+                                 source="sweep.json")
     return differ
+
+
+def _budget_steps(record: dict[str, Any]) -> Any:
+    """A sweep record's ``budget_steps``; of a fixed sweep without them, its base config's steps (the same runs)."""
+    steps = record.get("budget_steps")
+    if steps is None and record.get("budget", "fixed") == "fixed":
+        return record.get("base_config", {}).get("steps")
+    return steps
 
 
 def check_sweep_resume(out: str | Path, base: TrainConfig, axes: dict[str, Sequence[Any]], *, budget: str = "fixed",

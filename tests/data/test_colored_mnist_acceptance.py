@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=30)
 def test_larger_rates_raise_unbiased_accuracy_on_colored_mnist(tmp_path, monkeypatch):
     """MLP 256-256, SGD batch 64, 2000 steps, 3 seeds, rates 0.01 .. 1 on colored-mnist (rho 0.99, defaults): the best
     rate's unbiased test accuracy exceeds the lowest rate's by >= 0.25 and the seed ranges do not overlap.

@@ -21,7 +21,8 @@ def analysed(tiny_colored_sweep, tmp_path_factory):
     """An analysis of a copy of the tiny sweep (tests may delete the copy)."""
     root = tmp_path_factory.mktemp("consumer")
     sweep = shutil.copytree(tiny_colored_sweep, root / "colored", ignore=shutil.ignore_patterns(".lock"))
-    return analyze(sweep, out=root / "analysis", model_epochs="last", progress=False, options={"dfr_retrains": 2})
+    return analyze(sweep, out=root / "analysis", model_epochs="last", progress=False,
+                   options={"dfr_retrains": 0})  # DFR: tests/analyses/test_probes.py
 
 
 def test_grids_are_computed_by_the_engine_and_drawn_by_the_report(analysed):

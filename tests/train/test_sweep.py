@@ -106,6 +106,28 @@ def test_resume_alone_or_with_the_same_options_is_accepted(small_sweep, capsys, 
     assert [r.status for r in probe.open_sweep(small_sweep).runs] == ["complete", "complete"]
 
 
+def test_a_fixed_sweep_given_its_steps_apart_or_in_the_base_config_is_the_same_sweep():
+    """``run_sweep(base with steps=S)`` and the command line's ``--steps S`` (``steps=S``) plan the same runs, so
+    either resumes the other; other steps, or a matched budget, differ."""
+    from probe.train import TrainConfig
+    from probe.train.sweep import plan_sweep, sweep_differences, sweep_record
+
+    base = TrainConfig(dataset="parity", model="mlp", lr=0.1, steps=40)
+    axes = {"lr": [0.1, 0.3]}
+
+    def record(cfg, budget="fixed", steps=None):
+        return sweep_record(cfg, "s", axes, budget=budget, steps=steps,
+                            plan=plan_sweep(cfg, axes, budget=budget, steps=steps, n_train=128))
+
+    in_base, apart = record(base), record(base, steps=40)
+    assert in_base["budget_steps"] is None and apart["budget_steps"] == 40
+    assert sweep_differences(in_base, apart) == sweep_differences(apart, in_base) == []
+    assert [cfg.steps for _, cfg, _ in plan_sweep(base, axes, n_train=128)] == [40, 40]
+    longer = record(replace(base, steps=80), steps=80)
+    assert any(d.startswith("budget_steps") for d in sweep_differences(in_base, longer))
+    assert any(d.startswith("budget ") for d in sweep_differences(in_base, record(base, "matched", 40)))
+
+
 def children_of(pid: int) -> set[int]:
     kids: set[int] = set()
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -192,9 +214,10 @@ ORPHANS = (
     "sweep._set_parent_death_signal = lambda signum: False  # as where prctl is missing\n"
     "middle = os.fork()\n"
     "if middle == 0:\n"
+    "    parent = os.getpid()  # taken before the fork, as a sweep passes it: the middle may be gone already\n"
     "    worker = os.fork()\n"
     "    if worker == 0:\n"
-    "        sweep.die_with_parent(os.getppid())\n"
+    "        sweep.die_with_parent(parent)\n"
     "        time.sleep(60)\n"
     "        os._exit(0)\n"
     "    print(worker, flush=True)\n"

@@ -23,7 +23,7 @@ from tests.conftest import tiny_parity_config
 def colored_result(tiny_colored_sweep, tmp_path_factory):
     out = tmp_path_factory.mktemp("analysis") / "colored"
     return analyze(tiny_colored_sweep, out=out, model_epochs="last", progress=False,
-                   options={"dfr_retrains": 2})
+                   options={"dfr_retrains": 0})  # DFR: tests/analyses/test_probes.py
 
 
 def test_sweep_tables_and_metrics_json(colored_result, tiny_colored_sweep):

@@ -1,33 +1,18 @@
-"""The examples run, and run again: the notebook executes in a folder it is given (writing nothing into the
-repository) and its saved outputs have the structure of a fresh execution; the example scripts can be run twice in
-the same folder."""
+"""The notebook executes in a folder it is given (writing nothing into the repository) and its saved outputs have the
+structure of a fresh execution."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+
+from tests.examples.helpers import EXAMPLES, files
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 NOTEBOOKS = sorted(p.name for p in EXAMPLES.glob("*.ipynb"))
-
-
-def _env() -> dict[str, str]:
-    """The environment of a script: this interpreter's ``probe`` console script first on ``PATH``."""
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-
-
-def _files(folder: Path) -> dict[str, tuple[int, int]]:
-    """Every file under ``folder``: relative name -> (size, modification time in ns)."""
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in folder.rglob("*") if p.is_file()}
 
 
 def _outputs(cell) -> list:
@@ -86,7 +71,7 @@ def test_notebook_is_saved_with_its_outputs(name):
     assert "/tmp/" not in shown and "probe-example-" not in shown
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=40)
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_executes_like_its_saved_outputs(name, tmp_path, monkeypatch):
     """A fresh execution (from ``examples/``, writing into ``PROBE_EXAMPLE_DIR``) has the saved notebook's cells,
@@ -95,10 +80,10 @@ def test_notebook_executes_like_its_saved_outputs(name, tmp_path, monkeypatch):
     fresh = nbformat.read(EXAMPLES / name, as_version=4)
     work = tmp_path / "work"
     monkeypatch.setenv("PROBE_EXAMPLE_DIR", str(work))
-    before = _files(EXAMPLES)
+    before = files(EXAMPLES)
     nbclient.NotebookClient(fresh, timeout=300, kernel_name="python3",
                             resources={"metadata": {"path": str(EXAMPLES)}}).execute()
-    assert _files(EXAMPLES) == before
+    assert files(EXAMPLES) == before
     errors = [out for cell in fresh.cells for out in cell.get("outputs", []) if out["output_type"] == "error"]
     assert not errors
     assert len(fresh.cells) == len(saved.cells)
@@ -106,40 +91,3 @@ def test_notebook_executes_like_its_saved_outputs(name, tmp_path, monkeypatch):
     assert n_images(fresh) == n_images(saved)
     assert structure(fresh) == structure(saved)
     assert (work / "analyses" / "report.html").is_file()
-
-
-@pytest.mark.slow
-def test_plugin_sweep_runs_twice_in_one_folder(tmp_path):
-    """examples/plugin_sweep.sh succeeds a second time in the same folder, reusing the trained runs (their epoch
-    files are not written again) and writing the analysis and the heatmaps again."""
-    script = ["bash", str(EXAMPLES / "plugin_sweep.sh"), "checkpoints/bars"]
-    first = subprocess.run(script, cwd=tmp_path, capture_output=True, text=True, env=_env(), timeout=600)
-    assert first.returncode == 0, first.stderr[-2000:]
-    runs = tmp_path / "checkpoints" / "bars"
-    trained = {k: v for k, v in _files(runs).items() if k.endswith(".h5")}
-    assert len({Path(k).parent for k in trained}) == 4  # 2 rates x 2 seeds
-    second = subprocess.run(script, cwd=tmp_path, capture_output=True, text=True, env=_env(), timeout=600)
-    assert second.returncode == 0, second.stderr[-2000:]
-    assert {k: v for k, v in _files(runs).items() if k.endswith(".h5")} == trained
-    assert (tmp_path / "analyses" / "bars" / "claims.csv").is_file()
-    assert list((tmp_path / "analyses" / "bars" / "attributions").glob("*_ig_bc_test.png"))
-
-
-@pytest.mark.slow
-def test_double_mnist_example_gives_what_the_readme_states(tmp_path):
-    """examples/double_mnist_sweep.sh runs end to end, and the verdicts the README quotes are the ones it produces."""
-    import pandas as pd
-
-    res = subprocess.run(["bash", str(EXAMPLES / "double_mnist_sweep.sh"), "checkpoints/dm"], cwd=tmp_path,
-                         capture_output=True, text=True, env=_env(), timeout=600)
-    assert res.returncode == 0, res.stderr[-2000:]
-    claims = pd.read_csv(tmp_path / "analyses" / "dm" / "claims.csv").set_index("claim")["verdict"]
-    # the verdicts the README quotes that have a wide margin (effects 10 to 33 floors, adjusted p 0.001)
-    robust = {"unbiased_acc_up", "wga_up", "class_separation_up", "core_attr_share_up", "early_logit_norm_up"}
-    assert {c for c, v in claims.items() if v == "agrees"} >= robust
-    assert claims["early_cmr_up"] == "not measurable"
-    assert "disagrees" not in set(claims)
-    runs = pd.read_csv(tmp_path / "analyses" / "dm" / "runs.csv")
-    share = runs.groupby("lr")["final:test/core_attr_share@ig"].mean()
-    assert share.iloc[0] < 0.3 and share.iloc[2:].min() > 0.5  # from the right digit to the left one
-    assert list((tmp_path / "analyses" / "dm" / "attributions").glob("*_ig_bc_test.png"))
