@@ -26,8 +26,9 @@ def add_train_arguments(p: argparse.ArgumentParser, *, sweep: bool) -> None:
                    help="pretrained weights loaded before training: a .safetensors or .pth/.pt state dict with "
                         "torchvision's or timm's ResNet key names (docs/models.md); inputs get ImageNet's "
                         "standardisation")
-    g.add_argument("--freeze", choices=["features"], default=None,
-                   help="features: only the classifier head trains")
+    g.add_argument("--freeze", metavar="features", default=None,
+                   help="features: only the classifier head trains (the features keep the weights' values and "
+                        "BatchNorm statistics)")
     g = p.add_argument_group("optimisation")
     if sweep:
         g.add_argument("--lr", type=float, nargs="+", help="learning rates to sweep (required unless --resume)")

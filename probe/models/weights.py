@@ -35,12 +35,17 @@ WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt")
 _LAYER = re.compile(r"^layer([1-9][0-9]*)\.")
 
 
+def suffixes_text() -> str:
+    """``".safetensors, .pth or .pt"``."""
+    return ", ".join(WEIGHT_SUFFIXES[:-1]) + " or " + WEIGHT_SUFFIXES[-1]
+
+
 def check_weights_file(path: str | Path) -> Path:
     """``path`` as a :class:`Path` when it is an existing file with a known ending, else a one-line
     :class:`ProbeInputError` (cheap: nothing is read)."""
     path = Path(path)
     if path.suffix.lower() not in WEIGHT_SUFFIXES:
-        raise ProbeInputError(f"{path}: weights must be a {', '.join(WEIGHT_SUFFIXES)} file")
+        raise ProbeInputError(f"{path}: weights must be a {suffixes_text()} file")
     if not path.is_file():
         raise ProbeInputError(f"{path}: no such weights file")
     return path

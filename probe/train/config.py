@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from probe.errors import ProbeInputError
-from probe.models.weights import WEIGHT_SUFFIXES
+from probe.models.weights import WEIGHT_SUFFIXES, suffixes_text
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
@@ -143,7 +143,7 @@ class TrainConfig:
         self._validate_early()
         if self.weights is not None and not (isinstance(self.weights, str) and
                                              self.weights.lower().endswith(WEIGHT_SUFFIXES)):
-            raise ProbeInputError(f"weights must be a {', '.join(WEIGHT_SUFFIXES)} file, got {self.weights!r}")
+            raise ProbeInputError(f"weights must be a {suffixes_text()} file, got {self.weights!r}")
         if self.freeze not in FREEZE_CHOICES:
             raise ProbeInputError(f"freeze must be {' or '.join(str(c) for c in FREEZE_CHOICES)}, got {self.freeze!r}")
         return self

@@ -157,6 +157,17 @@ def test_the_torchvision_layout_names_every_tensor_of_probes_model(name):
     assert own == mapped
 
 
+@pytest.mark.parametrize("name, count", [
+    ("resnet18", 11_689_512), ("resnet50", 25_557_032), ("resnet101", 44_549_160),
+    ("wide_resnet50_2", 68_883_240), ("wide_resnet101_2", 126_886_696),
+])
+def test_parameter_counts_are_torchvisions(name, count):
+    """The parameter counts torchvision's model documentation lists for its ImageNet models (1000 classes)."""
+    with torch.device("meta"):
+        model = build_model(name, (3, 224, 224), 1000)
+    assert sum(p.numel() for p in model.parameters()) == count
+
+
 # ------------------------------------------------------------------------------------------------ logits
 
 def check_logits(name: str, tmp_path: Path, batch: int, suffixes=(".safetensors", ".pth")) -> None:
@@ -321,7 +332,7 @@ def test_a_damaged_safetensors_and_bad_names_are_one_line(tmp_path):
     with pytest.raises(ProbeInputError, match="no such weights file"):
         read_state_dict(tmp_path / "absent.pth")
     (tmp_path / "w.bin").write_bytes(b"x")
-    with pytest.raises(ProbeInputError, match=r"must be a \.safetensors, \.pth, \.pt file"):
+    with pytest.raises(ProbeInputError, match=r"must be a \.safetensors, \.pth or \.pt file"):
         read_state_dict(tmp_path / "w.bin")
     torch.save([torch.zeros(1)], tmp_path / "list.pt")
     with pytest.raises(ProbeInputError, match="holds no state dict"):
