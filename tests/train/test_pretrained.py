@@ -54,9 +54,10 @@ def test_a_run_from_weights_records_them_and_its_model_rebuilds(weights_file, tm
                                .hexdigest(), "head": "replaced"}
 
     run = probe.open_run(out)
-    moved = weights_file.rename(weights_file.with_suffix(".moved"))  # the reader must not need the file
+    moved = weights_file.rename(weights_file.with_suffix(".moved"))  # neither the reader nor --resume needs it
     try:
         model = run.model(0)
+        assert main(["train", "--resume", "--quiet", "--out", str(out)]) == 0
     finally:
         moved.rename(weights_file)
     assert model.input_norm == "imagenet"  # colored-mnist is in [0, 1]: the model standardises
