@@ -39,7 +39,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     plan_sweep(base, axes, budget=budget, steps=steps)
     if not args.resume:
         check_new_directory(Path(args.out), overwrite=args.overwrite, kind="sweep")
-    _prepare(base)
+    _prepare(base, resume=args.resume)
     results = run_sweep(base, args.out, axes, budget=budget, steps=steps, jobs=args.jobs,
                         resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
                         threads=args.threads)

@@ -18,9 +18,17 @@ if TYPE_CHECKING:  # imported inside the commands, so that probe --help stays fa
 def add_train_arguments(p: argparse.ArgumentParser, *, sweep: bool) -> None:
     add_data_arguments(p)
     g = p.add_argument_group("model")
-    g.add_argument("--model", default="mlp", help="mlp, cnn, resnet18 or resnet50 (default: mlp)")
+    g.add_argument("--model", default="mlp", help="mlp, cnn, resnet18, resnet50, resnet101, wide_resnet50_2 or "
+                                                  "wide_resnet101_2 (default: mlp)")
     g.add_argument("--model-option", action="append", metavar="KEY=VALUE",
                    help="model option, e.g. width=256 depth=2 for mlp (repeatable)")
+    g.add_argument("--weights", metavar="FILE",
+                   help="pretrained weights loaded before training: a .safetensors or .pth/.pt state dict with "
+                        "torchvision's or timm's ResNet key names (docs/models.md); inputs get ImageNet's "
+                        "standardisation")
+    g.add_argument("--freeze", metavar="features", default=None,
+                   help="features: only the classifier head trains (the features keep the weights' values and "
+                        "BatchNorm statistics)")
     g = p.add_argument_group("optimisation")
     if sweep:
         g.add_argument("--lr", type=float, nargs="+", help="learning rates to sweep (required unless --resume)")
@@ -99,6 +107,8 @@ def _config_from(args: argparse.Namespace, *, sweep: bool) -> TrainConfig:
         workers=args.workers,
         record_splits=args.record_splits,
         sgd_logits=not args.no_sgd_logits,
+        weights=args.weights,
+        freeze=args.freeze,
     )
     if sweep:
         cfg = TrainConfig(lr=args.lr[0], seed=args.seeds[0], batch_size=args.batch_size[0],
@@ -124,17 +134,23 @@ def parse_record_steps(text: str | None) -> tuple[int, ...]:
     return tuple(sorted({int(p) for p in parts}))
 
 
-def _prepare(cfg: TrainConfig) -> SpuriousDataset:
+def _prepare(cfg: TrainConfig, *, resume: bool = False) -> SpuriousDataset:
     """Build the dataset and the model once, so that unknown names, bad options and damaged data files fail before
     any write: the pre-flight check decodes one sample per split and source file type of a dataset streamed from
     disk (a truncated JPEG of that kind is a one-line error naming it)."""
     from probe.data import build_dataset
     from probe.device import resolve_device
     from probe.models import build_model
+    from probe.models.weights import check_pretrained_model, check_weights_file, pretrained_options
 
     resolve_device(cfg.device)
+    if cfg.weights is not None:
+        check_pretrained_model(cfg.model)
+        if not resume:  # a resumed run takes its weights from its epoch files
+            check_weights_file(cfg.weights)
     ds = build_dataset(cfg.dataset, preflight=True, **cfg.dataset_options)
-    build_model(cfg.model, ds.input_shape, ds.num_classes, **cfg.model_options)
+    options = pretrained_options(cfg.model_options, cfg.weights, ds.options)
+    build_model(cfg.model, ds.input_shape, ds.num_classes, **options)
     for s in cfg.record_splits or []:
         ds.split(s)
     return ds
@@ -190,7 +206,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                       "differ: " + ", ".join(differ))
         else:
             _refuse_options_beside_resume(args, sweep=False, source="run.json")
-        dataset = _prepare(cfg)
+        dataset = _prepare(cfg, resume=True)
     else:
         cfg = _config_from(args, sweep=False)
         from probe.store.writer import check_new_run_dir

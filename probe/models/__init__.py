@@ -1,6 +1,7 @@
 """Models by name. Every model has ``forward_features(x)`` (penultimate features) and ``forward_head(f)`` (logits).
 
-The built-in models (``mlp``, ``cnn``, ``resnet18``, ``resnet50``) and those plugins register with
+The built-in models (``mlp``, ``cnn``, ``resnet18``, ``resnet50``, ``resnet101``, ``wide_resnet50_2``,
+``wide_resnet101_2``) and those plugins register with
 :func:`register_model` (``docs/plugins.md``) are built by :func:`build_model`.
 """
 
@@ -17,7 +18,15 @@ from probe.models.adapt import LastLinearSplit, as_feature_model
 from probe.models.base import FeatureModel
 from probe.models.cnn import SmallCNN
 from probe.models.mlp import MLP
-from probe.models.resnet import RESNET_OPTIONS, ResNet, resnet18, resnet50
+from probe.models.resnet import (
+    RESNET_OPTIONS,
+    ResNet,
+    resnet18,
+    resnet50,
+    resnet101,
+    wide_resnet50_2,
+    wide_resnet101_2,
+)
 from probe.options import Option, check_options
 from probe.plugins import defining_module
 
@@ -30,6 +39,9 @@ _MODELS: dict[str, tuple[ModelBuilder, tuple[Option, ...] | None]] = {
     "cnn": (SmallCNN, SmallCNN.OPTIONS),
     "resnet18": (resnet18, RESNET_OPTIONS),
     "resnet50": (resnet50, RESNET_OPTIONS),
+    "resnet101": (resnet101, RESNET_OPTIONS),
+    "wide_resnet50_2": (wide_resnet50_2, RESNET_OPTIONS),
+    "wide_resnet101_2": (wide_resnet101_2, RESNET_OPTIONS),
 }
 
 

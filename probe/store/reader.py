@@ -402,13 +402,16 @@ class Run:
 
     def build_model(self) -> torch.nn.Module:
         """A freshly initialised model of this run's architecture (no weights loaded); the run's plugins are imported
-        first."""
+        first. A run trained from pretrained weights (``config.weights``) gets the same input standardisation as in
+        training; its weights file is not read (the epoch files hold the weights)."""
         from probe.models import build_model
+        from probe.models.weights import pretrained_options
 
         self.load_plugins()
         ds = self.info_json["dataset"]
-        return build_model(self.config["model"], tuple(ds["input_shape"]), int(ds["num_classes"]),
-                           **self.config.get("model_options", {}))
+        options = pretrained_options(self.config.get("model_options") or {}, self.config.get("weights"),
+                                     ds.get("options"))
+        return build_model(self.config["model"], tuple(ds["input_shape"]), int(ds["num_classes"]), **options)
 
     def model(self, epoch: int | None = None) -> torch.nn.Module:
         """The model with ``epoch``'s weights (default: the last committed epoch), in eval mode on the CPU."""

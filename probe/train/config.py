@@ -8,10 +8,14 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from probe.errors import ProbeInputError
+from probe.models.weights import WEIGHT_SUFFIXES, suffixes_text
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
 BUDGETS = ("fixed", "matched")
+#: ``freeze`` values: None (everything trains) or ``features`` (only the head trains).
+FREEZE_CHOICES = (None, "features")
+
 MAX_SEED = 2**63 - 1
 #: Fractions of the distance budget (``lr x steps``) that are "early" in training (SPEC section 5); a sweep records
 #: every run at these points, and analyses take the last of them as the claims' early point.
@@ -54,6 +58,11 @@ class TrainConfig:
             one); None for a lone run, whose budget is its own ``lr x total steps``.
         early_fractions: fractions of ``B`` that are early in training (default :data:`EARLY_DISTANCE_FRACTIONS`);
             a sweep records every run at them (none when empty).
+        weights: a ``.safetensors`` or ``.pth``/``.pt`` state dict loaded into the model before training
+            (torchvision's or timm's ResNet key names; ``docs/models.md``); its sha256 goes to ``run.json``'s
+            ``weights``, and the model standardises its inputs with ImageNet's means and stds (``input_norm``).
+        freeze: None, or ``features``: only the classifier head trains (the features keep their weights and their
+            BatchNorm statistics).
 
     Example:
         >>> cfg = TrainConfig(dataset="parity", model="mlp", lr=0.1, epochs=3, model_options={"width": 32})
@@ -90,6 +99,8 @@ class TrainConfig:
     record_steps: tuple[int, ...] = ()
     distance_budget: float | None = None
     early_fractions: tuple[float, ...] = EARLY_DISTANCE_FRACTIONS
+    weights: str | None = None
+    freeze: str | None = None
 
     def validate(self) -> TrainConfig:
         """Raise :class:`ProbeInputError` naming the first bad field; returns self."""
@@ -130,6 +141,11 @@ class TrainConfig:
                 f"dataset seed must be an integer in [0, 2**63), got {self.dataset_options['seed']!r}")
         parse_record(self.record)
         self._validate_early()
+        if self.weights is not None and not (isinstance(self.weights, str) and
+                                             self.weights.lower().endswith(WEIGHT_SUFFIXES)):
+            raise ProbeInputError(f"weights must be a {suffixes_text()} file, got {self.weights!r}")
+        if self.freeze not in FREEZE_CHOICES:
+            raise ProbeInputError(f"freeze must be {' or '.join(str(c) for c in FREEZE_CHOICES)}, got {self.freeze!r}")
         return self
 
     def _validate_early(self) -> None:

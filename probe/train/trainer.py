@@ -33,6 +33,16 @@ from probe.data.registry import dataset_plugin
 from probe.device import resolve_device
 from probe.errors import DamagedFileError, ProbeInputError, RunDirectoryError
 from probe.models import build_model, model_plugin
+from probe.models.weights import (
+    check_pretrained_model,
+    check_weights_file,
+    file_sha256,
+    freeze_features,
+    load_pretrained,
+    pretrained_options,
+    read_state_dict,
+    set_train_mode,
+)
 from probe.progress import progress_bar
 from probe.store.epoch_file import EpochPayload
 from probe.store.reader import Run
@@ -136,12 +146,26 @@ class Trainer:
         self.progress = progress
         self.steps_per_pass, self.num_passes, self.total_steps = plan_length(len(self.dataset.train), self.cfg)
         self.cfg.check_record_steps(self.total_steps)
+        self.weights_info: dict[str, Any] | None = None
 
     # -- setup ---------------------------------------------------------------------------------------------------
-    def _fresh_model(self) -> torch.nn.Module:
-        torch.manual_seed(self.cfg.seed)
-        model = build_model(self.cfg.model, self.dataset.input_shape, self.dataset.num_classes,
-                            **self.cfg.model_options).to(self.device)
+    def _fresh_model(self, *, pretrained: bool = True) -> torch.nn.Module:
+        """The run's model, initialised from ``cfg.seed``; with ``cfg.weights`` (unless ``pretrained`` is False: a
+        resumed run takes its weights from its epoch file) those weights loaded, and with ``cfg.freeze`` the
+        features' parameters frozen. Sets :attr:`weights_info` (``run.json``'s ``weights``)."""
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        if cfg.weights is not None:
+            check_pretrained_model(cfg.model)
+        model = build_model(cfg.model, self.dataset.input_shape, self.dataset.num_classes,
+                            **pretrained_options(cfg.model_options, cfg.weights, self.dataset.options))
+        if cfg.weights is not None and pretrained:
+            path = check_weights_file(cfg.weights)
+            head = load_pretrained(model, read_state_dict(path), source=str(path))
+            self.weights_info = {"path": str(path), "sha256": file_sha256(path), "head": head}
+        if cfg.freeze == "features":
+            freeze_features(model)
+        model = model.to(self.device)
         if uses_channels_last(model):  # faster convolutions on CPU and GPU; numerics are the same every run
             model = model.to(memory_format=torch.channels_last)
         return model
@@ -160,6 +184,7 @@ class Trainer:
             "recorded_splits": self.record_splits,
             "plan": self.plan(),
             "plugins": plugin_modules(self.cfg),
+            **({"weights": self.weights_info} if self.weights_info is not None else {}),
             "device": str(self.device),
             "versions": versions(),
             "command": " ".join(sys.argv),
@@ -180,7 +205,7 @@ class Trainer:
             torch.set_flush_denormal(True)
         if not resume:
             check_new_run_dir(self.out, overwrite=overwrite)
-        model = self._fresh_model()
+        model = self._fresh_model(pretrained=not resume)
         optimizer = build_optimizer(model, cfg)
         shuffle = torch.Generator().manual_seed(cfg.seed)
         train = self.dataset.train.to(self.device) if self.dataset.train.in_memory else self.dataset.train
@@ -219,7 +244,7 @@ class Trainer:
             check_every = 1 if self.device.type == "cpu" else 25
             channels_last = uses_channels_last(model)
             for data_pass in range(first_pass, num_passes + 1):
-                model.train()
+                set_train_mode(model, cfg.freeze)
                 pass_start_state = shuffle.get_state()
                 order = torch.randperm(n_train, generator=shuffle)
                 begin = skip if data_pass == first_pass else 0
@@ -313,12 +338,13 @@ class Trainer:
 
         A record inside a data pass also keeps the shuffle generator's state from before the pass's permutation
         (``shuffle_pass_start``), so that resuming regenerates the same order and skips ``batches_done`` batches."""
-        was_training = model.training
+        was_training = any(m.training for m in model.modules())
         model.eval()
         records = {name: evaluate_split(model, split, self.device, self.cfg.eval_batch_size, self._autocast,
                                         self.cfg.workers)
                    for name, split in eval_splits.items()}
-        model.train(was_training)
+        if was_training:
+            set_train_mode(model, self.cfg.freeze)
         rng = {"shuffle": shuffle.get_state(), "torch_cpu": torch.get_rng_state()}
         if not pass_complete:
             rng["shuffle_pass_start"] = pass_start_state

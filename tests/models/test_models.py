@@ -19,6 +19,9 @@ from probe.models import build_model, model_names
         ("resnet18", (3, 16, 16), {"width": 8}),
         ("resnet50", (3, 16, 16), {"width": 8}),
         ("resnet18", (3, 96, 96), {"width": 8}),
+        ("resnet101", (3, 16, 16), {"width": 4}),
+        ("wide_resnet50_2", (3, 16, 16), {"width": 4}),
+        ("wide_resnet101_2", (3, 72, 72), {"width": 4, "input_norm": "imagenet"}),
     ],
 )
 def test_forward_is_head_of_features(name, shape, options):
@@ -38,7 +41,8 @@ def test_resnet_stem_follows_image_size():
 
 
 def test_unknown_model_and_option():
-    assert set(model_names()) == {"mlp", "cnn", "resnet18", "resnet50"}
+    assert set(model_names()) == {"mlp", "cnn", "resnet18", "resnet50", "resnet101", "wide_resnet50_2",
+                                  "wide_resnet101_2"}
     with pytest.raises(ProbeInputError, match="unknown model"):
         build_model("vit", (3, 8, 8), 10)
     with pytest.raises(ProbeInputError, match="takes no option heads"):
