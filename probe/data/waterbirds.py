@@ -41,6 +41,31 @@ _DIRS = ("waterbird_complete95_forest2water2", "waterbirds_v1.0", "waterbirds", 
 _COLUMNS = ("img_filename", "y", "split", "place")
 SPLIT_CODES = {0: "train", 1: "val", 2: "test"}
 
+#: Group names in ``group = 2 * y + place`` order.
+GROUP_NAMES = ("landbird-land", "landbird-water", "waterbird-land", "waterbird-water")
+#: Image counts per split and group of the official release (``metadata.csv`` of
+#: ``waterbird_complete95_forest2water2``, Sagawa et al. 2020): train 4795, val 1199, test 5794.
+OFFICIAL_GROUP_COUNTS = {
+    "train": (3498, 184, 56, 1057),
+    "val": (467, 466, 133, 133),
+    "test": (2255, 2255, 642, 642),
+}
+OFFICIAL_SPLIT_COUNTS = {name: sum(c) for name, c in OFFICIAL_GROUP_COUNTS.items()}
+
+
+def compare_with_official(group_counts: dict[str, list[int]]) -> tuple[list[dict], bool]:
+    """Rows ``{split, group, found, official, match}`` comparing ``group_counts`` (split -> 4 counts in
+    :data:`GROUP_NAMES` order; a missing split counts 0) with :data:`OFFICIAL_GROUP_COUNTS`, one row per split and
+    group then one ``group="total"`` row per split; and whether every row matches."""
+    rows = []
+    for split, official in OFFICIAL_GROUP_COUNTS.items():
+        found = [int(c) for c in group_counts.get(split, [0] * 4)]
+        if len(found) != len(official):
+            raise ProbeInputError(f"waterbirds: {split} needs {len(official)} group counts, got {len(found)}")
+        pairs = list(zip(GROUP_NAMES, found, official)) + [("total", sum(found), sum(official))]
+        rows += [{"split": split, "group": g, "found": f, "official": o, "match": f == o} for g, f, o in pairs]
+    return rows, all(r["match"] for r in rows)
+
 
 def find_waterbirds(root: Path) -> Path | None:
     for folder in candidate_dirs(root, _DIRS):
