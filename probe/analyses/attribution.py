@@ -450,7 +450,7 @@ _NUMBERS = "metrics-attributions.md#numbers"
 @register_epoch_analysis(
     "attribution",
     needs_model=True,
-    version=2,
+    version=3,
     options=(
         Option("attr_methods", "list[str]", ("ig",), "attribution methods of the attr_share ids", choices=METHODS),
         Option("attr_split", "str", "test", "split whose samples are attributed and re-rendered",
@@ -459,6 +459,8 @@ _NUMBERS = "metrics-attributions.md#numbers"
         Option("attr_seed", "int", 0, "seed of the sample choice, the stochastic methods and the re-renderings"),
         Option("attr_method_options", "dict", {}, "keyword arguments of attribute() for every method, as JSON, "
                "e.g. {\"smoothgrad\": 0.1}"),
+        Option("gradcam_layer", "str", "", "dotted module name of the gradcam layer, e.g. stages.3 (empty: the "
+               "last residual stage, or the last module with a 4-D output)"),
     ),
     metrics=(
         Metric("core_attr_share@<method>", "attribution mass (method m, '+smoothgrad' when smoothed) inside the core "
@@ -490,7 +492,8 @@ def attribution_analysis(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
     ``n_attributed`` (samples with a non-empty core mask) where a method ran, and ``spurious_flip_rate`` /
     ``core_flip_rate`` where the dataset can re-render, on the split ``attr_split`` (default ``"test"``), over
     :func:`analysis_positions` with ``n = attr_n`` (default 256) and ``seed = attr_seed`` (default 0); the options
-    are declared above.
+    are declared above. ``gradcam_layer`` names the Grad-CAM layer (default: see
+    :func:`~probe.analyses.attribution_methods.gradcam_layer`).
     ``attr_method_options`` (a dict) goes to :func:`attribute` for every method; with a
     ``smoothgrad`` level in it the ids read ``core_attr_share@<m>+smoothgrad``."""
     methods = ctx.option("attr_methods")
@@ -498,6 +501,7 @@ def attribution_analysis(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
     n = ctx.option("attr_n")
     seed = ctx.option("attr_seed")
     method_options = ctx.option("attr_method_options")
+    cam_layer = ctx.option("gradcam_layer") or None
     dataset = ctx.dataset
     s = dataset.split(split_name)
     positions = analysis_positions(s, n, seed)
@@ -510,7 +514,8 @@ def attribution_analysis(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
         for m in methods:
             if not method_applies(model, m):
                 continue
-            values = attribute(model, x, y, m, device=ctx.device, seed=seed, **method_options)
+            extra = {"layer": cam_layer} if m == "gradcam" and cam_layer else {}
+            values = attribute(model, x, y, m, device=ctx.device, seed=seed, **{**method_options, **extra})
             tag = f"{m}+smoothgrad" if method_options.get("smoothgrad") is not None else m
             for k, v in attr_shares(values, core, spur).items():
                 out[f"{k}@{tag}"] = v

@@ -16,9 +16,11 @@ Methods (``METHODS``), for a model ``f`` with logit ``f_t`` of the target class 
 - ``gradient_shap``: expected gradients, ``E_{b ~ B, alpha ~ U(0, 1)} (x - b) * d f_t(b + alpha (x - b)) / dx``
   over ``shap_samples`` draws per sample (default 16), baselines ``B`` drawn from ``baselines`` (default: the single
   all-zero input), no input noise (``captum.attr.GradientShap``, ``stdevs=0``). Stochastic: see ``seed``.
-- ``gradcam``: Grad-CAM on the last ``nn.Conv2d`` of the model, ``ReLU(sum_k mean_ij(d f_t / dA_kij) A_k)``
-  (``captum.attr.LayerGradCam`` with ``relu_attributions=True``), upsampled bilinearly to the input's height and
-  width (``LayerAttribution.interpolate``) and repeated over the input channels. Models without a conv layer raise
+- ``gradcam``: Grad-CAM on the output ``A`` of a layer (:func:`gradcam_layer`: ``layer`` by dotted module name, by
+  default the last residual stage of probe's ResNets, else the last module whose output is a 4-D map with more than
+  one pixel), ``ReLU(sum_k mean_ij(d f_t / dA_kij) A_k)`` (``captum.attr.LayerGradCam`` with
+  ``relu_attributions=True``), upsampled bilinearly to the input's height and width
+  (``LayerAttribution.interpolate``) and repeated over the input channels. Models without a conv layer raise
   :class:`~probe.errors.ProbeInputError` (see :func:`method_applies`).
 
 SmoothGrad: ``smoothgrad=sigma`` wraps the method in ``captum.attr.NoiseTunnel`` (``nt_type="smoothgrad"``,
@@ -43,10 +45,83 @@ from probe.errors import ProbeInputError
 METHODS: tuple[str, ...] = ("ig", "saliency", "input_x_gradient", "deeplift", "gradient_shap", "gradcam")
 
 def last_conv_layer(model: nn.Module) -> nn.Conv2d | None:
-    """The last ``nn.Conv2d`` in ``model.modules()`` order (the Grad-CAM layer), or None."""
+    """The last ``nn.Conv2d`` in ``model.modules()`` order, or None (None: ``gradcam`` does not apply)."""
     last = None
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
+            last = module
+    return last
+
+
+def gradcam_layer(model: nn.Module, name: str | None = None, example: torch.Tensor | None = None) -> nn.Module:
+    """The module whose output Grad-CAM weighs: ``model.get_submodule(name)`` for a dotted ``name``
+    (``"stages.3"``, ``"stages.3.2"``), else the default layer:
+
+    - a model with ``stages`` (probe's ResNets): its last stage, ``stages[-1]``, i.e. the output of the last
+      residual block after the residual add and ReLU;
+    - any other model: the last module, in the order forward passes finish, whose output is a 4-D map with more
+      than one pixel, found with forward hooks on ``example`` (for probe's small CNN: the ReLU after its last conv;
+      modules returning the same tensor as their last child, such as an ``nn.Sequential``, count as that tensor's
+      outermost module).
+
+    With ``example`` (an input batch), the layer's output must be a 4-D tensor ``(n, C, h, w)``. An unknown name, a
+    layer that does not run on ``example`` or whose output is not 4-D, or a default without ``example`` on a
+    non-ResNet model raise a one-line :class:`~probe.errors.ProbeInputError`.
+    """
+    if name:
+        try:
+            layer = model.get_submodule(name)
+        except AttributeError:
+            raise ProbeInputError(f"gradcam layer {name!r} is not a module of the model; "
+                                  f"top-level modules: {', '.join(n for n, _ in model.named_children())}") from None
+    else:
+        stages = getattr(model, "stages", None)
+        if isinstance(stages, nn.Sequential) and len(stages):
+            layer = stages[-1]
+        elif example is None:
+            raise ProbeInputError("gradcam: the default layer of a model without stages needs an example input")
+        else:
+            layer = _last_map_module(model, example)
+            if layer is None:
+                raise ProbeInputError("gradcam does not apply: no module of the model outputs a 4-D map")
+    if example is not None:
+        shape = _output_shape(model, layer, example)
+        label = repr(name) if name else "(default)"
+        if shape is None:
+            raise ProbeInputError(f"gradcam layer {label} does not run in the model's forward pass")
+        if len(shape) != 4:
+            raise ProbeInputError(f"gradcam layer {label} outputs shape {shape}, not a 4-D map (n, C, h, w)")
+    return layer
+
+
+def _forward_outputs(model: nn.Module, example: torch.Tensor, modules) -> list:
+    """``(module, output)`` in the order their forward passes finish, over one no-grad pass on ``example[:1]``."""
+    seen: list = []
+    handles = [m.register_forward_hook(lambda mod, _inp, out: seen.append((mod, out))) for m in modules]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(example[:1])
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return seen
+
+
+def _output_shape(model: nn.Module, layer: nn.Module, example: torch.Tensor) -> tuple[int, ...] | None:
+    outs = _forward_outputs(model, example, [layer])
+    if not outs:
+        return None
+    out = outs[-1][1]
+    return tuple(out.shape) if isinstance(out, torch.Tensor) else ()
+
+
+def _last_map_module(model: nn.Module, example: torch.Tensor) -> nn.Module | None:
+    last = None
+    for module, out in _forward_outputs(model, example, [m for m in model.modules() if m is not model]):
+        if isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[-2] * out.shape[-1] > 1:
             last = module
     return last
 
@@ -126,6 +201,7 @@ def attribute(
     input_range: tuple[float, float] | None = None,
     seed: int | None = 0,
     device: torch.device | str | None = None,
+    layer: str | None = None,
 ) -> torch.Tensor:
     """Attributions of ``model``'s target logit to every input feature, with a Captum method chosen by name.
 
@@ -149,6 +225,8 @@ def attribute(
         seed: seed of the random draws of ``gradient_shap`` and SmoothGrad (chunk ``i`` uses ``seed + i``); the global
             generators' states are restored afterwards. None uses the global generators as they are.
         device: where to compute; default the device of the model's parameters.
+        layer: dotted module name of the ``gradcam`` layer (:func:`gradcam_layer`); None or "" for the default.
+            Other methods ignore it.
 
     Returns:
         ``(n, *input_shape)`` float32 CPU tensor (``gradcam``: the upsampled map repeated over channels).
@@ -172,13 +250,13 @@ def attribute(
     device = model_device if device is None else torch.device(device)
     if device != model_device:
         model = copy.deepcopy(model).to(device)
-    layer = None
+    cam_layer = None
     if method == "gradcam":
-        layer = last_conv_layer(model)
-        if layer is None:
+        if last_conv_layer(model) is None:
             raise ProbeInputError("gradcam does not apply: the model has no nn.Conv2d layer")
         if inputs.dim() != 4:
             raise ProbeInputError(f"gradcam needs image inputs (n, C, H, W), got shape {tuple(inputs.shape)}")
+        cam_layer = gradcam_layer(model, layer, inputs[:1].to(device=device, dtype=torch.float32))
 
     n = len(inputs)
     chunk = min(max_batch_size, internal_batch_size or max_batch_size)
@@ -203,7 +281,7 @@ def attribute(
             seed_i = None if seed is None else seed + i
             with _seeded(seed_i, device):
                 attr = _attribute_chunk(
-                    model, xb, tb, method, layer, n_steps, internal_batch_size or len(xb), baselines,
+                    model, xb, tb, method, cam_layer, n_steps, internal_batch_size or len(xb), baselines,
                     shap_samples, stdev, nt_samples,
                 )
             out.append(attr.detach().float().cpu())

@@ -41,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--n-steps", type=int, default=32, help="integration steps of ig (default: 32)")
     p.add_argument("--smoothgrad", type=float, default=None, metavar="SIGMA",
                    help="SmoothGrad noise level relative to the input range (default: off)")
+    p.add_argument("--layer", default=None, metavar="NAME",
+                   help="gradcam layer as a dotted module name, e.g. stages.3 or stages.3.2 (default: the last "
+                        "residual stage of a ResNet, else the last module with a 4-D output)")
     p.add_argument("--max-batch-size", type=int, default=256, help="samples attributed at once (default: 256)")
     p.add_argument("--device", default="auto",
                    help="auto (CUDA, then MPS, then CPU; the default), cpu, cuda, cuda:N or mps")
@@ -78,7 +81,8 @@ def cmd_attribute(args: argparse.Namespace) -> int:
         epochs = spread_epochs(target.epochs) if args.epochs is None else args.epochs
         dataset = target.dataset()
         for m in args.method:
-            rows = [attribute_run(target, e, m, dataset=dataset, **options) for e in epochs]
+            rows = [attribute_run(target, e, m, dataset=dataset, **_with_layer(options, m, args.layer))
+                    for e in epochs]
             stem = f"{target.name}_{m}{sg}_{args.samples.replace(':', '')}_{args.split}"
             written += _write(out, stem, rows, f"{target.name}: {m}{sg} on {args.samples} samples "
                                                  f"({args.split}), rows = epochs")
@@ -88,7 +92,7 @@ def cmd_attribute(args: argparse.Namespace) -> int:
         dataset = started[0].dataset() if started else None
         for m in args.method:
             for e in epochs:
-                rows = attribute_sweep(target, e, m, dataset=dataset, **options)
+                rows = attribute_sweep(target, e, m, dataset=dataset, **_with_layer(options, m, args.layer))
                 suffix = "" if e is None else f"_epoch{e}"
                 stem = f"{target.name}_{m}{sg}_{args.samples.replace(':', '')}_{args.split}{suffix}"
                 when = "last epoch" if e is None else f"epoch {e}"
@@ -97,6 +101,11 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     for path in written:
         print(path)
     return 0
+
+
+def _with_layer(options: dict, method: str, layer: str | None) -> dict:
+    """``options`` plus the gradcam ``layer`` when ``method`` is gradcam and a layer was named."""
+    return {**options, "layer": layer} if method == "gradcam" and layer else options
 
 
 def _write(out: Path, stem: str, rows, title: str) -> list[Path]:

@@ -1,5 +1,9 @@
 """``probe data``: ``list`` the datasets, ``check NAME`` (what was found, counts per split and group), ``show NAME``
-(a PNG grid of samples, one row per group)."""
+(a PNG grid of samples, one row per group).
+
+``probe data check waterbirds`` also compares the image counts per split and group with the official release's
+(:data:`probe.data.waterbirds.OFFICIAL_GROUP_COUNTS`) and exits with code 1 when any differs (0 when all match), like
+``probe verify`` for a damaged run; bad input still exits with code 2."""
 
 from __future__ import annotations
 
@@ -60,7 +64,25 @@ def check_command(args: argparse.Namespace) -> int:
             if s.has_masks:
                 m = s.masks(torch.tensor([0]), "core")
                 print(f"    first sample decoded; core mask covers {float(m.float().mean()):.2f} of its pixels")
+    if ds.name == "waterbirds":
+        return _check_official_waterbirds(ds)
     return 0
+
+
+def _check_official_waterbirds(ds: SpuriousDataset) -> int:
+    """Print the official-count table of Waterbirds; 0 when every count matches, 1 otherwise."""
+    from probe.data.waterbirds import compare_with_official
+
+    counts = {name: torch.bincount((2 * s.y + s.a).cpu(), minlength=4).tolist() for name, s in ds.splits.items()}
+    rows, ok = compare_with_official(counts)
+    print("  official counts (split, group, found, official):")
+    for r in rows:
+        flag = "" if r["match"] else "  MISMATCH"
+        print(f"    {r['split']:<5} {r['group']:<15} {r['found']:>6} {r['official']:>6}{flag}")
+    bad = sum(not r["match"] for r in rows)
+    totals = ", ".join(f"{r['split']} {r['official']}" for r in rows if r["group"] == "total")
+    print("  matches the official release" if ok else f"  {bad} count(s) differ from the official release ({totals})")
+    return 0 if ok else 1
 
 
 def show_command(args: argparse.Namespace) -> int:

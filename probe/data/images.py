@@ -5,6 +5,13 @@ centre-crop ``crop x crop``, scale to [0, 1] and, optionally, normalise per chan
 A mask goes through exactly the same geometry (bilinear on the soft mask, then ``>= 0.5``), so it lines up with the
 pixels of the transformed image. The optional training augmentation is a random resized crop (scale 0.7-1 of the
 resized image's area) and a horizontal flip with probability 1/2.
+
+``geometry="reference"`` gives group_DRO's Waterbirds transforms (``cub_dataset.py``, which DFR adapts), with torch
+only: evaluation resizes both sides to ``resize x resize`` (the aspect ratio is not kept; 256 for a 224 crop) then
+centre-crops ``crop``; training draws torchvision's ``RandomResizedCrop(crop, scale=(0.7, 1), ratio=(3/4, 4/3))``
+box on the original image (:func:`random_resized_crop_box`), resizes it to ``crop x crop`` and flips it
+horizontally with probability 1/2. Normalisation is unchanged. Resizing is bilinear with antialiasing
+(``F.interpolate``), close to but not bit-identical with Pillow's.
 """
 
 from __future__ import annotations
@@ -29,6 +36,13 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Largest image a file may declare (width x height), checked from its header before the pixels are decoded:
 #: 2^26 pixels (e.g. 8192 x 8192), far above any photo of the supported releases.
 MAX_IMAGE_PIXELS = 2**26
+
+#: Transform geometries: probe's (shorter side, square crops) and group_DRO's Waterbirds reference.
+GEOMETRIES = ("probe", "reference")
+
+#: RandomResizedCrop's bounds in the reference training transform: area fraction and aspect ratio (width / height).
+REFERENCE_SCALE = (0.7, 1.0)
+REFERENCE_RATIO = (3 / 4, 4 / 3)
 
 #: File suffixes treated as images in class folders.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".tiff")
@@ -106,6 +120,53 @@ def resize_shorter(img: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(img[None], size=hw, mode="bilinear", align_corners=False, antialias=True)[0]
 
 
+def resize_to(img: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """Resize a ``(C, H, W)`` float image to exactly ``hw`` (bilinear, antialiased; the aspect ratio is not kept)."""
+    if tuple(img.shape[-2:]) == tuple(hw):
+        return img
+    if hw[0] * hw[1] > MAX_IMAGE_PIXELS:
+        raise SizeLimitError(f"resizing to {hw[0]}x{hw[1]} pixels is over the limit of {MAX_IMAGE_PIXELS}")
+    return F.interpolate(img[None], size=tuple(hw), mode="bilinear", align_corners=False, antialias=True)[0]
+
+
+def check_geometry(geometry: str, name: str = "transform") -> str:
+    if geometry not in GEOMETRIES:
+        raise ProbeInputError(f"unknown {name} {geometry!r}; known: {', '.join(GEOMETRIES)}")
+    return geometry
+
+
+def random_resized_crop_box(height: int, width: int, scale: tuple[float, float] = REFERENCE_SCALE,
+                            ratio: tuple[float, float] = REFERENCE_RATIO,
+                            generator: torch.Generator | None = None) -> tuple[int, int, int, int]:
+    """``(top, left, h, w)`` of torchvision's ``RandomResizedCrop.get_params`` on a ``height x width`` image.
+
+    Up to 10 attempts draw an area ``s * height * width`` with ``s ~ U(scale)`` and an aspect ratio
+    ``r = exp(U(log ratio))``; ``w = round(sqrt(area r))``, ``h = round(sqrt(area / r))``; the first box that fits
+    gets a uniform position. Otherwise the central crop of the whole image with its ratio clamped to ``ratio``.
+    Draws come from ``generator`` (default torch's global generator), in torchvision's order.
+    """
+    area = height * width
+    log_ratio = torch.log(torch.tensor(ratio))
+    for _ in range(10):
+        target_area = area * torch.empty(1).uniform_(scale[0], scale[1], generator=generator).item()
+        log_r = torch.empty(1).uniform_(float(log_ratio[0]), float(log_ratio[1]), generator=generator)
+        aspect = torch.exp(log_r).item()
+        w = int(round(math.sqrt(target_area * aspect)))
+        h = int(round(math.sqrt(target_area / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(torch.randint(0, height - h + 1, size=(1,), generator=generator).item())
+            left = int(torch.randint(0, width - w + 1, size=(1,), generator=generator).item())
+            return top, left, h, w
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        w, h = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        h, w = height, int(round(height * max(ratio)))
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
 def center_crop(img: torch.Tensor, size: int) -> torch.Tensor:
     """The central ``size x size`` window of a ``(..., H, W)`` tensor (top-left offsets rounded as torchvision)."""
     h, w = img.shape[-2:]
@@ -123,15 +184,44 @@ def normalize(img: torch.Tensor, mean: Sequence[float], std: Sequence[float]) ->
     return (img - m) / s
 
 
-def eval_transform(img: torch.Tensor, resize: int, crop: int, norm: bool) -> torch.Tensor:
-    """uint8 ``(C, H, W)`` -> float ``(C, crop, crop)``: resize shorter side, centre crop, [0, 1], normalise."""
-    x = center_crop(resize_shorter(img.float() / 255.0, resize), crop).clamp_(0, 1)
+def eval_geometry(x: torch.Tensor, resize: int, crop: int, geometry: str = "probe") -> torch.Tensor:
+    """The evaluation geometry of a float ``(C, H, W)`` image: ``probe`` resizes the shorter side to ``resize``,
+    ``reference`` both sides to ``resize``; then the central ``crop x crop`` window."""
+    resized = resize_to(x, (resize, resize)) if check_geometry(geometry) == "reference" else resize_shorter(x, resize)
+    return center_crop(resized, crop)
+
+
+def eval_transform(img: torch.Tensor, resize: int, crop: int, norm: bool, geometry: str = "probe") -> torch.Tensor:
+    """uint8 ``(C, H, W)`` -> float ``(C, crop, crop)``: :func:`eval_geometry`, [0, 1], normalise."""
+    x = eval_geometry(img.float() / 255.0, resize, crop, geometry).clamp_(0, 1)
     return normalize(x, IMAGENET_MEAN, IMAGENET_STD) if norm else x.contiguous()
 
 
+def reference_train_geometry(x: torch.Tensor, crop: int, generator: torch.Generator | None = None,
+                             mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """group_DRO's training geometry on a float ``(C, H, W)`` image: the :func:`random_resized_crop_box` box,
+    resized to ``crop x crop``, flipped horizontally with probability 1/2 (one draw after the box). A float
+    ``mask`` ``(1, H, W)`` of the same size gets the same box, resize and flip. Returns ``(image, mask or None)``."""
+    h, w = x.shape[-2:]
+    top, left, bh, bw = random_resized_crop_box(h, w, generator=generator)
+    flip = bool(torch.rand(1, generator=generator) < 0.5)
+    out = []
+    for t in (x, mask):
+        if t is None:
+            out.append(None)
+            continue
+        t = resize_to(t[:, top : top + bh, left : left + bw], (crop, crop))
+        out.append(t.flip(-1) if flip else t)
+    return out[0], out[1]
+
+
 def train_transform(img: torch.Tensor, resize: int, crop: int, norm: bool, generator: torch.Generator | None = None,
-                    scale: tuple[float, float] = (0.7, 1.0)) -> torch.Tensor:
-    """Training augmentation: resize, random crop covering ``scale`` of the area, resize to ``crop``, random flip."""
+                    scale: tuple[float, float] = (0.7, 1.0), geometry: str = "probe") -> torch.Tensor:
+    """Training augmentation: ``probe``: resize, random square crop covering ``scale`` of the area, resize to
+    ``crop``, random flip; ``reference``: :func:`reference_train_geometry` (``resize`` and ``scale`` unused)."""
+    if check_geometry(geometry) == "reference":
+        x = reference_train_geometry(img.float() / 255.0, crop, generator)[0].clamp_(0, 1)
+        return normalize(x, IMAGENET_MEAN, IMAGENET_STD) if norm else x.contiguous()
     x = resize_shorter(img.float() / 255.0, resize)
     h, w = x.shape[-2:]
     area = float(torch.empty(1).uniform_(*scale, generator=generator)) * min(h, w) ** 2
@@ -146,16 +236,33 @@ def train_transform(img: torch.Tensor, resize: int, crop: int, norm: bool, gener
 
 
 def mask_transform(mask: torch.Tensor, resize: int, crop: int, size_hw: tuple[int, int] | None = None,
-                   threshold: float = 0.5) -> torch.Tensor:
-    """uint8 ``(H, W)`` or ``(1, H, W)`` soft mask -> bool ``(crop, crop)`` under the image's geometry.
+                   threshold: float = 0.5, geometry: str = "probe") -> torch.Tensor:
+    """uint8 ``(H, W)`` or ``(1, H, W)`` soft mask -> bool ``(crop, crop)`` under the image's evaluation geometry.
 
     ``size_hw`` is the size of the image the mask belongs to; a mask of another size is first resized to it.
     """
+    m = soft_mask(mask, size_hw)
+    return eval_geometry(m, resize, crop, geometry)[0] >= threshold
+
+
+def soft_mask(mask: torch.Tensor, size_hw: tuple[int, int] | None = None) -> torch.Tensor:
+    """uint8 ``(H, W)`` or ``(1, H, W)`` mask -> float ``(1, H, W)`` in [0, 1], resized to ``size_hw`` if given."""
     m = mask.float().reshape(1, *mask.shape[-2:]) / 255.0
     if size_hw is not None and tuple(m.shape[-2:]) != tuple(size_hw):
         m = F.interpolate(m[None], size=tuple(size_hw), mode="bilinear", align_corners=False)[0]
-    m = center_crop(resize_shorter(m, resize), crop)
-    return m[0] >= threshold
+    return m
+
+
+def reference_train_pair(img: torch.Tensor, mask: torch.Tensor, crop: int, norm: bool,
+                         generator: torch.Generator | None = None,
+                         threshold: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 image ``(C, H, W)`` and its uint8 mask -> the reference training image ``(C, crop, crop)`` and bool mask
+    ``(crop, crop)`` under one draw (same box, same flip), so the mask stays aligned with the augmented pixels."""
+    m = soft_mask(mask, tuple(img.shape[-2:]))
+    x, m = reference_train_geometry(img.float() / 255.0, crop, generator, m)
+    x = x.clamp_(0, 1)
+    x = normalize(x, IMAGENET_MEAN, IMAGENET_STD) if norm else x.contiguous()
+    return x, m[0] >= threshold
 
 
 class ImageFiles(torch.utils.data.Dataset):
@@ -165,8 +272,9 @@ class ImageFiles(torch.utils.data.Dataset):
     """
 
     def __init__(self, paths: Sequence[str | Path], crop: int, resize: int | None = None, norm: bool = True,
-                 augment: bool = False, mode: str = "RGB"):
+                 augment: bool = False, mode: str = "RGB", geometry: str = "probe"):
         self.paths = [str(p) for p in paths]
+        self.geometry = check_geometry(geometry)
         self.crop = int(crop)
         self.resize = int(resize) if resize is not None else default_resize(self.crop)
         self.norm = bool(norm)
@@ -180,8 +288,8 @@ class ImageFiles(torch.utils.data.Dataset):
         with decoding(self.paths[i]):
             img = load_image(self.paths[i], self.mode)
             if self.augment:
-                return train_transform(img, self.resize, self.crop, self.norm)
-            return eval_transform(img, self.resize, self.crop, self.norm)
+                return train_transform(img, self.resize, self.crop, self.norm, geometry=self.geometry)
+            return eval_transform(img, self.resize, self.crop, self.norm, geometry=self.geometry)
 
     def one_per_file_type(self) -> list[int]:
         """The first position of each file type (suffix): what :meth:`SpuriousDataset.preflight` decodes."""
@@ -191,11 +299,13 @@ class ImageFiles(torch.utils.data.Dataset):
 class MaskFiles(torch.utils.data.Dataset):
     """Item ``i``: bool ``(crop, crop)`` mask from ``mask_paths[i]``, aligned with ``ImageFiles`` item ``i``.
 
-    ``invert`` gives the complement (e.g. the background of a bird segmentation).
+    ``invert`` gives the complement (e.g. the background of a bird segmentation). Masks follow the evaluation
+    ``geometry`` (un-augmented images).
     """
 
     def __init__(self, mask_paths: Sequence[str | Path], image_paths: Sequence[str | Path], crop: int,
-                 resize: int | None = None, invert: bool = False):
+                 resize: int | None = None, invert: bool = False, geometry: str = "probe"):
+        self.geometry = check_geometry(geometry)
         self.mask_paths = [str(p) for p in mask_paths]
         self.image_paths = [str(p) for p in image_paths]
         self.crop = int(crop)
@@ -208,7 +318,8 @@ class MaskFiles(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         with decoding(self.mask_paths[i]):
             mask = load_image(self.mask_paths[i], "L")
-            m = mask_transform(mask, self.resize, self.crop, image_size_of(self.image_paths[i]))
+            m = mask_transform(mask, self.resize, self.crop, image_size_of(self.image_paths[i]),
+                               geometry=self.geometry)
             return ~m if self.invert else m
 
     def one_per_file_type(self) -> list[int]:

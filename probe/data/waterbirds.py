@@ -7,11 +7,16 @@ Layout (``waterbird_complete95_forest2water2/`` or ``waterbirds_v1.0/``): ``meta
 BA/BC rule: majority, bias-aligned iff ``a`` is the background most common for class ``y`` in the training split
 (land for landbirds, water for waterbirds in the release).
 
-Images are decoded on demand (a lazy map-style ``x``, streamed by ``Split.batches`` with workers): resize the shorter
-side to ``resize`` (default ``image_size * 256 / 224``), centre-crop ``image_size`` (default 224), normalise with
-ImageNet statistics. Masks: with a CUB segmentation folder (``segmentations/<class folder>/<name>.png``, the masks the
-composites were made with), the core mask is the bird and the spurious mask the background, transformed exactly like
-the image. Without it there are no masks. No counterfactual: re-compositing needs the original CUB photos and Places.
+Images are decoded on demand (a lazy map-style ``x``, streamed by ``Split.batches`` with workers). With
+``transform="reference"`` (the default: group_DRO's ``cub_dataset.py``, which DFR adapts, so numbers compare with the
+literature) evaluation resizes both sides to ``resize x resize`` (default ``round(image_size * 256 / 224)``, 256 for
+224; the aspect ratio is not kept) then centre-crops ``image_size`` (default 224), and training augmentation is
+torchvision's ``RandomResizedCrop(image_size, scale=(0.7, 1), ratio=(3/4, 4/3))`` on the original image and a random
+horizontal flip; with ``transform="probe"`` evaluation resizes the shorter side to ``resize`` and centre-crops, and
+augmentation crops random squares. Both normalise with ImageNet statistics (``normalize``). Masks: with a CUB
+segmentation folder (``segmentations/<class folder>/<name>.png``, the masks the composites were made with), the core
+mask is the bird and the spurious mask the background, transformed exactly like the (un-augmented) image. Without
+it there are no masks. No counterfactual: re-compositing needs the original CUB photos and Places.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from pathlib import Path, PurePosixPath
 import torch
 
 from probe.data.base import BC_RULE_MAJORITY, Split, SpuriousDataset, majority_bc
-from probe.data.images import ImageFiles, MaskFiles, check_files_exist, crop_geometry
+from probe.data.images import ImageFiles, MaskFiles, check_files_exist, check_geometry, crop_geometry
 from probe.data.paths import confined_paths
 from probe.data.roots import candidate_dirs, missing_data, resolve_data_root
 from probe.data.tables import parse_int, read_csv_rows
@@ -35,6 +40,31 @@ _DIRS = ("waterbird_complete95_forest2water2", "waterbirds_v1.0", "waterbirds", 
          "waterbirds/waterbird_complete95_forest2water2")
 _COLUMNS = ("img_filename", "y", "split", "place")
 SPLIT_CODES = {0: "train", 1: "val", 2: "test"}
+
+#: Group names in ``group = 2 * y + place`` order.
+GROUP_NAMES = ("landbird-land", "landbird-water", "waterbird-land", "waterbird-water")
+#: Image counts per split and group of the official release (``metadata.csv`` of
+#: ``waterbird_complete95_forest2water2``, Sagawa et al. 2020): train 4795, val 1199, test 5794.
+OFFICIAL_GROUP_COUNTS = {
+    "train": (3498, 184, 56, 1057),
+    "val": (467, 466, 133, 133),
+    "test": (2255, 2255, 642, 642),
+}
+OFFICIAL_SPLIT_COUNTS = {name: sum(c) for name, c in OFFICIAL_GROUP_COUNTS.items()}
+
+
+def compare_with_official(group_counts: dict[str, list[int]]) -> tuple[list[dict], bool]:
+    """Rows ``{split, group, found, official, match}`` comparing ``group_counts`` (split -> 4 counts in
+    :data:`GROUP_NAMES` order; a missing split counts 0) with :data:`OFFICIAL_GROUP_COUNTS`, one row per split and
+    group then one ``group="total"`` row per split; and whether every row matches."""
+    rows = []
+    for split, official in OFFICIAL_GROUP_COUNTS.items():
+        found = [int(c) for c in group_counts.get(split, [0] * 4)]
+        if len(found) != len(official):
+            raise ProbeInputError(f"waterbirds: {split} needs {len(official)} group counts, got {len(found)}")
+        pairs = list(zip(GROUP_NAMES, found, official)) + [("total", sum(found), sum(official))]
+        rows += [{"split": split, "group": g, "found": f, "official": o, "match": f == o} for g, f, o in pairs]
+    return rows, all(r["match"] for r in rows)
 
 
 def find_waterbirds(root: Path) -> Path | None:
@@ -80,22 +110,27 @@ def waterbirds(
     augment: bool = False,
     segmentation_root: str | None = None,
     data_root: str | None = None,
+    transform: str = "reference",
 ) -> SpuriousDataset:
     """Build Waterbirds from its ``metadata.csv`` release.
 
     Args:
         image_size: side of the centre crop (default 224).
-        resize: shorter side before cropping (default ``round(image_size * 256 / 224)``).
+        resize: side before cropping: of the square resize (``reference``), or the shorter side (``probe``); default
+            ``round(image_size * 256 / 224)``.
         normalize: normalise with ImageNet channel statistics (default True).
         augment: random resized crop and horizontal flip on the training split (masks describe un-augmented images).
         segmentation_root: CUB's ``segmentations`` folder (or the CUB folder holding it) for bird masks.
         data_root: folder holding the release (or ``$PROBE_DATA``).
+        transform: ``"reference"`` (default; group_DRO's geometry) or ``"probe"`` (shorter side, square crops);
+            :mod:`probe.data.images`.
     """
     root = resolve_data_root(data_root)
     folder = find_waterbirds(root) if root is not None else None
     if folder is None:
         raise missing_data("waterbirds", WATERBIRDS_WHERE, root)
     image_size, resize = crop_geometry("waterbirds", image_size, resize)
+    transform = check_geometry(transform, "waterbirds transform")
     meta_path = folder / "metadata.csv"
     meta = read_metadata(meta_path)
     rows = [f"{line}, column 'img_filename'" for line in meta["line"]]
@@ -124,11 +159,12 @@ def waterbirds(
         core = spur = None
         if mask_paths is not None:
             split_masks = [mask_paths[p] for p in pos]
-            core = MaskFiles(split_masks, split_paths, image_size, resize)
-            spur = MaskFiles(split_masks, split_paths, image_size, resize, invert=True)
+            core = MaskFiles(split_masks, split_paths, image_size, resize, geometry=transform)
+            spur = MaskFiles(split_masks, split_paths, image_size, resize, invert=True, geometry=transform)
         splits[name] = Split(
             name=name,
-            x=ImageFiles(split_paths, image_size, resize, normalize, augment=augment and name == "train"),
+            x=ImageFiles(split_paths, image_size, resize, normalize, augment=augment and name == "train",
+                         geometry=transform),
             y=y,
             a=a,
             is_bc=majority_bc(y, a, y_all[train_sel], a_all[train_sel], 2, 2),
@@ -145,7 +181,7 @@ def waterbirds(
         splits=splits,
         bc_rule=BC_RULE_MAJORITY,
         source=f"Waterbirds metadata.csv release in {folder}" + (f"; bird masks from {seg}" if seg else ""),
-        options=dict(image_size=image_size, resize=resize, normalize=normalize, augment=augment,
+        options=dict(image_size=image_size, resize=resize, normalize=normalize, augment=augment, transform=transform,
                      segmentation_root=None if seg is None else str(seg), data_root=str(root)),
         mask_note=("core: bird (CUB segmentation), spurious: background, aligned with the transformed image"
                    if seg else "none: pass segmentation_root (CUB's segmentations folder) for bird masks"),

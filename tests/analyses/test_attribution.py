@@ -193,3 +193,30 @@ def test_attribute_run_on_a_trained_run(tiny_parity_run):
         attribute_run(run, 999, "ig")
     with pytest.raises(ProbeInputError, match="does not apply"):
         attribute_run(run, 0, "gradcam")
+
+
+def test_epoch_analysis_gradcam_layer_option():
+    from probe.analyses.attribution_methods import attribute
+    from probe.data import build_dataset
+    from probe.models import build_model
+
+    ds = build_dataset("double-mnist", n_train=40, max_eval_digits=60)
+    torch.manual_seed(0)
+    model = build_model("cnn", ds.input_shape, ds.num_classes, channels=4, width=8).eval()
+    fn = EPOCH_ANALYSES["attribution"]
+    s = ds.split("test")
+    pos = analysis_positions(s, 16, 0)
+    x, y = s.inputs(pos).float(), s.y[pos]
+    core, spur = s.masks(pos, "core"), s.masks(pos, "spurious")
+    for layer in ("", "conv.1"):
+        ctx = AnalysisContext(run=FakeRun(ds, {0: model}), options={"attr_methods": ["gradcam"], "attr_n": 16,
+                                                                     "gradcam_layer": layer})
+        got = fn.fn(ctx, 0)["test"]
+        want = attr_shares(attribute(model, x, y, "gradcam", layer=layer or None), core, spur)
+        assert got["core_attr_share@gradcam"] == pytest.approx(want["core_attr_share"])
+    assert got["core_attr_share@gradcam"] != pytest.approx(
+        attr_shares(attribute(model, x, y, "gradcam"), core, spur)["core_attr_share"])
+    ctx = AnalysisContext(run=FakeRun(ds, {0: model}), options={"attr_methods": ["gradcam"], "attr_n": 16,
+                                                                 "gradcam_layer": "conv.9"})
+    with pytest.raises(ProbeInputError, match="gradcam layer 'conv.9' is not a module"):
+        fn.fn(ctx, 0)

@@ -127,7 +127,8 @@ def captum_reference(model, x, y, method):
         torch.manual_seed(5)
         np.random.seed(5)
         return GradientShap(model).attribute(xr, baselines=zero, n_samples=4, stdevs=0.0, target=y)
-    cam = LayerGradCam(model, model.conv2[0]).attribute(xr, target=y, relu_attributions=True)
+    # the default Grad-CAM layer: the last module with a 4-D output, conv2 (conv then ReLU)
+    cam = LayerGradCam(model, model.conv2).attribute(xr, target=y, relu_attributions=True)
     return LayerAttribution.interpolate(cam, (H, W), interpolate_mode="bilinear").expand_as(x)
 
 

@@ -57,7 +57,8 @@ def test_every_declared_option_with_its_default():
     # every option an analysis reads is declared: the declared set is exactly the known one
     assert set(resolved) == {"cmr_taus", "alphas", "probe_seed", "dfr_retrains", "batch_size", "prune_sparsities",
                              "attr_methods", "attr_split", "attr_n", "attr_seed", "attr_method_options",
-                             "min_group_size"}
+                             "gradcam_layer", "min_group_size"}
+    assert resolved["gradcam_layer"] == ""
     assert resolved["min_group_size"] == 20
     resolved["attr_methods"].append("saliency")  # values are fresh copies, never the declared default
     assert resolve_options({})["attr_methods"] == ["ig"]

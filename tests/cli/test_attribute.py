@@ -69,3 +69,16 @@ def test_spread_epochs():
     assert spread_epochs([0, 1, 2]) == [0, 1, 2]
     picked = spread_epochs(list(range(20)), 6)
     assert picked[0] == 0 and picked[-1] == 19 and len(picked) == 6
+
+
+def test_gradcam_layer_named_and_unknown(cnn_sweep, tmp_path, capsys):
+    from probe.cli import main
+
+    out = tmp_path / "layer"
+    assert probe_attribute(str(cnn_sweep), "--method", "gradcam", "--layer", "conv.1", "--n", "3",
+                           "--out", str(out), "--device", "cpu") == 0
+    assert (out / "dm_gradcam_bc_test.png").is_file()
+    capsys.readouterr()
+    assert main(["attribute", str(cnn_sweep), "--method", "gradcam", "--layer", "conv.nope", "--n", "3",
+                 "--out", str(tmp_path / "bad"), "--device", "cpu"]) == 2
+    assert "gradcam layer 'conv.nope' is not a module" in capsys.readouterr().err

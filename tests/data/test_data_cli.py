@@ -11,11 +11,15 @@ from probe.cli import main
 def test_check_reports_what_was_found(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("PROBE_DATA", raising=False)
     write_waterbirds(tmp_path)
+    # a small release: every count differs from the official one, so the check exits 1 with the table
     assert main(["data", "check", "waterbirds", "--data-root", str(tmp_path), "--image-size", "16",
-                 "--data-option", f"segmentation_root={tmp_path}"]) == 0
+                 "--data-option", f"segmentation_root={tmp_path}"]) == 1
     out = capsys.readouterr().out
     assert "Waterbirds metadata.csv release" in out and "train: n=14" in out and "group counts [6, 2, 1, 5]" in out
     assert "core mask covers" in out
+    assert "train landbird-land        6   3498  MISMATCH" in out
+    assert "test  total                8   5794  MISMATCH" in out
+    assert "15 count(s) differ from the official release" in out
     assert main(["data", "check", "colored-mnist"]) == 0
     assert "embedded default" in capsys.readouterr().out
 
@@ -80,3 +84,26 @@ def test_no_data_root_explains(name, capsys, monkeypatch):
     assert main(["data", "check", name]) == 2
     err = _one_error_line(capsys)
     assert "--data-root" in err and "PROBE_DATA" in err and "never downloads" in err
+
+
+def test_check_waterbirds_exits_0_when_the_counts_are_official(tmp_path, capsys, monkeypatch):
+    import importlib
+
+    wb = importlib.import_module("probe.data.waterbirds")  # the module (the package exports a function of that name)
+    write_waterbirds(tmp_path)
+    monkeypatch.setattr(wb, "OFFICIAL_GROUP_COUNTS", {"train": (6, 2, 1, 5), "val": (2, 2, 2, 2),
+                                                      "test": (2, 2, 2, 2)})
+    assert main(["data", "check", "waterbirds", "--data-root", str(tmp_path), "--image-size", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "MISMATCH" not in out and "matches the official release" in out
+    # one image moved from val to test: both splits and two groups differ
+    meta = tmp_path / "waterbird_complete95_forest2water2" / "metadata.csv"
+    lines = meta.read_text().splitlines()
+    k = next(i for i, line in enumerate(lines) if line.split(",")[3] == "1")
+    cells = lines[k].split(",")
+    cells[3] = "2"
+    lines[k] = ",".join(cells)
+    meta.write_text("\n".join(lines) + "\n")
+    assert main(["data", "check", "waterbirds", "--data-root", str(tmp_path), "--image-size", "16"]) == 1
+    out = capsys.readouterr().out
+    assert out.count("MISMATCH") == 4 and "4 count(s) differ" in out

@@ -127,3 +127,25 @@ def test_no_root_explains_where(monkeypatch, tmp_path):
         build_dataset("waterbirds")
     with pytest.raises(ProbeInputError, match="nothing usable under"):
         build_dataset("waterbirds", data_root=str(tmp_path))
+
+
+def test_official_counts_and_their_comparison():
+    from probe.data.waterbirds import GROUP_NAMES, OFFICIAL_GROUP_COUNTS, OFFICIAL_SPLIT_COUNTS, compare_with_official
+
+    assert OFFICIAL_SPLIT_COUNTS == {"train": 4795, "val": 1199, "test": 5794}
+    assert OFFICIAL_GROUP_COUNTS["train"] == (3498, 184, 56, 1057)
+    assert GROUP_NAMES == ("landbird-land", "landbird-water", "waterbird-land", "waterbird-water")
+    official = {k: list(v) for k, v in OFFICIAL_GROUP_COUNTS.items()}
+    rows, ok = compare_with_official(official)
+    assert ok and len(rows) == 15 and all(r["match"] for r in rows)
+    # two training landbirds on land relabelled as on water: those two groups differ, the total does not
+    off = {**official, "train": [3496, 186, 56, 1057]}
+    rows, ok = compare_with_official(off)
+    assert not ok
+    assert [(r["split"], r["group"], r["found"], r["official"]) for r in rows if not r["match"]] == [
+        ("train", "landbird-land", 3496, 3498), ("train", "landbird-water", 186, 184)]
+    # a missing split counts zero
+    rows, ok = compare_with_official({"train": official["train"], "val": official["val"]})
+    assert not ok and {r["split"] for r in rows if not r["match"]} == {"test"}
+    with pytest.raises(ProbeInputError, match="needs 4 group counts"):
+        compare_with_official({"train": [1, 2, 3]})
