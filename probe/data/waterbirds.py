@@ -8,12 +8,13 @@ BA/BC rule: majority, bias-aligned iff ``a`` is the background most common for c
 (land for landbirds, water for waterbirds in the release).
 
 Images are decoded on demand (a lazy map-style ``x``, streamed by ``Split.batches`` with workers). With
-``transform="reference"`` (the default: group_DRO's ``cub_dataset.py``, which DFR adapts, so numbers compare with the
+``transform="reference"`` (group_DRO's ``cub_dataset.py``, which DFR adapts: use it for numbers comparable with the
 literature) evaluation resizes both sides to ``resize x resize`` (default ``round(image_size * 256 / 224)``, 256 for
 224; the aspect ratio is not kept) then centre-crops ``image_size`` (default 224), and training augmentation is
 torchvision's ``RandomResizedCrop(image_size, scale=(0.7, 1), ratio=(3/4, 4/3))`` on the original image and a random
-horizontal flip; with ``transform="probe"`` evaluation resizes the shorter side to ``resize`` and centre-crops, and
-augmentation crops random squares. Both normalise with ImageNet statistics (``normalize``). Masks: with a CUB
+horizontal flip; with ``transform="probe"`` (the default, so that runs recorded before the option existed rebuild
+as they were trained) evaluation resizes the shorter side to ``resize`` and centre-crops, and augmentation crops random
+squares. Both normalise with ImageNet statistics (``normalize``). Masks: with a CUB
 segmentation folder (``segmentations/<class folder>/<name>.png``, the masks the composites were made with), the core
 mask is the bird and the spurious mask the background, transformed exactly like the (un-augmented) image. Without
 it there are no masks. No counterfactual: re-compositing needs the original CUB photos and Places.
@@ -110,7 +111,7 @@ def waterbirds(
     augment: bool = False,
     segmentation_root: str | None = None,
     data_root: str | None = None,
-    transform: str = "reference",
+    transform: str = "probe",
 ) -> SpuriousDataset:
     """Build Waterbirds from its ``metadata.csv`` release.
 
@@ -122,7 +123,7 @@ def waterbirds(
         augment: random resized crop and horizontal flip on the training split (masks describe un-augmented images).
         segmentation_root: CUB's ``segmentations`` folder (or the CUB folder holding it) for bird masks.
         data_root: folder holding the release (or ``$PROBE_DATA``).
-        transform: ``"reference"`` (default; group_DRO's geometry) or ``"probe"`` (shorter side, square crops);
+        transform: ``"probe"`` (default: shorter side, square crops) or ``"reference"`` (group_DRO's geometry);
             :mod:`probe.data.images`.
     """
     root = resolve_data_root(data_root)

@@ -145,7 +145,8 @@ class TrainConfig:
                                              self.weights.lower().endswith(WEIGHT_SUFFIXES)):
             raise ProbeInputError(f"weights must be a {suffixes_text()} file, got {self.weights!r}")
         if self.freeze not in FREEZE_CHOICES:
-            raise ProbeInputError(f"freeze must be {' or '.join(str(c) for c in FREEZE_CHOICES)}, got {self.freeze!r}")
+            choices = ", ".join(repr(c) for c in FREEZE_CHOICES if c is not None)
+            raise ProbeInputError(f"freeze (--freeze) must be {choices} or not given, got {self.freeze!r}")
         return self
 
     def _validate_early(self) -> None:

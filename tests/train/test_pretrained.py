@@ -120,9 +120,9 @@ def test_bad_weights_options_fail_before_anything_is_written(weights_file, tmp_p
 def test_freeze_other_than_features_is_refused(weights_file, tmp_path, capsys):
     assert main([*args(weights_file, tmp_path / "run"), "--freeze", "everything"]) == 2
     err = capsys.readouterr().err
-    assert err == "probe: error: freeze must be None or features, got 'everything'\n"
+    assert err == "probe: error: freeze (--freeze) must be 'features' or not given, got 'everything'\n"
     assert not (tmp_path / "run").exists()
-    with pytest.raises(ProbeInputError, match="freeze must be None or features, got 'all'"):
+    with pytest.raises(ProbeInputError, match=r"freeze \(--freeze\) must be 'features' or not given, got 'all'"):
         TrainConfig(dataset="parity", model="mlp", lr=0.1, epochs=1, freeze="all").validate()
     with pytest.raises(ProbeInputError, match="weights must be a"):
         TrainConfig(dataset="parity", model="mlp", lr=0.1, epochs=1, weights="w.bin").validate()
