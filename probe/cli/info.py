@@ -92,7 +92,8 @@ def _info_one(target, payload: dict[str, Any]) -> None:
         print(f"sweep {target.path}  budget={cfg.get('budget')}  axes="
               + ", ".join(f"{k}={v}" for k, v in cfg["axes"].items()))
         print(f"  dataset={base['dataset']} {base.get('dataset_options') or ''}  model={base['model']} "
-              f"{base.get('model_options') or ''}  optimizer={base.get('optimizer')}")
+              f"{base.get('model_options') or ''}  optimizer={base.get('optimizer')}"
+              + (f"  preset={base['preset']}" if base.get("preset") else ""))
         missing = len(cfg["runs"]) - len(payload["runs"])
         if missing:
             print(f"  {missing} run(s) not started yet")
@@ -100,6 +101,8 @@ def _info_one(target, payload: dict[str, Any]) -> None:
         assert isinstance(target, Run)
         cfg = target.config
         print(f"run {target.path}")
+        if cfg.get("preset"):
+            print(f"  {'preset':16s} {cfg['preset']}")
         for key in ("dataset", "dataset_options", "model", "model_options", "optimizer", "lr", "momentum",
                     "weight_decay", "batch_size", "epochs", "steps", "seed", "schedule", "record", "budget"):
             print(f"  {key:16s} {cfg.get(key)}")

@@ -6,7 +6,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from probe.cli.train import _config_from, _prepare, _refuse_options_beside_resume, _set_threads, add_train_arguments
+from probe.cli.train import (
+    _config_from,
+    _prepare,
+    _refuse_options_beside_resume,
+    _set_threads,
+    add_train_arguments,
+    train_values,
+)
 from probe.errors import ProbeInputError
 
 
@@ -18,21 +25,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.resume and args.overwrite:
         raise ProbeInputError("--resume and --overwrite exclude each other")
     _set_threads(args)
-    if args.resume and args.dataset is None:  # the sweep as sweep.json describes it
+    if args.resume and args.dataset is None and args.preset is None:  # the sweep as sweep.json describes it
         _refuse_options_beside_resume(args, sweep=True, source="sweep.json")
         stored = stored_sweep(args.out)
         base, axes, budget, steps = stored["base"], stored["axes"], stored["budget"], stored["steps"]
     else:
-        if args.lr is None:
+        values = train_values(args, sweep=True)
+        if values.get("lr") is None:
             raise ProbeInputError("--lr is required")
         if args.budget == "matched" and args.steps is None:
             raise ProbeInputError("--budget matched needs --steps S (steps of the largest rate)")
         base = _config_from(args, sweep=True)
-        axes: dict[str, list[Any]] = {"lr": args.lr}
-        for name, values in (("seed", args.seeds), ("batch_size", args.batch_size), ("momentum", args.momentum),
-                             ("weight_decay", args.weight_decay)):
-            if len(values) > 1 or name == "seed":
-                axes[name] = values
+        axes: dict[str, list[Any]] = {"lr": values["lr"]}
+        for name, swept in (("seed", args.seeds), ("batch_size", values["batch_size"]),
+                            ("momentum", values["momentum"]), ("weight_decay", values["weight_decay"])):
+            if len(swept) > 1 or name == "seed":
+                axes[name] = swept
         budget, steps = args.budget, args.steps
     if args.resume:  # the differences first: the plan may build the dataset the command names
         check_sweep_resume(args.out, base, axes, budget=budget, steps=steps)

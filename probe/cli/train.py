@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from probe.cli.options import add_data_arguments, dataset_options_from, parse_options
 from probe.errors import ProbeInputError
@@ -16,10 +16,15 @@ if TYPE_CHECKING:  # imported inside the commands, so that probe --help stays fa
 
 
 def add_train_arguments(p: argparse.ArgumentParser, *, sweep: bool) -> None:
+    g = p.add_argument_group("preset")
+    g.add_argument("--preset", metavar="NAME",
+                   help="a reference protocol (waterbirds-erm or celeba-erm; docs/presets.md) filling the dataset, its "
+                        "options, model, optimiser, lr, batch size and epochs the command leaves out; needs "
+                        "--weights (ImageNet weights); any option given wins over the preset's value")
     add_data_arguments(p)
     g = p.add_argument_group("model")
-    g.add_argument("--model", default="mlp", help="mlp, cnn, resnet18, resnet50, resnet101, wide_resnet50_2 or "
-                                                  "wide_resnet101_2 (default: mlp)")
+    g.add_argument("--model", default=None, help="mlp, cnn, resnet18, resnet50, resnet101, wide_resnet50_2 or "
+                                                 "wide_resnet101_2 (default: mlp)")
     g.add_argument("--model-option", action="append", metavar="KEY=VALUE",
                    help="model option, e.g. width=256 depth=2 for mlp (repeatable)")
     g.add_argument("--weights", metavar="FILE",
@@ -33,9 +38,9 @@ def add_train_arguments(p: argparse.ArgumentParser, *, sweep: bool) -> None:
     if sweep:
         g.add_argument("--lr", type=float, nargs="+", help="learning rates to sweep (required unless --resume)")
         g.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds, each >= 0 (default: 0)")
-        g.add_argument("--batch-size", type=int, nargs="+", default=[64], help="batch sizes (default: 64)")
-        g.add_argument("--momentum", type=float, nargs="+", default=[0.0], help="SGD momentum values (default: 0)")
-        g.add_argument("--weight-decay", type=float, nargs="+", default=[0.0], help="weight decays (default: 0)")
+        g.add_argument("--batch-size", type=int, nargs="+", default=None, help="batch sizes (default: 64)")
+        g.add_argument("--momentum", type=float, nargs="+", default=None, help="SGD momentum values (default: 0)")
+        g.add_argument("--weight-decay", type=float, nargs="+", default=None, help="weight decays (default: 0)")
         g.add_argument("--budget", choices=["fixed", "matched"], default="fixed",
                        help="fixed: every rate trains --steps/--epochs; matched: rate x steps held fixed, the "
                             "largest rate trains --steps")
@@ -47,10 +52,10 @@ def add_train_arguments(p: argparse.ArgumentParser, *, sweep: bool) -> None:
         g.add_argument("--batch-size", type=int, default=None, help="minibatch size (default: 64)")
         g.add_argument("--momentum", type=float, default=None, help="SGD momentum (default: 0)")
         g.add_argument("--weight-decay", type=float, default=None, help="weight decay (default: 0)")
-    g.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd", help="default: sgd")
-    g.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
-    g.add_argument("--schedule", choices=["constant", "cosine", "step"], default="constant", help="default: constant")
-    g.add_argument("--warmup-steps", type=int, default=0, help="linear warm-up steps (default: 0)")
+    g.add_argument("--optimizer", choices=["sgd", "adamw"], default=None, help="default: sgd")
+    g.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum (SGD)")
+    g.add_argument("--schedule", choices=["constant", "cosine", "step"], default=None, help="default: constant")
+    g.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps (default: 0)")
     length = g.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=int, help="training length in epochs")
     length.add_argument("--steps", type=int, help="training length in optimiser steps")
@@ -82,23 +87,57 @@ def add_train_arguments(p: argparse.ArgumentParser, *, sweep: bool) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+#: Options a preset may set, as TrainConfig fields (``dataset_options`` besides, from the data options).
+PRESET_FIELDS = ("dataset", "model", "optimizer", "momentum", "nesterov", "schedule", "warmup_steps", "weight_decay",
+                 "batch_size", "epochs", "steps", "lr", "weights")
+#: probe's own defaults of the options that default to None on the command line (so that a preset sees what was given).
+PROBE_DEFAULTS = {"model": "mlp", "optimizer": "sgd", "nesterov": False, "schedule": "constant", "warmup_steps": 0,
+                  "batch_size": 64, "momentum": 0.0, "weight_decay": 0.0}
+#: Options that take several values in a sweep.
+SWEPT_FIELDS = ("lr", "batch_size", "momentum", "weight_decay")
+
+
+def train_values(args: argparse.Namespace, *, sweep: bool) -> dict[str, Any]:
+    """The command's training values as TrainConfig fields: the options given, then ``--preset``'s values
+    (:func:`probe.train.presets.apply_preset`), then probe's defaults. In a sweep ``lr``, ``batch_size``,
+    ``momentum`` and ``weight_decay`` are lists."""
+    from probe.train.presets import apply_preset
+
+    given: dict[str, Any] = {name: getattr(args, name) for name in PRESET_FIELDS}
+    given["dataset_options"] = dataset_options_from(args)
+    if args.preset is not None:
+        values = apply_preset(args.preset, given)
+    else:
+        values = {k: v for k, v in given.items() if v is not None}
+    for name, default in PROBE_DEFAULTS.items():
+        values.setdefault(name, default)
+    if sweep:
+        for name in SWEPT_FIELDS:
+            if name in values and not isinstance(values[name], list):
+                values[name] = [values[name]]
+    return values
+
+
 def _config_from(args: argparse.Namespace, *, sweep: bool) -> TrainConfig:
     from probe.train import TrainConfig
 
-    epochs, steps = args.epochs, args.steps
-    if args.dataset is None:
-        raise ProbeInputError("--dataset is required")
+    values = train_values(args, sweep=sweep)
+    epochs, steps = values.get("epochs"), values.get("steps")
+    if values.get("dataset") is None:
+        raise ProbeInputError("--dataset is required (or --preset)")
     if epochs is None and steps is None:
         raise ProbeInputError("give the training length with --epochs or --steps")
+    if values.get("lr") is None:
+        raise ProbeInputError("--lr is required")
     common = dict(
-        dataset=args.dataset,
-        dataset_options=dataset_options_from(args),
-        model=args.model,
+        dataset=values["dataset"],
+        dataset_options=values["dataset_options"],
+        model=values["model"],
         model_options=parse_options(args.model_option, "--model-option"),
-        optimizer=args.optimizer,
-        nesterov=args.nesterov,
-        schedule=args.schedule,
-        warmup_steps=args.warmup_steps,
+        optimizer=values["optimizer"],
+        nesterov=values["nesterov"],
+        schedule=values["schedule"],
+        warmup_steps=values["warmup_steps"],
         epochs=epochs,
         steps=steps,
         record=args.record,
@@ -109,18 +148,15 @@ def _config_from(args: argparse.Namespace, *, sweep: bool) -> TrainConfig:
         sgd_logits=not args.no_sgd_logits,
         weights=args.weights,
         freeze=args.freeze,
+        preset=args.preset,
     )
     if sweep:
-        cfg = TrainConfig(lr=args.lr[0], seed=args.seeds[0], batch_size=args.batch_size[0],
-                          momentum=args.momentum[0], weight_decay=args.weight_decay[0], **common)
+        cfg = TrainConfig(lr=values["lr"][0], seed=args.seeds[0], batch_size=values["batch_size"][0],
+                          momentum=values["momentum"][0], weight_decay=values["weight_decay"][0], **common)
     else:
-        if args.lr is None:
-            raise ProbeInputError("--lr is required")
-        cfg = TrainConfig(lr=args.lr, record_steps=parse_record_steps(args.record_steps),
-                          seed=0 if args.seed is None else args.seed,
-                          batch_size=64 if args.batch_size is None else args.batch_size,
-                          momentum=0.0 if args.momentum is None else args.momentum,
-                          weight_decay=0.0 if args.weight_decay is None else args.weight_decay, **common)
+        cfg = TrainConfig(lr=values["lr"], record_steps=parse_record_steps(args.record_steps),
+                          seed=0 if args.seed is None else args.seed, batch_size=values["batch_size"],
+                          momentum=values["momentum"], weight_decay=values["weight_decay"], **common)
     return cfg.validate()
 
 
@@ -199,7 +235,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         run = Run(out)
         run.load_plugins()  # the plugins that define its dataset and model, as run.json names them
         cfg = TrainConfig.from_json(run.config)
-        if args.dataset is not None:  # the full command repeated with --resume: it must describe the same run
+        if args.dataset is not None or args.preset is not None:  # the full command repeated with --resume
             differ = config_differences(cfg.to_json(), _config_from(args, sweep=False).to_json(), source="run.json")
             if differ:
                 raise ProbeInputError(f"{out}: --resume continues the run as run.json describes it; these options "

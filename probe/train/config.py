@@ -63,6 +63,8 @@ class TrainConfig:
             ``weights``, and the model standardises its inputs with ImageNet's means and stds (``input_norm``).
         freeze: None, or ``features``: only the classifier head trains (the features keep their weights and their
             BatchNorm statistics).
+        preset: the reference protocol (:mod:`probe.train.presets`) the values came from, None when none did; the
+            values themselves are in the other fields.
 
     Example:
         >>> cfg = TrainConfig(dataset="parity", model="mlp", lr=0.1, epochs=3, model_options={"width": 32})
@@ -101,6 +103,7 @@ class TrainConfig:
     early_fractions: tuple[float, ...] = EARLY_DISTANCE_FRACTIONS
     weights: str | None = None
     freeze: str | None = None
+    preset: str | None = None
 
     def validate(self) -> TrainConfig:
         """Raise :class:`ProbeInputError` naming the first bad field; returns self."""
@@ -147,6 +150,8 @@ class TrainConfig:
         if self.freeze not in FREEZE_CHOICES:
             choices = ", ".join(repr(c) for c in FREEZE_CHOICES if c is not None)
             raise ProbeInputError(f"freeze (--freeze) must be {choices} or not given, got {self.freeze!r}")
+        if self.preset is not None and not isinstance(self.preset, str):
+            raise ProbeInputError(f"preset must be a preset name or None, got {self.preset!r}")
         return self
 
     def _validate_early(self) -> None:
