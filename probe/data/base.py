@@ -119,7 +119,8 @@ class Split:
         device: torch.device | str | None = None,
         num_workers: int = 0,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield ``(positions, x)`` batches in ``order`` (default: 0..n-1); the last batch may be smaller.
+        """Yield ``(positions, x)`` batches in ``order`` (default: 0..n-1; may be shorter than the split, e.g. the rest
+        of a pass on resume); the last batch may be smaller.
 
         In-memory splits are sliced on their own device. Lazy splits go through a ``DataLoader`` with
         ``num_workers`` workers and pinned memory when the target is CUDA.
@@ -129,12 +130,12 @@ class Split:
             order = torch.arange(n)
         if self.in_memory:
             order = order.to(self.x.device)
-            for start in range(0, n, batch_size):
+            for start in range(0, len(order), batch_size):
                 positions = order[start : start + batch_size]
                 xb = self.x[positions]
                 yield positions, (xb if device is None else xb.to(device, non_blocking=True))
             return
-        chunks = [order[s : s + batch_size] for s in range(0, n, batch_size)]
+        chunks = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
         pin = device is not None and torch.device(device).type == "cuda"
         loader = torch.utils.data.DataLoader(
             _PositionsDataset(self.x, chunks),

@@ -1,6 +1,8 @@
 """Waterbirds: metadata.csv, official splits, the majority BC rule, bird masks aligned with the pixels, lazy
 loading with workers, malformed input."""
 
+import dataclasses
+
 import pytest
 import torch
 from probe_data_fixtures import LAND, WATER, write_waterbirds
@@ -73,6 +75,19 @@ def test_batches_with_workers_match(release, tmp_path):
     for (p0, x0), (p1, x1) in zip(serial, parallel):
         assert torch.equal(p0, p1) and torch.equal(x0, x1)
     assert torch.equal(torch.cat([x for _, x in serial]), s.inputs(order))
+
+
+def test_batches_of_a_partial_order(release, tmp_path):
+    """An order shorter than the split (the rest of a pass on resume) gives only its own batches."""
+    ds = build_dataset("waterbirds", data_root=str(tmp_path), image_size=16)
+    s = ds.train
+    order = torch.arange(len(s))[8:]
+    for workers in (0, 2):
+        batches = list(s.batches(4, order=order, num_workers=workers))
+        assert [p.tolist() for p, _ in batches] == [[8, 9, 10, 11], [12, 13]]
+        assert torch.equal(torch.cat([x for _, x in batches]), s.inputs(order))
+    in_memory = dataclasses.replace(s, x=s.inputs(torch.arange(len(s))))
+    assert [p.tolist() for p, _ in in_memory.batches(4, order=order)] == [[8, 9, 10, 11], [12, 13]]
 
 
 def test_augment_changes_only_training_reads(release, tmp_path):
