@@ -60,6 +60,15 @@ def prunable_weights(model: nn.Module) -> list[tuple[str, nn.Module]]:
     ]
 
 
+def num_logits(model: nn.Module) -> int:
+    """``K``: the ``out_features`` of the last ``nn.Linear`` of ``model.head`` (a linear layer, or a head such as
+    torchvision's VGG ``classifier``, an ``nn.Sequential`` ending in one)."""
+    linears = [m for m in model.head.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ProbeInputError(f"{type(model).__name__}.head has no nn.Linear to count the classes of")
+    return int(linears[-1].out_features)
+
+
 def _check_fraction(value: float, name: str) -> float:
     value = float(value)
     if not 0.0 <= value <= 1.0:
@@ -132,7 +141,7 @@ def prune_curve(
             when missing, since retention is relative to the dense model.
         batch_size: samples per forward pass (default 512).
         device: where to run (default the model's device).
-        num_classes: ``K`` (default ``model.head.out_features``).
+        num_classes: ``K`` (default :func:`num_logits`: the ``out_features`` of the head's last ``nn.Linear``).
         train_group_counts: training-split group counts, passed on to ``group_accuracy_metrics``.
         min_group_size: groups with fewer samples are left out of ``wga`` (default 20), passed on likewise.
 
@@ -148,7 +157,7 @@ def prune_curve(
     if device is not None:
         work.to(device)
     if num_classes is None:
-        num_classes = int(work.head.out_features)
+        num_classes = num_logits(work)
     y, a = split.y.cpu().numpy(), split.a.cpu().numpy()
     is_bc = split.is_bc.cpu().numpy()
     params = dict(prunable_weights(work))

@@ -76,7 +76,7 @@ def test_plain_models_are_refused_when_they_cannot_be_split():
 
     register_model("test-scaled")(lambda input_shape, num_classes: Scaled())
     register_model("test-no-linear")(lambda input_shape, num_classes: nn.Flatten())
-    with pytest.raises(ProbeInputError, match="its output is not its last nn.Linear"):
+    with pytest.raises(ProbeInputError, match=r"its output is not its classifier \('fc'\)"):
         build_model("test-scaled", (4,), 2)
     with pytest.raises(ProbeInputError, match="no nn.Linear layer"):
         build_model("test-no-linear", (4,), 2)
