@@ -152,7 +152,23 @@ class _Features(Exception):
         self.features = features
 
 
-class HeadSplit(FeatureModel):
+class _ModuleNames:
+    """A wrapper whose submodules are found under the wrapped module's own names as well: ``get_submodule("layer4")``
+    is ``get_submodule("module.layer4")`` (the analyses' options name layers as the module does, e.g.
+    ``gradcam_layer``)."""
+
+    module: nn.Module
+
+    def get_submodule(self, target: str) -> nn.Module:
+        try:
+            return super().get_submodule(target)  # type: ignore[misc]
+        except AttributeError:
+            if not target:
+                raise
+            return self.module.get_submodule(target)
+
+
+class HeadSplit(_ModuleNames, FeatureModel):
     """A module seen as features and head, split at the input of its submodule ``head_name``.
 
     ``forward(x)`` is the module's own forward; ``forward_features(x)`` runs it up to the head and returns the head's
@@ -269,7 +285,7 @@ class LastLinearSplit(HeadSplit):
         return "last nn.Linear"
 
 
-class TimmSplit(FeatureModel):
+class TimmSplit(_ModuleNames, FeatureModel):
     """A timm-style module (:func:`is_timm_style`) under probe's protocol.
 
     timm's ``forward_features(x)`` is the last map (or tokens) and ``forward_head(m, pre_logits=False)`` pools it and
