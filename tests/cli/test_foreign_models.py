@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pandas as pd
@@ -13,14 +14,23 @@ import torch
 from torch import nn
 
 import probe
+from probe import models
 from probe.analyses.features import extract_features
 from probe.cli import main
-from tests.models import foreign_plugin
 
 PLUGIN = "tests.models.foreign_plugin"
 WRAPPERS = {"foreign-plain-cnn": "LastLinearSplit", "foreign-timm-style": "TimmSplit",
             "foreign-torchvision-style": "HeadSplit"}
 KAPPAS = (0.1, 0.05, 0.01)
+
+
+@pytest.fixture(autouse=True)
+def own_registry(monkeypatch):
+    """The plugin's models are registered by each test's ``--plugin`` import and are gone after it."""
+    monkeypatch.setattr(models, "_MODELS", dict(models._MODELS))
+    monkeypatch.delitem(sys.modules, PLUGIN, raising=False)
+    yield
+    sys.modules.pop(PLUGIN, None)
 
 
 def norm_compressibility(weights: list[torch.Tensor], kappa: float) -> float:
@@ -30,7 +40,7 @@ def norm_compressibility(weights: list[torch.Tensor], kappa: float) -> float:
     return 1.0 - np.sqrt(max(np.sum(w**2) - np.sum(kept**2), 0.0)) / np.linalg.norm(w)
 
 
-@pytest.mark.slow(seconds=60)
+@pytest.mark.slow(seconds=10)
 @pytest.mark.parametrize("name", sorted(WRAPPERS))
 def test_a_foreign_model_is_trained_analysed_and_attributed(name, tmp_path, capsys):
     run = tmp_path / "run"
@@ -48,7 +58,7 @@ def test_a_foreign_model_is_trained_analysed_and_attributed(name, tmp_path, caps
     with torch.no_grad():
         features = model.forward_features(x)
         assert features.shape == (16, model.num_features)
-        torch.testing.assert_close(features, foreign_plugin.hand_features(name, bare, x))
+        torch.testing.assert_close(features, sys.modules[PLUGIN].hand_features(name, bare, x))
         torch.testing.assert_close(model(x), bare(x))
         np.testing.assert_allclose(extract_features(model, x)["penultimate"], features.numpy(), rtol=1e-5, atol=1e-6)
 
