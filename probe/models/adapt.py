@@ -324,7 +324,8 @@ class TimmSplit(_ModuleNames, FeatureModel):
 
     @property
     def num_features(self) -> int:
-        return int(getattr(self.module, "num_features", 0)) or _last_linear(self.head).in_features
+        """Size of the classifier's input (timm's ``num_features`` can differ when its head has a hidden layer)."""
+        return next(m for m in self.head.modules() if isinstance(m, nn.Linear)).in_features
 
     @property
     def num_classes(self) -> int:
