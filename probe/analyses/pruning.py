@@ -1,7 +1,9 @@
 """Compressibility: global magnitude pruning without fine-tuning, and norm-based compressibility.
 
 Prunable weights are the ``weight`` of every ``nn.Linear`` and convolution (``nn.Conv1d/2d/3d`` and transposed)
-module, the head included; biases and normalisation parameters are never pruned. Global unstructured magnitude
+module, the head included, and the input projection matrices of every ``nn.MultiheadAttention`` (``in_proj_weight``,
+or ``q/k/v_proj_weight``; torchvision's ViT), found by type wherever they sit in a wrapped model; biases,
+normalisation parameters and embeddings are never pruned. Global unstructured magnitude
 pruning at sparsity ``s`` concatenates all prunable weights (``N`` entries, in ``named_modules`` order) and zeroes
 the ``round(s * N)`` of smallest magnitude: the same masks as ``torch.nn.utils.prune.global_unstructured`` with
 ``prune.L1Unstructured``. Pruning always works on a deep copy; the model passed in is never changed.
@@ -60,6 +62,31 @@ def prunable_weights(model: nn.Module) -> list[tuple[str, nn.Module]]:
     ]
 
 
+def num_logits(model: nn.Module) -> int:
+    """``K``: the ``out_features`` of the last ``nn.Linear`` of ``model.head`` (a linear layer, or a head such as
+    torchvision's VGG ``classifier``, an ``nn.Sequential`` ending in one)."""
+    linears = [m for m in model.head.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ProbeInputError(f"{type(model).__name__}.head has no nn.Linear to count the classes of")
+    return int(linears[-1].out_features)
+
+
+def prunable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """``(key, weight)`` for every prunable weight, in ``named_modules`` order: the key of a Linear or convolution
+    weight is its module's name (as in :func:`prunable_weights`), that of an ``nn.MultiheadAttention`` projection
+    ``<module>.<parameter>`` (``encoder.layers.0.self_attention.in_proj_weight``)."""
+    found = []
+    for name, module in model.named_modules():
+        if isinstance(module, _PRUNABLE) and getattr(module, "weight", None) is not None:
+            found.append((name, module.weight))
+        elif isinstance(module, nn.MultiheadAttention):
+            for attr in ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight"):
+                weight = getattr(module, attr, None)
+                if isinstance(weight, nn.Parameter):
+                    found.append((f"{name}.{attr}" if name else attr, weight))
+    return found
+
+
 def _check_fraction(value: float, name: str) -> float:
     value = float(value)
     if not 0.0 <= value <= 1.0:
@@ -68,25 +95,26 @@ def _check_fraction(value: float, name: str) -> float:
 
 
 def global_magnitude_masks(model: nn.Module, sparsity: float) -> dict[str, torch.Tensor]:
-    """Keep-masks (bool, True = kept) of global unstructured magnitude pruning at ``sparsity``, by module name.
+    """Keep-masks (bool, True = kept) of global unstructured magnitude pruning at ``sparsity``, by the keys of
+    :func:`prunable_parameters` (module names for Linear and convolution weights).
 
     Exactly ``round(sparsity * N)`` of the ``N`` prunable weights are pruned: those of smallest ``|w|`` over all
     prunable weights concatenated (``torch.topk(..., largest=False)``, as ``prune.L1Unstructured`` does).
     """
     sparsity = _check_fraction(sparsity, "sparsity")
-    params = prunable_weights(model)
+    params = prunable_parameters(model)
     if not params:
         raise ProbeInputError("the model has no Linear or convolution weights to prune")
     with torch.no_grad():
-        scores = torch.cat([m.weight.detach().abs().reshape(-1) for _, m in params])
+        scores = torch.cat([w.detach().abs().reshape(-1) for _, w in params])
         n_prune = round(sparsity * scores.numel())
         keep = torch.ones_like(scores, dtype=torch.bool)
         if n_prune > 0:
             keep[torch.topk(scores, n_prune, largest=False).indices] = False
     masks, start = {}, 0
-    for name, module in params:
-        n = module.weight.numel()
-        masks[name] = keep[start : start + n].view_as(module.weight)
+    for name, weight in params:
+        n = weight.numel()
+        masks[name] = keep[start : start + n].view_as(weight)
         start += n
     return masks
 
@@ -95,10 +123,10 @@ def pruned_copy(model: nn.Module, sparsity: float) -> nn.Module:
     """A deep copy of ``model`` whose prunable weights are multiplied by :func:`global_magnitude_masks`."""
     masks = global_magnitude_masks(model, sparsity)
     pruned = copy.deepcopy(model)
-    modules = dict(pruned.named_modules())
+    weights = dict(prunable_parameters(pruned))
     with torch.no_grad():
         for name, mask in masks.items():
-            modules[name].weight.mul_(mask.to(modules[name].weight.dtype))
+            weights[name].mul_(mask.to(weights[name].dtype))
     return pruned
 
 
@@ -132,7 +160,7 @@ def prune_curve(
             when missing, since retention is relative to the dense model.
         batch_size: samples per forward pass (default 512).
         device: where to run (default the model's device).
-        num_classes: ``K`` (default ``model.head.out_features``).
+        num_classes: ``K`` (default :func:`num_logits`: the ``out_features`` of the head's last ``nn.Linear``).
         train_group_counts: training-split group counts, passed on to ``group_accuracy_metrics``.
         min_group_size: groups with fewer samples are left out of ``wga`` (default 20), passed on likewise.
 
@@ -148,21 +176,21 @@ def prune_curve(
     if device is not None:
         work.to(device)
     if num_classes is None:
-        num_classes = int(work.head.out_features)
+        num_classes = num_logits(work)
     y, a = split.y.cpu().numpy(), split.a.cpu().numpy()
     is_bc = split.is_bc.cpu().numpy()
-    params = dict(prunable_weights(work))
-    dense = {name: m.weight.detach().clone() for name, m in params.items()}
+    params = dict(prunable_parameters(work))
+    dense = {name: w.detach().clone() for name, w in params.items()}
     total = sum(w.numel() for w in dense.values())
     rows = []
     for s in levels:
         with torch.no_grad():
-            for name, m in params.items():
-                m.weight.copy_(dense[name])
+            for name, w in params.items():
+                w.copy_(dense[name])
         masks = global_magnitude_masks(work, s)
         with torch.no_grad():
-            for name, m in params.items():
-                m.weight.mul_(masks[name].to(m.weight.dtype))
+            for name, w in params.items():
+                w.mul_(masks[name].to(w.dtype))
         pred = predict(work, split, batch_size)
         metrics = group_accuracy_metrics(pred, y, a, is_bc, num_classes, split.num_attrs, train_group_counts,
                                          min_group_size=min_group_size)
@@ -206,7 +234,7 @@ def max_sparsity_at(curve: pd.DataFrame, fraction: float = 0.95, column: str = "
 
 def _weight_vector(weights: nn.Module | Mapping[str, torch.Tensor]) -> torch.Tensor:
     if isinstance(weights, nn.Module):
-        tensors = [m.weight.detach() for _, m in prunable_weights(weights)]
+        tensors = [w.detach() for _, w in prunable_parameters(weights)]
     elif isinstance(weights, Mapping):
         # Linear matrices and conv kernels of a state dict: tensors named "...weight" with two or more dimensions
         tensors = [t for name, t in weights.items() if name.endswith("weight") and torch.as_tensor(t).ndim >= 2]
@@ -241,7 +269,7 @@ _PRUNING = "metrics-representations.md#pruning-prune_curve-retentions-max_sparsi
 @register_epoch_analysis(
     "pruning",
     needs_model=True,
-    version=2,
+    version=3,
     options=(
         Option("prune_sparsities", "list[float]", DEFAULT_SPARSITIES, "sparsities s of the pruning curve", low=0.0,
                high=1.0),

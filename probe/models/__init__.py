@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from probe.errors import ProbeInputError
-from probe.models.adapt import LastLinearSplit, as_feature_model
+from probe.models.adapt import HeadSplit, LastLinearSplit, TimmSplit, as_feature_model, replace_head
 from probe.models.base import FeatureModel
 from probe.models.cnn import SmallCNN
 from probe.models.mlp import MLP
@@ -49,11 +49,13 @@ def register_model(name: str, *, options: Sequence[Option] | None = None) -> Cal
     """Decorator: make a model builder available to :func:`build_model`, the CLI and run readers as ``name``.
 
     The builder is called as ``builder(input_shape, num_classes, **options)`` and returns any ``torch.nn.Module``:
-    one with ``forward_features(x)`` and ``forward_head(features)`` (timm's convention) is used as it is; a plain
-    module whose forward returns its last ``nn.Linear``'s output is split there (:class:`LastLinearSplit`, which
-    keeps the module's ``state_dict`` keys). ``options`` declares the model's options with types, ranges and defaults
-    (checked before the model is built, listed in errors); ``None`` passes any ``--model-option`` to the builder
-    unchecked. Registering a name again with another builder is an error.
+    one with probe's ``forward_features(x)`` (penultimate, ``(n, d)``) and ``forward_head(features)`` is used as it
+    is; a timm model is wrapped in :class:`TimmSplit`; a module whose classifier is ``fc``, ``classifier`` or
+    ``heads`` (torchvision) is split at that attribute's input (:class:`HeadSplit`); any other module whose forward
+    returns its last ``nn.Linear``'s output is split there (:class:`LastLinearSplit`). The wrappers keep the
+    module's ``state_dict`` keys; :func:`replace_head` sets a module's class count. ``options`` declares the
+    model's options with types, ranges and defaults (checked before the model is built, listed in errors); ``None``
+    passes any ``--model-option`` to the builder unchecked. Registering a name again with another builder is an error.
 
     Example:
         >>> import probe
@@ -128,7 +130,7 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, **opt
         with torch.device("meta"):  # count the parameters without allocating them
             probe_model = _built(name, builder, tuple(input_shape), num_classes, kwargs)
             count = sum(p.numel() for p in probe_model.parameters())
-        if isinstance(probe_model, LastLinearSplit):
+        if isinstance(probe_model, HeadSplit | TimmSplit):
             probe_model.check_head_is_output(tuple(input_shape))
     except ProbeInputError:
         raise
@@ -154,5 +156,6 @@ def _built(name: str, builder: ModelBuilder, input_shape: tuple[int, ...], num_c
     except TypeError as err:
         raise ProbeInputError(f"model {name!r}: {err}") from None
 
-__all__ = ["MLP", "FeatureModel", "LastLinearSplit", "Option", "ResNet", "SmallCNN", "as_feature_model", "build_model",
-           "declared_options", "model_names", "model_options", "model_plugin", "register_model"]
+__all__ = ["MLP", "FeatureModel", "HeadSplit", "LastLinearSplit", "Option", "ResNet", "SmallCNN", "TimmSplit",
+           "as_feature_model", "build_model", "declared_options", "model_names", "model_options", "model_plugin",
+           "register_model", "replace_head"]

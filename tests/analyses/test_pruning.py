@@ -158,3 +158,40 @@ def test_pruning_rejects_bad_sparsity():
         global_magnitude_masks(_models()["mlp"], 1.5)
     with pytest.raises(ProbeInputError):
         prune_curve(_models()["mlp"], torch.randn(4, 20))
+
+
+class _Attention(torch.nn.Module):
+    """torchvision ViT's encoder block in miniature: an nn.MultiheadAttention (its input projections are a raw
+    parameter, not an nn.Linear), then a linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.attention = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+        self.heads = torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.heads(self.attention(x, x, x, need_weights=False)[0].mean(1))
+
+
+@pytest.mark.parametrize("sparsity", [0.5, 0.9])
+def test_attention_projections_are_pruned_with_the_linear_weights(sparsity):
+    from probe.analyses.pruning import prunable_parameters
+
+    torch.manual_seed(0)
+    model = _Attention()
+    keys = [k for k, _ in prunable_parameters(model)]
+    assert keys == ["attention.in_proj_weight", "attention.out_proj", "heads"]
+    reference = copy.deepcopy(model)
+    prune.global_unstructured([(reference.attention, "in_proj_weight"), (reference.attention.out_proj, "weight"),
+                               (reference.heads, "weight")], pruning_method=prune.L1Unstructured, amount=sparsity)
+    ours = global_magnitude_masks(model, sparsity)
+    assert torch.equal(ours["attention.in_proj_weight"], reference.attention.in_proj_weight_mask.bool())
+    assert torch.equal(ours["heads"], reference.heads.weight_mask.bool())
+    pruned = pruned_copy(model, sparsity)
+    projections = model.attention.in_proj_weight
+    assert torch.equal(pruned.attention.in_proj_weight, projections * ours["attention.in_proj_weight"])
+    w = torch.cat([model.attention.in_proj_weight.reshape(-1), model.attention.out_proj.weight.reshape(-1),
+                   model.heads.weight.reshape(-1)]).detach().double().numpy()
+    kept = np.sort(np.abs(w))[::-1][: round(0.1 * w.size)]
+    assert norm_compressibility(model, 0.1) == pytest.approx(1 - np.sqrt(np.sum(w**2) - np.sum(kept**2)) /
+                                                             np.linalg.norm(w))
