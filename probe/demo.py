@@ -14,7 +14,7 @@ runs at a time. The core region is a mask, so every claim of the study and every
 measured. Then :func:`probe.analyses.engine.analyze` on both (models analysed at the last epoch only; 64 samples
 attributed; the linear probes without deep feature reweighting, which ``probe analyze`` runs by default), the report
 (:func:`probe.report.write_report`, with the attribution grids of :func:`probe.analyses.engine.attribution_grids`),
-and where it is. Every run trains on one CPU thread, the fastest setting for a model this small. About 70 s on 2 CPU
+and where it is. Every run trains on one CPU thread, the fastest setting for a model this small. About 75 s on 2 CPU
 cores. ``examples/double_mnist_sweep.sh`` is the same with the command line (:func:`sweep_arguments`). ``quick=True``
 is a smaller variant (3 rates, 100 steps, one seed, 1000 training samples, 200 digits per evaluation split) for tests.
 """
