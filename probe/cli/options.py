@@ -9,7 +9,7 @@ from typing import Any
 from probe.errors import ProbeInputError
 
 
-def _parse_value(text: str) -> Any:
+def parse_value(text: str) -> Any:
     """``3`` -> 3, ``0.5`` -> 0.5, ``true`` -> True, ``none`` -> None, anything else stays a string."""
     low = text.lower()
     if low in ("true", "false"):
@@ -31,7 +31,7 @@ def parse_options(pairs: Sequence[str] | None, flag: str) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ProbeInputError(f"{flag} takes key=value, got {pair!r}")
-        out[key.replace("-", "_")] = _parse_value(value)
+        out[key.replace("-", "_")] = parse_value(value)
     return out
 
 

@@ -152,23 +152,45 @@ class _Features(Exception):
         self.features = features
 
 
-class _ModuleNames:
-    """A wrapper whose submodules are found under the wrapped module's own names as well: ``get_submodule("layer4")``
-    is ``get_submodule("module.layer4")`` (the analyses' options name layers as the module does, e.g.
+class _Wrapper(FeatureModel):
+    """What every wrapper of a foreign module shares: ``self.module`` is the module, ``head`` its classifier (a
+    subclass names it); ``forward_head`` is the head; ``num_features`` / ``num_classes`` are the ``in_features`` of
+    the head's first ``nn.Linear`` and the ``out_features`` of its last; ``state_dict`` / ``load_state_dict`` are the
+    module's, without a prefix; submodules are found under the module's own names as well (``get_submodule("layer4")``
+    is ``get_submodule("module.layer4")``: the analyses' options name layers as the module does, e.g.
     ``gradcam_layer``)."""
 
     module: nn.Module
 
+    @property
+    def num_features(self) -> int:
+        """Size of the head's input: the ``in_features`` of its first ``nn.Linear``."""
+        return next(m for m in self.head.modules() if isinstance(m, nn.Linear)).in_features
+
+    @property
+    def num_classes(self) -> int:
+        """Number of logits: the ``out_features`` of the head's last ``nn.Linear``."""
+        return _last_linear(self.head).out_features
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return self.module.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
+        return self.module.load_state_dict(state_dict, strict=strict, assign=assign)
+
     def get_submodule(self, target: str) -> nn.Module:
         try:
-            return super().get_submodule(target)  # type: ignore[misc]
+            return super().get_submodule(target)
         except AttributeError:
             if not target:
                 raise
             return self.module.get_submodule(target)
 
 
-class HeadSplit(_ModuleNames, FeatureModel):
+class HeadSplit(_Wrapper):
     """A module seen as features and head, split at the input of its submodule ``head_name``.
 
     ``forward(x)`` is the module's own forward; ``forward_features(x)`` runs it up to the head and returns the head's
@@ -199,16 +221,6 @@ class HeadSplit(_ModuleNames, FeatureModel):
     def head(self) -> nn.Module:  # type: ignore[override]
         return self.module.get_submodule(self.head_name)
 
-    @property
-    def num_features(self) -> int:
-        """Size of the head's input: the ``in_features`` of its first ``nn.Linear``."""
-        return next(m for m in self.head.modules() if isinstance(m, nn.Linear)).in_features
-
-    @property
-    def num_classes(self) -> int:
-        """Number of logits: the ``out_features`` of the head's last ``nn.Linear``."""
-        return _last_linear(self.head).out_features
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.module(x)
 
@@ -224,15 +236,6 @@ class HeadSplit(_ModuleNames, FeatureModel):
         finally:
             handle.remove()
         raise RuntimeError(f"the head {self.head_name!r} did not run in the forward pass")
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
-
-    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        return self.module.state_dict(*args, **kwargs)
-
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
-        return self.module.load_state_dict(state_dict, strict=strict, assign=assign)
 
     def check_head_is_output(self, input_shape: tuple[int, ...]) -> None:
         """Raise ``ValueError`` unless the module's output is its head's output and the head's input is 2-D, tried
@@ -285,7 +288,7 @@ class LastLinearSplit(HeadSplit):
         return "last nn.Linear"
 
 
-class TimmSplit(_ModuleNames, FeatureModel):
+class TimmSplit(_Wrapper):
     """A timm-style module (:func:`is_timm_style`) under probe's protocol.
 
     timm's ``forward_features(x)`` is the last map (or tokens) and ``forward_head(m, pre_logits=False)`` pools it and
@@ -322,26 +325,8 @@ class TimmSplit(_ModuleNames, FeatureModel):
     def head(self) -> nn.Module:  # type: ignore[override]
         return self.module.get_classifier()
 
-    @property
-    def num_features(self) -> int:
-        """Size of the classifier's input (timm's ``num_features`` can differ when its head has a hidden layer)."""
-        return next(m for m in self.head.modules() if isinstance(m, nn.Linear)).in_features
-
-    @property
-    def num_classes(self) -> int:
-        return _last_linear(self.head).out_features
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.module.forward_head(self.module.forward_features(x), pre_logits=True)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
-
-    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        return self.module.state_dict(*args, **kwargs)
-
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
-        return self.module.load_state_dict(state_dict, strict=strict, assign=assign)
 
     def check_head_is_output(self, input_shape: tuple[int, ...]) -> None:
         """Raise ``ValueError`` unless the penultimate features are 2-D and ``forward`` gives logits of the module's

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from probe.cli.options import parse_value
 from probe.errors import ProbeInputError
 from probe.train import TrainConfig
 from probe.train.presets import PRESETS, apply_preset, get_preset
@@ -58,15 +59,8 @@ def _docs_table() -> dict[str, dict[str, object]]:
 
 
 def _literal(cell: str) -> object:
-    text = re.sub(r"^`|`$", "", cell)
-    if text in ("true", "false"):
-        return text == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
+    """A table cell's value, read as the command line reads ``KEY=VALUE`` (``1e-4`` -> 0.0001, ``true`` -> True)."""
+    return parse_value(re.sub(r"^`|`$", "", cell))
 
 
 def test_the_docs_table_equals_the_presets():
