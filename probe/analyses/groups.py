@@ -221,7 +221,7 @@ def groups_epoch(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
     out: EpochMetrics = {}
     for split in run.splits:
         rec = run.records(split, epoch)
-        pred = np.asarray(rec.logits).argmax(axis=1)
+        pred = np.asarray(rec.pred)
         out[split] = group_accuracy_metrics(pred, rec.y, rec.a, rec.is_bc, k, n_attrs, train_counts,
                                             min_group_size=ctx.option(MIN_GROUP_SIZE))
     return out

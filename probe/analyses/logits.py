@@ -21,6 +21,7 @@ import numpy as np
 
 from probe.analyses.base import AnalysisContext, EpochMetrics, Metric, register_epoch_analysis
 from probe.errors import ProbeInputError
+from probe.store.logit_records import LogitSummary
 
 #: state_dict entries that are running statistics, not parameters (``BatchNorm``).
 BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
@@ -79,12 +80,15 @@ def margins(logits: Any, y: Any) -> np.ndarray:
     """Per-sample margin ``m_i = z_{i,y_i} - max_{k != y_i} z_{i,k}`` (float64, shape ``(n,)``).
 
     Positive for a correctly classified sample, negative for a mispredicted one (``-m`` is the gap
-    ``d = max_k z_k - z_y``), zero on a tie.
+    ``d = max_k z_k - z_y``), zero on a tie. ``logits``: an ``(n, K)`` array or a top-k
+    :class:`~probe.store.logit_records.LogitSummary` (as every function of this module takes).
 
     Example:
         >>> margins([[2.0, 0.5, 1.0], [0.0, 3.0, 1.0]], [0, 2]).tolist()
         [1.0, -2.0]
     """
+    if isinstance(logits, LogitSummary):
+        return logits.margins(_as_labels(y, logits.num_classes, "y", len(logits)))
     z = _as_logits(logits)
     n = len(z)
     y = _as_labels(y, z.shape[1], "y", n)
@@ -96,7 +100,10 @@ def margins(logits: Any, y: Any) -> np.ndarray:
 
 
 def max_softmax(logits: Any) -> np.ndarray:
-    """Per-sample ``max_k softmax(z)_k = 1 / sum_k exp(z_k - max_j z_j)`` (stable, float64)."""
+    """Per-sample ``max_k softmax(z)_k = 1 / sum_k exp(z_k - max_j z_j)`` (stable, float64); from a summary
+    ``exp(max_k z_k - logsumexp(z))``."""
+    if isinstance(logits, LogitSummary):
+        return logits.max_softmax()
     z = _as_logits(logits)
     return 1.0 / np.exp(z - z.max(axis=1, keepdims=True)).sum(axis=1)
 
@@ -114,11 +121,13 @@ def logit_metrics(logits: Any, y: Any, is_bc: Any) -> dict[str, float]:
         ``margin_mean``, ``margin_median``: of ``m = z_y - max_{k != y} z_k``; ``margin_min_ba``: smallest BA
         margin; ``max_softmax_mean``: mean of ``max_k softmax(z)_k``. A statistic over an empty set is NaN.
     """
-    z = _as_logits(logits)
-    n = len(z)
+    if isinstance(logits, LogitSummary):
+        z, n, norms = logits, len(logits), logits.norms()
+    else:
+        z = _as_logits(logits)
+        n, norms = len(z), np.linalg.norm(z, axis=1)
     bc = _as_mask(is_bc, n)
     m = margins(z, y)
-    norms = np.linalg.norm(z, axis=1)
     return {
         "logit_norm": _mean(norms),
         "logit_norm_ba": _mean(norms[~bc]),
@@ -201,6 +210,6 @@ def logits_epoch(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
     out: EpochMetrics = {}
     for split in run.splits:
         rec = run.records(split, epoch)
-        out[split] = logit_metrics(rec.logits, rec.y, rec.is_bc)
+        out[split] = logit_metrics(rec.scores, rec.y, rec.is_bc)
     out["model"] = param_norms(run.state_dict(epoch))
     return out

@@ -22,6 +22,7 @@ import numpy as np
 from probe.analyses.base import AnalysisContext, EpochMetrics, Metric, Option, register_epoch_analysis
 from probe.analyses.logits import _as_labels, _as_logits, _as_mask, max_softmax
 from probe.errors import ProbeInputError
+from probe.store.logit_records import LogitSummary
 
 #: default thresholds of ``cmr@tau``.
 DEFAULT_TAUS = (0.5, 0.9, 0.99)
@@ -55,12 +56,14 @@ def cross_entropy(logits: Any, y: Any) -> np.ndarray:
 
 
 def _mispredicted_confidence(logits: Any, y: Any, is_bc: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    z = _as_logits(logits)
-    n = len(z)
-    y = _as_labels(y, z.shape[1], "y", n)
+    if isinstance(logits, LogitSummary):  # the run kept top-k summaries (record_logits topk:K)
+        z, n, num_classes, pred = logits, len(logits), logits.num_classes, logits.pred
+    else:
+        z = _as_logits(logits)
+        n, num_classes, pred = len(z), z.shape[1], z.argmax(axis=1)
+    y = _as_labels(y, num_classes, "y", n)
     bc = _as_mask(is_bc, n)
-    wrong = z.argmax(axis=1) != y
-    return bc, wrong, max_softmax(z)
+    return bc, pred != y, max_softmax(z)
 
 
 def _check_tau(tau: float) -> float:
@@ -233,7 +236,7 @@ def losses_epoch(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
     out: EpochMetrics = {}
     for split in run.splits:
         rec = run.records(split, epoch)
-        metrics = cmr(rec.logits, rec.y, rec.is_bc, taus)
+        metrics = cmr(rec.scores, rec.y, rec.is_bc, taus)
         metrics.update(loss_share_metrics(rec.loss, rec.is_bc))
         out[split] = metrics
     sgd = run.sgd_records(epoch)
@@ -259,7 +262,7 @@ def confidence_histograms(run: Any, split: str = "train", epochs: Any = None, bi
     rows = []
     for epoch in run.epochs if epochs is None else epochs:
         rec = run.records(split, epoch)
-        hist = confidence_histogram(rec.logits, rec.y, rec.is_bc, bins)
+        hist = confidence_histogram(rec.scores, rec.y, rec.is_bc, bins)
         for lo, hi, count in zip(hist.edges[:-1], hist.edges[1:], hist.counts):
             rows.append((int(epoch), split, float(lo), float(hi), int(count), hist.n_bc))
     return pd.DataFrame(rows, columns=["epoch", "split", "bin_lo", "bin_hi", "count", "n_bc"])

@@ -347,7 +347,7 @@ def ratio_vs_logit_norm(run_or_logits: Any, y: Any = None, is_bc: Any = None, *,
         if split not in run.splits:
             raise ProbeInputError(f"split {split!r} is not recorded in run {run.name!r} (recorded: {list(run.splits)})")
         for epoch in run.epochs if epochs is None else epochs:
-            rec = run.records(split, epoch)
+            rec = full_logit_records(run.records(split, epoch))
             rows.append({"epoch": int(epoch), "step": int(run.step_of(epoch)), **_ratio_row(rec.logits, rec.y,
                                                                                           rec.is_bc)})
     else:
@@ -371,7 +371,7 @@ def ratio_curves(run: Any, split: str = "train", epochs: Any = None, alphas: Any
     alphas = _check_alphas(alphas)
     frames = []
     for epoch in run.epochs if epochs is None else epochs:
-        rec = run.records(split, epoch)
+        rec = full_logit_records(run.records(split, epoch))
         big_l, _, _ = _scaled_log_terms(rec.logits, rec.y, alphas)
         log_ratio = _log_ratio(_log_softplus(big_l), _as_mask(rec.is_bc, len(big_l)))
         with np.errstate(over="ignore"):
@@ -445,6 +445,12 @@ def _decompose(a: _EpochLogits, b: _EpochLogits, min_total: float) -> dict[str, 
     return row
 
 
+def full_logit_records(rec: Any) -> Any:
+    """Records with every logit: ``rec`` itself, or for a run recorded with ``record_logits topk:K`` its fixed subset
+    with full logits (:meth:`probe.store.Records.with_full_logits`), on which the proposition's analyses run."""
+    return rec.with_full_logits() if hasattr(rec, "with_full_logits") else rec
+
+
 def _sorted_records(rec: Any) -> tuple[Any, Any, Any, np.ndarray]:
     """``(logits, y, is_bc, index)`` of a records object in increasing sample ``index`` order."""
     index = np.asarray(rec.index)
@@ -459,7 +465,7 @@ def _run_epoch_logits(run: Any, split: str, epochs: Any) -> Any:
     if split not in run.splits:
         raise ProbeInputError(f"split {split!r} is not recorded in run {run.name!r} (recorded: {list(run.splits)})")
     for epoch in run.epochs if epochs is None else epochs:
-        logits, y, is_bc, index = _sorted_records(run.records(split, epoch))
+        logits, y, is_bc, index = _sorted_records(full_logit_records(run.records(split, epoch)))
         yield _epoch_logits(int(epoch), int(run.step_of(epoch)), logits, y, is_bc, index)
 
 
@@ -760,6 +766,6 @@ def proposition_epoch(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
     run = ctx.run
     if "train" not in run.splits:
         return {}
-    rec = run.records("train", epoch)
+    rec = full_logit_records(run.records("train", epoch))
     check = check_proposition(rec.logits, rec.y, rec.is_bc, ctx.option("alphas"))
     return {"train": check.as_metrics()}

@@ -104,9 +104,11 @@ def _info_one(target, payload: dict[str, Any]) -> None:
         if cfg.get("preset"):
             print(f"  {'preset':16s} {cfg['preset']}")
         for key in ("dataset", "dataset_options", "model", "model_options", "optimizer", "lr", "momentum",
-                    "weight_decay", "batch_size", "epochs", "steps", "seed", "schedule", "record", "budget"):
+                    "weight_decay", "batch_size", "epochs", "steps", "seed", "schedule", "record", "keep_weights",
+                    "record_logits", "logits_dtype", "budget"):
             print(f"  {key:16s} {cfg.get(key)}")
-    header = f"  {'run':28s} {'status':12s} {'lr':>8s} {'seed':>4s} {'epochs':>6s} {'step':>7s} {'MB':>8s}  divergence"
+    header = (f"  {'run':28s} {'status':12s} {'lr':>8s} {'seed':>4s} {'epochs':>6s} {'weights':>7s} {'step':>7s} "
+              f"{'MB':>8s} {'MB/epoch':>8s} {'resume MB':>9s}  divergence")
     print(header)
     for s in payload["runs"]:
         if s["status"] == "damaged":
@@ -116,7 +118,8 @@ def _info_one(target, payload: dict[str, Any]) -> None:
         d = s["diverged"]
         div = f"epoch {d['epoch']} step {d['step']} loss {d['loss']}" if d else "-"
         print(f"  {s['name']:28s} {s['status']:12s} {s['lr']:8g} {s['seed']:4d} {s['epochs_committed']:6d} "
-              f"{s['last_step'] if s['last_step'] is not None else '-':>7} {s['bytes'] / 1e6:8.2f}  {div}")
+              f"{s['epochs_with_weights']:7d} {s['last_step'] if s['last_step'] is not None else '-':>7} "
+              f"{s['bytes'] / 1e6:8.2f} {s['bytes_per_epoch'] / 1e6:8.3f} {s['bytes_resume'] / 1e6:9.2f}  {div}")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

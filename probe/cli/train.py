@@ -66,6 +66,16 @@ def add_train_arguments(p: argparse.ArgumentParser, *, sweep: bool) -> None:
         g.add_argument("--record-steps", metavar="S1,S2,...",
                        help="global steps recorded besides the --record schedule, even inside a data pass "
                             "(e.g. 5,20; each in [1, total steps])")
+    g.add_argument("--keep-weights", default="all", metavar="SCHEDULE",
+                   help="epochs whose file keeps the model's weights: all, every:K, log:N or none (default: all, the "
+                        "recorded epochs; with every/log epoch 0 and the last always keep them)")
+    g.add_argument("--record-logits", default="full", metavar="full|topk:K",
+                   help="per-sample logits kept: full, or topk:K (true-class logit, K largest with classes, "
+                        "log-sum-exp, norm; full logits for a fixed subset per split). Default: full")
+    g.add_argument("--logits-dtype", choices=["float32", "float16"], default="float32",
+                   help="precision of stored full logits (default: float32)")
+    g.add_argument("--full-logits-subset", type=int, default=2048, metavar="N",
+                   help="with --record-logits topk:K, samples per split whose full logits are kept (default: 2048)")
     g.add_argument("--record-splits", nargs="+", metavar="SPLIT",
                    help="splits recorded each epoch (default: all of the dataset's splits)")
     g.add_argument("--no-sgd-logits", action="store_true",
@@ -141,6 +151,10 @@ def _config_from(args: argparse.Namespace, *, sweep: bool) -> TrainConfig:
         epochs=epochs,
         steps=steps,
         record=args.record,
+        keep_weights=args.keep_weights,
+        record_logits=args.record_logits,
+        logits_dtype=args.logits_dtype,
+        full_logits_subset=args.full_logits_subset,
         device=args.device,
         amp=args.amp,
         workers=args.workers,

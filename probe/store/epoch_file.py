@@ -1,14 +1,25 @@
-"""Layout of one epoch file (HDF5). Everything is a plain array or a JSON string attribute; nothing is pickled.
+"""Layout of the epoch files and of the resume file (HDF5). Everything is a plain array or a JSON string attribute;
+nothing is pickled.
 
-::
+An epoch file (schema 2)::
 
     /                 attrs: schema_version, epoch, global_step, lr; data_pass, pass_complete, pass_batches_done
                       (where the record lies in the data: its pass, whether it ends it, the pass's batches done)
-    /model/<name>     one dataset per state_dict entry (parameters and buffers)
+    /model/<name>     one dataset per state_dict entry (parameters and buffers); only at the epochs the
+                      ``keep_weights`` schedule names
+    /records/<split>  index, y, a, group, is_bc, loss (n,) float32, and the logits: logits (n, K) (float32 or
+                      float16), or with ``record_logits topk:K`` the summary of :mod:`probe.store.logit_records`
+    /sgd              the same fields and step: every sample of every minibatch SGD saw
+
+The resume file ``resume_NNNNN.h5`` (one per run, replaced at each commit)::
+
+    /                 attrs: schema_version, epoch, global_step
+    /model/<name>     only when epoch NNNNN's file holds no weights
     /optimizer        attrs: param_groups (JSON), tensor_keys (JSON); /optimizer/state/<param id>/<key>
-    /rng/<name>       uint8 generator states (shuffle, torch_cpu, cuda_<i>; shuffle_pass_start inside a pass)
-    /records/<split>  index, y, a, group, is_bc, logits (n, K) float32, loss (n,) float32
-    /sgd              index, y, a, group, is_bc, logits, loss, step: every sample of every minibatch SGD saw
+    /rng/<name>       uint8 generator states (shuffle, torch_cpu, cuda; shuffle_pass_start inside a pass)
+
+Epoch files of schema 1 held the model, the optimizer and the RNG states at every epoch and there was no resume
+file; the reader still reads them (:meth:`probe.store.Run.resume_state`).
 """
 
 from __future__ import annotations
@@ -29,18 +40,18 @@ from probe.store.atomic import atomic_write_bytes
 from probe.store.schema import SCHEMA_VERSION
 
 RECORD_FIELDS = ("index", "y", "a", "group", "is_bc", "logits", "loss")
+#: the fields of a record group besides its logits, which are either ``logits`` or a top-k summary.
+LABEL_FIELDS = ("index", "y", "a", "group", "is_bc", "loss")
 
 
 @dataclass
 class EpochPayload:
-    """What one epoch file holds, as host arrays."""
+    """What one epoch file holds, as host arrays (``model_state`` None: the epoch keeps no weights)."""
 
     epoch: int
     global_step: int
     lr: float
-    model_state: dict[str, torch.Tensor]
-    optimizer_state: dict[str, Any] | None
-    rng_states: dict[str, torch.Tensor]
+    model_state: dict[str, torch.Tensor] | None
     records: dict[str, dict[str, np.ndarray]]
     sgd: dict[str, np.ndarray] | None = None
     extra_attrs: dict[str, Any] = field(default_factory=dict)
@@ -83,14 +94,8 @@ def epoch_file_image(payload: EpochPayload) -> bytes:
             f.attrs["pass_batches_done"] = int(payload.pass_batches_done or 0)
         for k, v in payload.extra_attrs.items():
             f.attrs[k] = v
-        g = f.create_group("model")
-        for name, tensor in payload.model_state.items():
-            g.create_dataset(name, data=_to_numpy(tensor))
-        if payload.optimizer_state is not None:
-            _write_optimizer(f.create_group("optimizer"), payload.optimizer_state)
-        g = f.create_group("rng")
-        for name, state in payload.rng_states.items():
-            g.create_dataset(name, data=_to_numpy(state))
+        if payload.model_state is not None:
+            _write_tensors(f.create_group("model"), payload.model_state)
         g = f.create_group("records")
         for split, fields in payload.records.items():
             sg = g.create_group(split)
@@ -102,6 +107,39 @@ def epoch_file_image(payload: EpochPayload) -> bytes:
                 sg.create_dataset(name, data=arr)
         f.flush()
         return f.id.get_file_image()
+
+
+@dataclass
+class ResumePayload:
+    """What the resume file holds: the optimizer and RNG states after ``epoch``, and the model's weights when
+    ``epoch``'s file does not hold them."""
+
+    epoch: int
+    global_step: int
+    optimizer_state: dict[str, Any]
+    rng_states: dict[str, torch.Tensor]
+    model_state: dict[str, torch.Tensor] | None = None
+
+
+def resume_file_image(payload: ResumePayload) -> bytes:
+    """The HDF5 resume file of ``payload``, built in memory."""
+    label = f"probe-resume-{payload.epoch}-{id(payload)}.h5"
+    with h5py.File(label, "w", driver="core", backing_store=False, block_size=IMAGE_INCREMENT,
+                   libver="latest") as f:
+        f.attrs["schema_version"] = SCHEMA_VERSION
+        f.attrs["epoch"] = payload.epoch
+        f.attrs["global_step"] = payload.global_step
+        if payload.model_state is not None:
+            _write_tensors(f.create_group("model"), payload.model_state)
+        _write_optimizer(f.create_group("optimizer"), payload.optimizer_state)
+        _write_tensors(f.create_group("rng"), payload.rng_states)
+        f.flush()
+        return f.id.get_file_image()
+
+
+def _write_tensors(g: h5py.Group, tensors: dict[str, torch.Tensor]) -> None:
+    for name, tensor in tensors.items():
+        g.create_dataset(name, data=_to_numpy(tensor))
 
 
 def write_epoch_h5(path: Path, payload: EpochPayload, fault_hook: Callable[[str], None] | None = None) -> bytes:
@@ -173,7 +211,12 @@ def require_group(parent: h5py.Group, name: str, where: str) -> h5py.Group:
 #: Numpy dtype kinds of the record fields, with their names for messages.
 RECORD_KINDS = {"index": ("iu", "integer"), "y": ("iu", "integer"), "a": ("iu", "integer"),
                 "group": ("iu", "integer"), "step": ("iu", "integer"), "is_bc": ("b", "bool"),
-                "logits": ("f", "float"), "loss": ("f", "float")}
+                "logits": ("f", "float"), "loss": ("f", "float"),
+                "logit_true": ("f", "float"), "logit_top": ("f", "float"), "logit_top_class": ("iu", "integer"),
+                "logit_lse": ("f", "float"), "logit_norm": ("f", "float"),
+                "full_positions": ("iu", "integer"), "full_logits": ("f", "float")}
+#: fields of shape (n, ...) that are 2-d.
+_TWO_D = frozenset({"logits", "logit_top", "logit_top_class", "full_logits"})
 
 
 def read_records(g: h5py.Group, names: tuple[str, ...], *, num_classes: int, num_attrs: int,
@@ -184,21 +227,15 @@ def read_records(g: h5py.Group, names: tuple[str, ...], *, num_classes: int, num
 
     Raises :class:`DamagedFileError` naming ``where/<field>`` (``where``: the file and group).
     """
-    out: dict[str, np.ndarray] = {}
-    for name in names:
-        ds = g.get(name)
-        if not isinstance(ds, h5py.Dataset):
-            raise DamagedFileError(f"{where}/{name}: {'missing' if ds is None else 'not a dataset'}")
-        kinds, kind_name = RECORD_KINDS[name]
-        if ds.dtype.kind not in kinds:
-            raise DamagedFileError(f"{where}/{name}: dtype {ds.dtype}, expected {kind_name}")
-        out[name] = np.asarray(ds[()])
+    out = {name: _read_field(g, name, where) for name in names}
     n = len(out[names[0]]) if out[names[0]].ndim else -1
     for name, arr in out.items():
-        ndim = 2 if name == "logits" else 1
+        ndim = 2 if name in _TWO_D else 1
         if arr.ndim != ndim or arr.shape[0] != n:
             raise DamagedFileError(f"{where}/{name}: shape {arr.shape}, expected {'(n, K)' if ndim == 2 else '(n,)'} "
                                    f"with n = {n} (the length of {names[0]})")
+    if "logits" in out and out["logits"].dtype != np.float32:
+        out["logits"] = out["logits"].astype(np.float32)  # float16 records (``--logits-dtype float16``)
     if "logits" in out and out["logits"].shape[1] not in logits_widths:
         raise DamagedFileError(f"{where}/logits: {out['logits'].shape[1]} columns, the run has {num_classes} classes")
     _check_range(out, "y", num_classes, where)
@@ -207,6 +244,45 @@ def read_records(g: h5py.Group, names: tuple[str, ...], *, num_classes: int, num
     _check_range(out, "step", None, where)
     if {"y", "a", "group"} <= out.keys() and not np.array_equal(out["group"], out["y"] * num_attrs + out["a"]):
         raise DamagedFileError(f"{where}/group: not y * {num_attrs} + a")
+    return out
+
+
+def _read_field(g: h5py.Group, name: str, where: str) -> np.ndarray:
+    ds = g.get(name)
+    if not isinstance(ds, h5py.Dataset):
+        raise DamagedFileError(f"{where}/{name}: {'missing' if ds is None else 'not a dataset'}")
+    kinds, kind_name = RECORD_KINDS[name]
+    if ds.dtype.kind not in kinds:
+        raise DamagedFileError(f"{where}/{name}: dtype {ds.dtype}, expected {kind_name}")
+    return np.asarray(ds[()])
+
+
+def read_logit_summary(g: h5py.Group, n: int, *, num_classes: int, where: str) -> dict[str, np.ndarray]:
+    """The top-k summary fields of a record group of ``n`` samples (and its full-logits subset when present),
+    checked: shapes ``(n,)`` / ``(n, K)`` with ``1 <= K <= num_classes``, classes in ``[0, num_classes)``, subset
+    positions strictly increasing in ``[0, n)`` with one row of ``num_classes`` logits each."""
+    out = {name: _read_field(g, name, where) for name in
+           ("logit_true", "logit_top", "logit_top_class", "logit_lse", "logit_norm")}
+    for name, arr in out.items():
+        ndim = 2 if name in _TWO_D else 1
+        if arr.ndim != ndim or arr.shape[0] != n:
+            raise DamagedFileError(f"{where}/{name}: shape {arr.shape}, expected {'(n, K)' if ndim == 2 else '(n,)'} "
+                                   f"with n = {n}")
+    k = out["logit_top"].shape[1]
+    if out["logit_top_class"].shape != out["logit_top"].shape or not 1 <= k <= num_classes:
+        raise DamagedFileError(f"{where}/logit_top: shape {out['logit_top'].shape} with classes of shape "
+                               f"{out['logit_top_class'].shape}; expected (n, K) for both with 1 <= K <= {num_classes}")
+    _check_range(out, "logit_top_class", num_classes, where)
+    if "full_positions" in g or "full_logits" in g:
+        positions = _read_field(g, "full_positions", where)
+        full = _read_field(g, "full_logits", where)
+        if positions.ndim != 1 or full.shape != (len(positions), num_classes):
+            raise DamagedFileError(f"{where}/full_logits: shape {full.shape}, expected ({len(positions)}, "
+                                   f"{num_classes}) for {positions.shape} positions")
+        if positions.size and (positions.min() < 0 or positions.max() >= n or np.any(np.diff(positions) <= 0)):
+            raise DamagedFileError(f"{where}/full_positions: not strictly increasing positions in [0, {n})")
+        out["full_positions"] = positions.astype(np.int64)
+        out["full_logits"] = full.astype(np.float32, copy=False)
     return out
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from probe.errors import DamagedFileError
+from probe.store.ownership import epoch_filename, resume_filename
 from probe.store.schema import check_schema
-from probe.store.writer import epoch_filename
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -48,7 +48,8 @@ def check_run_info(info: Any, path: Path) -> dict[str, Any]:
 
 def check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
     """``manifest.json``: one entry per committed epoch, each naming ``epoch_NNNNN.h5`` in the run directory (with its
-    ``data_pass`` and ``pass_complete`` where the writer recorded them)."""
+    ``data_pass`` and ``pass_complete`` where the writer recorded them, and ``weights``: whether the file holds the
+    model's weights; schema 1 files always did), and (schema 2) ``resume``: the resume file of a committed epoch."""
     _require(isinstance(manifest, dict), path, "is not a JSON object")
     check_schema(manifest.get("schema_version"), str(path))
     entries = _key(manifest, "epochs", list, path)
@@ -70,8 +71,21 @@ def check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
             data_pass = _key(entry, "data_pass", int, path, f"{where}.data_pass")
             _require(data_pass >= 0, path, f"{where}.data_pass is negative")
             _key(entry, "pass_complete", bool, path, f"{where}.pass_complete")
+        if "weights" in entry:
+            _key(entry, "weights", bool, path, f"{where}.weights")
         digest = _key(entry, "sha256", str, path, f"{where}.sha256")
         _require(_SHA256.fullmatch(digest) is not None, path, f"{where}.sha256 is not 64 hex digits")
+    if "resume" in manifest:
+        resume = _key(manifest, "resume", dict, path)
+        epoch = _key(resume, "epoch", int, path, "resume.epoch")
+        _require(epoch in seen, path, f"resume.epoch {epoch} is not a committed epoch")
+        name = _key(resume, "file", str, path, "resume.file")
+        _require(name == resume_filename(epoch), path,
+                 f"resume.file must be {resume_filename(epoch)!r} (a file of the run directory), got {name!r}")
+        size = _key(resume, "size", int, path, "resume.size")
+        _require(size >= 0, path, "resume.size is negative")
+        digest = _key(resume, "sha256", str, path, "resume.sha256")
+        _require(_SHA256.fullmatch(digest) is not None, path, "resume.sha256 is not 64 hex digits")
     return manifest
 
 

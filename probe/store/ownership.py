@@ -3,12 +3,12 @@ wrote and that no process is writing; a new directory is created without leaving
 
 A *probe run directory* holds ``run.json`` (a JSON object with ``schema_version`` and ``config``), ``manifest.json``
 when present parses as a JSON object with an ``epochs`` list, and every entry is a regular file probe writes there:
-``run.json``, ``manifest.json``, ``diverged.json``, ``epoch_NNNNN.h5``, ``.lock`` and ``.tmp-<one of these>.<pid>``
-leftovers of an interrupted atomic write. A directory holding nothing but ``.lock`` (a run whose start failed) also
-counts. A *probe sweep directory* holds ``sweep.json`` (a JSON object with a ``runs`` list), ``.lock``,
-``.tmp-sweep.json.<pid>`` leftovers and sub-directories named in ``sweep.json``'s runs, each of them a probe run
-directory. An empty directory can always be replaced. Anything else is refused with :class:`RunDirectoryError` naming
-the first foreign entry, before anything is removed.
+``run.json``, ``manifest.json``, ``diverged.json``, ``epoch_NNNNN.h5``, ``resume_NNNNN.h5``, ``.lock`` and
+``.tmp-<one of these>.<pid>`` leftovers of an interrupted atomic write. A directory holding nothing but ``.lock``
+(a run whose start failed) also counts. A *probe sweep directory* holds ``sweep.json`` (a JSON object with a
+``runs`` list), ``.lock``, ``.tmp-sweep.json.<pid>`` leftovers and sub-directories named in ``sweep.json``'s
+runs, each of them a probe run directory. An empty directory can always be replaced. Anything else is refused with
+:class:`RunDirectoryError` naming the first foreign entry, before anything is removed.
 
 *Active*: a run whose writer lock is held, or a sweep whose own lock is held (a ``probe sweep`` process holds
 ``<sweep>/.lock`` from start to end) or any of whose runs is locked: refused with :class:`RunLockedError`.
@@ -34,7 +34,15 @@ MANIFEST_JSON = "manifest.json"
 DIVERGED_JSON = "diverged.json"
 SWEEP_JSON = "sweep.json"
 
-_RUN_FILE = re.compile(r"(run\.json|manifest\.json|diverged\.json|epoch_\d{5,}\.h5)")
+def epoch_filename(epoch: int) -> str:
+    return f"epoch_{epoch:05d}.h5"
+
+
+def resume_filename(epoch: int) -> str:
+    return f"resume_{epoch:05d}.h5"
+
+
+_RUN_FILE = re.compile(r"(run\.json|manifest\.json|diverged\.json|epoch_\d{5,}\.h5|resume_\d{5,}\.h5)")
 _RUN_TEMP = re.compile(re.escape(TEMP_PREFIX) + _RUN_FILE.pattern + r"\.\d+")
 _SWEEP_TEMP = re.compile(re.escape(TEMP_PREFIX) + r"sweep\.json\.\d+")
 
@@ -95,11 +103,11 @@ def clear_directory(path: Path, *, kind: str) -> None:
 
 def uncommitted_files(run_dir: Path, committed: set[str]) -> list[Path]:
     """What a crash of ``run_dir``'s writer can leave behind, and nothing else: regular files named
-    ``.tmp-<a file probe writes>.<pid>`` and ``epoch_NNNNN.h5`` files not in ``committed`` (the manifest's). Resume
-    removes exactly these; any other entry is left alone."""
+    ``.tmp-<a file probe writes>.<pid>`` and ``epoch_NNNNN.h5`` / ``resume_NNNNN.h5`` files not in ``committed``
+    (the manifest's). Resume removes exactly these; any other entry is left alone."""
     run_dir = Path(run_dir)
     return [run_dir / entry for entry in _entries(run_dir)
-            if (_RUN_TEMP.fullmatch(entry) or (entry.startswith("epoch_") and _RUN_FILE.fullmatch(entry)
+            if (_RUN_TEMP.fullmatch(entry) or (entry.startswith(("epoch_", "resume_")) and _RUN_FILE.fullmatch(entry)
                                               and entry not in committed))
             and _is_regular_file(run_dir / entry)]
 

@@ -26,11 +26,19 @@ import torch
 from probe.errors import CorruptEpochError, DamagedFileError, ProbeInputError, RunDirectoryError
 from probe.plugins import import_plugins, is_module_name
 from probe.store.atomic import read_json
-from probe.store.epoch_file import RECORD_FIELDS, read_model_state, read_optimizer, read_records, require_group
+from probe.store.epoch_file import (
+    LABEL_FIELDS,
+    read_logit_summary,
+    read_model_state,
+    read_optimizer,
+    read_records,
+    require_group,
+)
 from probe.store.lock import is_locked
+from probe.store.logit_records import LogitSummary
 from probe.store.metadata import check_diverged, check_manifest, check_run_info, check_sweep_config
 from probe.store.safe_h5 import damaged_as, open_image, read_verified
-from probe.store.schema import check_schema
+from probe.store.schema import check_schema, schema_major
 from probe.store.writer import DIVERGED_JSON, MANIFEST_JSON, RUN_JSON
 
 SWEEP_JSON = "sweep.json"
@@ -38,23 +46,57 @@ SWEEP_JSON = "sweep.json"
 
 @dataclass
 class Records:
-    """Per-sample records of one split at one epoch (or of the minibatches SGD saw, with ``step``)."""
+    """Per-sample records of one split at one epoch (or of the minibatches SGD saw, with ``step``).
+
+    ``logits`` is ``(n, K)``, or None for a run recorded with ``record_logits topk:K``: then ``summary`` holds the
+    top-k summary (:class:`~probe.store.logit_records.LogitSummary`) and ``full_positions`` / ``full_logits`` the
+    full logits of a fixed subset (:meth:`with_full_logits`). ``scores`` is whichever of the two the record-level
+    metrics take.
+    """
 
     index: np.ndarray
     y: np.ndarray
     a: np.ndarray
     group: np.ndarray
     is_bc: np.ndarray
-    logits: np.ndarray
+    logits: np.ndarray | None
     loss: np.ndarray
     step: np.ndarray | None = None
+    summary: LogitSummary | None = None
+    full_positions: np.ndarray | None = None
+    full_logits: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.y)
 
     @property
     def pred(self) -> np.ndarray:
+        """``argmax_k z_k`` per sample."""
+        if self.summary is not None:
+            return self.summary.pred
         return self.logits.argmax(axis=1)
+
+    @property
+    def scores(self) -> np.ndarray | LogitSummary:
+        """The full ``(n, K)`` logits, or the top-k summary where the run kept only that: what
+        :func:`probe.analyses.logits.margins`, ``max_softmax``, ``logit_metrics`` and ``cmr`` accept."""
+        return self.summary if self.summary is not None else self.logits
+
+    @property
+    def has_full_logits(self) -> bool:
+        return self.logits is not None
+
+    def with_full_logits(self) -> Records:
+        """These records where every logit is kept: all of them, or for a ``topk`` run the fixed subset with full
+        logits (``full_positions``; :func:`~probe.store.logit_records.full_logits_subset`). Raises
+        :class:`~probe.errors.ProbeInputError` when the records kept no full logits at all."""
+        if self.logits is not None:
+            return self
+        if self.full_positions is None or self.full_logits is None:
+            raise ProbeInputError("these records keep top-k logit summaries and no subset with full logits")
+        p = self.full_positions
+        return Records(self.index[p], self.y[p], self.a[p], self.group[p], self.is_bc[p], self.full_logits,
+                       self.loss[p], None if self.step is None else self.step[p])
 
 
 class Dynamics:
@@ -83,6 +125,9 @@ class Dynamics:
             rec = first if first is not None else self.run.records(self.split, int(e))
             if not np.array_equal(rec.index, self.index):
                 raise CorruptEpochError(f"{self.run.path}: epoch {e} of split {self.split!r} has another sample order")
+            if rec.logits is None:
+                raise ProbeInputError(f"{self.run.path}: split {self.split!r} keeps top-k logit summaries "
+                                      "(record_logits), not full logits; read run.records(split, epoch).scores")
             logits.append(rec.logits)
             loss.append(rec.loss)
         self._first = None
@@ -95,6 +140,39 @@ class Dynamics:
     @property
     def loss(self) -> np.ndarray:
         return self._stacked[1]
+
+
+@dataclass
+class ResumeState:
+    """The state training resumes from: the last committed ``epoch``'s ``model_state``, ``optimizer_state`` and
+    ``rng`` (generator name -> uint8 state)."""
+
+    epoch: int
+    model_state: dict[str, torch.Tensor]
+    optimizer_state: dict[str, Any]
+    rng: dict[str, torch.Tensor]
+
+
+def _optimizer(f: h5py.File, path: Path) -> dict[str, Any]:
+    return read_optimizer(require_group(f, "optimizer", f"{path}: /optimizer"), f"{path}: /optimizer")
+
+
+def _rng(f: h5py.File, path: Path) -> dict[str, torch.Tensor]:
+    rng = require_group(f, "rng", f"{path}: /rng")
+    out = {}
+    for name, ds in rng.items():
+        if not isinstance(ds, h5py.Dataset) or ds.dtype != np.uint8 or ds.ndim != 1:
+            raise DamagedFileError(f"{path}: /rng/{name}: not a 1-d uint8 generator state")
+        out[name] = torch.from_numpy(np.asarray(ds[()]))
+    missing = [name for name in ("shuffle", "torch_cpu") if name not in out]
+    if missing:
+        raise DamagedFileError(f"{path}: /rng/{missing[0]} missing")
+    return out
+
+
+def _epoch_list(epochs: list[int], limit: int = 12) -> str:
+    text = ", ".join(str(e) for e in epochs[:limit])
+    return (text + f", ... ({len(epochs)} in all)") if len(epochs) > limit else (text or "none")
 
 
 @dataclass
@@ -252,13 +330,18 @@ class Run:
                 if split not in records:
                     raise DamagedFileError(f"{ep.path}: /records/{split} missing; run.json lists it")
             for split in records:
-                self._read_records(ep, f"records/{split}", RECORD_FIELDS)
+                self._read_records(ep, f"records/{split}")
             if "sgd" in ep.file or epoch > 0:
-                self._read_records(ep, "sgd", (*RECORD_FIELDS, "step"))
-            read_model_state(ep.file, f"{ep.path}: /model")
-            read_optimizer(require_group(ep.file, "optimizer", f"{ep.path}: /optimizer"), f"{ep.path}: /optimizer")
-            require_group(ep.file, "rng", f"{ep.path}: /rng")
-            return ep.path
+                self._read_records(ep, "sgd", with_step=True)
+            if self.has_weights(epoch):
+                read_model_state(ep.file, f"{ep.path}: /model")
+            if schema_major(ep.file.attrs["schema_version"]) == 1:  # schema 1 files hold the resume state too
+                read_optimizer(require_group(ep.file, "optimizer", f"{ep.path}: /optimizer"),
+                               f"{ep.path}: /optimizer")
+                require_group(ep.file, "rng", f"{ep.path}: /rng")
+        if self.manifest.get("resume", {}).get("epoch") == epoch:
+            self.resume_state()
+        return self.path / self._entry(epoch)["file"]
 
     def open_epoch(self, epoch: int) -> h5py.File:
         """Epoch ``epoch``'s file, verified against the manifest (every call) and checked by
@@ -321,18 +404,31 @@ class Run:
             finally:
                 self._session = previous
 
-    def _read_records(self, ep: _OpenEpoch, group: str, fields: tuple[str, ...]) -> Records:
+    def _read_records(self, ep: _OpenEpoch, group: str, *, with_step: bool = False) -> Records:
+        """The records of ``group``, with full logits or (``record_logits topk:K``) the top-k summary: whichever
+        the group holds, checked against ``run.json``."""
         dataset, config = ep.info["dataset"], ep.info["config"]
-        widths = (dataset["num_classes"],)
+        num_classes = dataset["num_classes"]
+        widths = (num_classes,)
         if group == "sgd" and not config.get("sgd_logits", True):
             widths = (0,)
         where = f"{ep.path}: /{group}"
         g = ep.file.get(group)
         if not isinstance(g, h5py.Group):
             raise DamagedFileError(f"{where}: {'missing' if g is None else 'not a group'}")
-        arrays = read_records(g, fields, num_classes=dataset["num_classes"], num_attrs=dataset["num_attrs"],
+        names = (*LABEL_FIELDS, "step") if with_step else LABEL_FIELDS
+        summarized = "logits" not in g and "logit_top" in g and widths != (0,)
+        if not summarized:
+            names = (*names[:5], "logits", *names[5:])
+        arrays = read_records(g, names, num_classes=num_classes, num_attrs=dataset["num_attrs"],
                               logits_widths=widths, where=where)
-        return Records(**arrays)
+        if not summarized:
+            return Records(**arrays)
+        fields = read_logit_summary(g, len(arrays["y"]), num_classes=num_classes, where=where)
+        summary = LogitSummary(fields["logit_true"], fields["logit_top"], fields["logit_top_class"],
+                               fields["logit_lse"], fields["logit_norm"], num_classes)
+        return Records(**arrays, logits=None, summary=summary, full_positions=fields.get("full_positions"),
+                       full_logits=fields.get("full_logits"))
 
     @staticmethod
     def _splits(info: dict[str, Any]) -> list[str]:
@@ -345,7 +441,7 @@ class Run:
                 if split in self._splits(ep.info):
                     raise DamagedFileError(f"{ep.path}: /records/{split} missing; run.json lists it")
                 raise ProbeInputError(f"{self.path}: split {split!r} not recorded; recorded: {list(records)}")
-            return self._read_records(ep, f"records/{split}", RECORD_FIELDS)
+            return self._read_records(ep, f"records/{split}")
 
     def sgd_records(self, epoch: int) -> Records:
         """Every sample of every minibatch SGD trained on during ``epoch`` (losses and logits as seen in training);
@@ -357,24 +453,65 @@ class Run:
                                empty.astype(np.int64), empty.astype(bool),
                                np.zeros((0, ep.info["dataset"]["num_classes"]), np.float32),
                                empty.astype(np.float32), empty.astype(np.int64))
-            return self._read_records(ep, "sgd", (*RECORD_FIELDS, "step"))
+            return self._read_records(ep, "sgd", with_step=True)
 
     def dynamics(self, split: str, epochs: list[int] | None = None) -> Dynamics:
         return Dynamics(self, split, list(self.epochs if epochs is None else epochs))
 
+    def has_weights(self, epoch: int) -> bool:
+        """Whether epoch ``epoch``'s file holds the model's weights (the ``keep_weights`` schedule; always for runs
+        of schema 1)."""
+        return bool(self._entry(epoch).get("weights", True))
+
+    @property
+    def weight_epochs(self) -> list[int]:
+        """Committed epochs whose file holds the model's weights, in order: the epochs model-level analyses can
+        read."""
+        return [e["epoch"] for e in self.manifest["epochs"] if e.get("weights", True)]
+
     def state_dict(self, epoch: int) -> dict[str, torch.Tensor]:
+        """The model's ``state_dict`` at ``epoch``; :class:`ProbeInputError` naming the epochs that have weights when
+        this one's file holds none."""
+        if not self.has_weights(epoch):
+            raise ProbeInputError(f"{self.path}: epoch {epoch} keeps no weights (keep_weights "
+                                  f"{self.config.get('keep_weights', 'all')!r}); epochs with weights: "
+                                  f"{_epoch_list(self.weight_epochs)}")
         with self._reading(epoch) as ep:
             return read_model_state(ep.file, f"{ep.path}: /model")
 
-    def optimizer_state(self, epoch: int) -> dict[str, Any]:
-        with self._reading(epoch) as ep:
-            where = f"{ep.path}: /optimizer"
-            return read_optimizer(require_group(ep.file, "optimizer", where), where)
+    def resume_state(self) -> ResumeState:
+        """What resuming the run needs: the last committed epoch's weights, optimizer state and RNG states.
 
-    def rng_states(self, epoch: int) -> dict[str, torch.Tensor]:
-        with self._reading(epoch) as ep:
-            rng = require_group(ep.file, "rng", f"{ep.path}: /rng")
-            return {k: torch.from_numpy(np.asarray(v[()])) for k, v in rng.items()}
+        Schema 2 keeps the optimizer and RNG states in the resume file the manifest names (verified against its
+        size and sha256, and opened safely like an epoch file), with the weights from the epoch file or, when that
+        keeps none, from the resume file. For a run of schema 1 (no resume file) they are read from its last epoch
+        file, where that schema kept them."""
+        manifest = self.manifest
+        if not manifest["epochs"]:
+            raise RunDirectoryError(f"{self.path}: no committed epochs; nothing to resume from")
+        last = manifest["epochs"][-1]
+        resume = manifest.get("resume")
+        if resume is None:  # schema 1: the last epoch file holds everything
+            with self._reading(last["epoch"]) as ep:
+                if "optimizer" not in ep.file or "rng" not in ep.file:
+                    raise DamagedFileError(f"{self.path}: {MANIFEST_JSON} names no resume file and {ep.path} holds "
+                                           "no optimizer state; the run cannot be resumed")
+                return ResumeState(last["epoch"], read_model_state(ep.file, f"{ep.path}: /model"),
+                                   _optimizer(ep.file, ep.path), _rng(ep.file, ep.path))
+        if resume["epoch"] != last["epoch"]:
+            raise DamagedFileError(f"{self.path}: {MANIFEST_JSON} names the resume file of epoch {resume['epoch']}, "
+                                   f"the last committed epoch is {last['epoch']}")
+        path = self.path / resume["file"]
+        data = read_verified(path, resume["size"], resume["sha256"])
+        with open_image(data, path) as f, damaged_as(path):
+            check_schema(_attr(f, "schema_version", path), str(path))
+            if int(_attr(f, "epoch", path)) != resume["epoch"]:
+                raise DamagedFileError(f"{path}: root attribute epoch is not {resume['epoch']}")
+            optimizer, rng = _optimizer(f, path), _rng(f, path)
+            model = read_model_state(f, f"{path}: /model") if "model" in f else None
+        if model is None:
+            model = self.state_dict(last["epoch"])
+        return ResumeState(last["epoch"], model, optimizer, rng)
 
     # -- rebuilding ----------------------------------------------------------------------------------------------
     @property
@@ -414,16 +551,25 @@ class Run:
         return build_model(self.config["model"], tuple(ds["input_shape"]), int(ds["num_classes"]), **options)
 
     def model(self, epoch: int | None = None) -> torch.nn.Module:
-        """The model with ``epoch``'s weights (default: the last committed epoch), in eval mode on the CPU."""
-        epoch = self.epochs[-1] if epoch is None else epoch
+        """The model with ``epoch``'s weights (default: the last committed epoch that keeps weights), in eval mode on
+        the CPU."""
+        if epoch is None:
+            with_weights = self.weight_epochs
+            if not with_weights:
+                raise ProbeInputError(f"{self.path}: no committed epoch keeps weights (keep_weights "
+                                      f"{self.config.get('keep_weights', 'all')!r})")
+            epoch = with_weights[-1]
         model = self.build_model()
         model.load_state_dict(self.state_dict(epoch))
         return model.eval()
 
     def summary(self) -> dict[str, Any]:
-        """Config, status, epochs, sizes and divergence, for ``probe info``."""
+        """Config, status, epochs, sizes and divergence, for ``probe info``: ``bytes`` of the whole run (epoch files
+        and resume file), ``bytes_per_epoch`` (mean epoch file) and ``bytes_resume``."""
         manifest = self.manifest
         cfg = self.config
+        epoch_bytes = sum(e["size"] for e in manifest["epochs"])
+        resume_bytes = manifest["resume"]["size"] if "resume" in manifest else 0
         return {
             "name": self.name,
             "path": str(self.path),
@@ -435,9 +581,16 @@ class Run:
             "seed": cfg["seed"],
             "batch_size": cfg.get("batch_size"),
             "epochs_committed": len(manifest["epochs"]),
+            "epochs_with_weights": sum(1 for e in manifest["epochs"] if e.get("weights", True)),
             "last_epoch": manifest["epochs"][-1]["epoch"] if manifest["epochs"] else None,
             "last_step": manifest["epochs"][-1]["global_step"] if manifest["epochs"] else None,
-            "bytes": sum(e["size"] for e in manifest["epochs"]),
+            "keep_weights": cfg.get("keep_weights", "all"),
+            "record_logits": cfg.get("record_logits", "full"),
+            "logits_dtype": cfg.get("logits_dtype", "float32"),
+            "bytes": epoch_bytes + resume_bytes,
+            "bytes_epoch_files": epoch_bytes,
+            "bytes_per_epoch": epoch_bytes / len(manifest["epochs"]) if manifest["epochs"] else 0.0,
+            "bytes_resume": resume_bytes,
             "diverged": self.diverged,
         }
 

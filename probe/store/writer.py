@@ -4,10 +4,15 @@ Commit protocol for epoch ``e`` (each step survives a crash at any point):
 
 1. build the HDF5 file in memory, write it to ``.tmp-epoch_{e:05d}.h5.<pid>`` with plain OS writes and fsync it;
 2. rename it to ``epoch_{e:05d}.h5`` and fsync the directory;
-3. hash the bytes written and replace ``manifest.json`` atomically the same way (this is the commit marker).
+3. write the resume file ``resume_{e:05d}.h5`` (optimizer and RNG states, and the weights when the epoch file holds
+   none) the same way;
+4. hash the bytes written and replace ``manifest.json`` atomically the same way (this is the commit marker: it lists
+   the epoch file and names the resume file);
+5. remove the previous resume file.
 
-Readers trust only what the manifest lists, so an epoch file without a manifest entry (a crash between 2 and 3) is
-invisible and is overwritten on resume.
+Readers trust only what the manifest lists, so an epoch or resume file without a manifest entry (a crash between 2
+and 4) is invisible and is removed on resume; until step 4 the previous resume file is the one the manifest names,
+so a crash anywhere leaves a resumable run.
 """
 
 from __future__ import annotations
@@ -20,28 +25,29 @@ from pathlib import Path
 from typing import Any
 
 from probe.errors import RunDirectoryError
-from probe.store.atomic import atomic_write_json, read_json
-from probe.store.epoch_file import EpochPayload, write_epoch_h5
+from probe.store.atomic import atomic_write_bytes, atomic_write_json, read_json
+from probe.store.epoch_file import EpochPayload, ResumePayload, resume_file_image, write_epoch_h5
 from probe.store.lock import RunLock
+from probe.store.metadata import check_manifest
 from probe.store.ownership import (
     DIVERGED_JSON,
     MANIFEST_JSON,
     RUN_JSON,
     check_new_directory,
+    epoch_filename,
+    resume_filename,
     take_directory,
     uncommitted_files,
 )
 from probe.store.schema import SCHEMA_VERSION, check_schema
 
-__all__ = ["DIVERGED_JSON", "MANIFEST_JSON", "RUN_JSON", "RunWriter", "check_new_run_dir", "epoch_filename"]
+__all__ = ["DIVERGED_JSON", "MANIFEST_JSON", "RUN_JSON", "RunWriter", "check_new_run_dir", "epoch_filename",
+           "resume_filename"]
 
 #: Fault injection for crash tests: ``PROBE_FAULT=<phase>:<epoch>`` SIGKILLs the writer at that point of that
-#: epoch's commit. Phases: before-temp, mid-write, after-rename.
+#: epoch's commit. Phases: before-temp, mid-write, after-rename, after-resume (the resume file is written, the
+#: manifest not yet).
 FAULT_ENV = "PROBE_FAULT"
-
-
-def epoch_filename(epoch: int) -> str:
-    return f"epoch_{epoch:05d}.h5"
 
 
 def now_iso() -> str:
@@ -106,11 +112,15 @@ class RunWriter:
         writer._lock.acquire()
         try:
             writer.run_info = read_json(run_dir / RUN_JSON)
-            writer.manifest = read_json(run_dir / MANIFEST_JSON)
             check_schema(writer.run_info.get("schema_version"), str(run_dir / RUN_JSON))
-            check_schema(writer.manifest.get("schema_version"), str(run_dir / MANIFEST_JSON))
-            for leftover in uncommitted_files(run_dir, {e["file"] for e in writer.manifest["epochs"]}):
+            writer.manifest = check_manifest(read_json(run_dir / MANIFEST_JSON), run_dir / MANIFEST_JSON)
+            committed = {e["file"] for e in writer.manifest["epochs"]}
+            if "resume" in writer.manifest:
+                committed.add(writer.manifest["resume"]["file"])
+            for leftover in uncommitted_files(run_dir, committed):
                 leftover.unlink()
+            # from here on the run is written in this probe's schema (files of older ones stay readable)
+            writer.run_info["schema_version"] = SCHEMA_VERSION
             (run_dir / DIVERGED_JSON).unlink(missing_ok=True)
             writer.run_info.pop("error", None)  # of an earlier failed attempt
             writer.set_status("running")
@@ -124,12 +134,15 @@ class RunWriter:
     def committed_epochs(self) -> list[int]:
         return [e["epoch"] for e in self.manifest["epochs"]]
 
-    def commit_epoch(self, payload: EpochPayload) -> dict[str, Any]:
-        """Write, publish and commit one epoch file; returns its manifest entry.
+    def commit_epoch(self, payload: EpochPayload, resume: ResumePayload | None = None) -> dict[str, Any]:
+        """Write, publish and commit one epoch file and (when given) the resume file of the same epoch; returns the
+        epoch's manifest entry.
 
-        The file is built in memory and written with plain OS writes, so a full disk (or a file-size limit) raises
+        Files are built in memory and written with plain OS writes, so a full disk (or a file-size limit) raises
         ``OSError`` with the temporary file removed and every committed epoch untouched."""
         epoch = payload.epoch
+        if resume is not None and resume.epoch != epoch:
+            raise ValueError(f"resume state of epoch {resume.epoch} committed with epoch {epoch}")
         path = self.run_dir / epoch_filename(epoch)
         _fault("before-temp", epoch)
         image = write_epoch_h5(path, payload, fault_hook=lambda phase: _fault(phase, epoch))
@@ -140,12 +153,24 @@ class RunWriter:
             "size": len(image),
             "sha256": hashlib.sha256(image).hexdigest(),
             "global_step": payload.global_step,
+            "weights": payload.model_state is not None,
             **payload.position(),
             "committed": now_iso(),
         }
+        previous = self.manifest.get("resume")
+        manifest = dict(self.manifest)
+        if resume is not None:
+            resume_image = resume_file_image(resume)
+            atomic_write_bytes(self.run_dir / resume_filename(epoch), resume_image)
+            _fault("after-resume", epoch)
+            manifest["resume"] = {"epoch": epoch, "file": resume_filename(epoch), "size": len(resume_image),
+                                  "sha256": hashlib.sha256(resume_image).hexdigest()}
         epochs = [e for e in self.manifest["epochs"] if e["epoch"] != epoch] + [entry]
-        self.manifest = {**self.manifest, "epochs": sorted(epochs, key=lambda e: e["epoch"])}
+        self.manifest = {**manifest, "schema_version": SCHEMA_VERSION,
+                         "epochs": sorted(epochs, key=lambda e: e["epoch"])}
         atomic_write_json(self.run_dir / MANIFEST_JSON, self.manifest)
+        if isinstance(previous, dict) and previous.get("file") != self.manifest.get("resume", {}).get("file"):
+            (self.run_dir / previous["file"]).unlink(missing_ok=True)
         return entry
 
     def update_info(self, **fields: Any) -> None:

@@ -42,6 +42,15 @@ class TrainConfig:
         seed: seeds the model initialisation and the minibatch order (the dataset has its own seed).
         record: ``all``, ``every:K`` (every K-th epoch) or ``log:N`` (about N log-spaced epochs); epoch 0 and the
             last epoch are always recorded.
+        keep_weights: which committed epochs keep the model's weights in their file: ``all`` (every one; the
+            default), ``every:K`` (epoch numbers that are multiples of K), ``log:N`` (about N log-spaced epoch
+            numbers) or ``none``; with ``every``/``log`` epoch 0 and the last planned epoch always keep them. The
+            optimizer and RNG states live in the run's resume file either way.
+        record_logits: ``full`` (every logit of every sample) or ``topk:K``: per sample the true-class logit, the K
+            largest logits with their classes, the log-sum-exp and the norm, plus full logits for a fixed subset of
+            ``full_logits_subset`` samples per split (:mod:`probe.store.logit_records`).
+        logits_dtype: ``float32`` or ``float16``: the stored precision of full logits.
+        full_logits_subset: samples per split whose full logits a ``topk`` record keeps.
         record_splits: splits recorded each epoch (default: all of the dataset's splits).
         sgd_logits: keep the logits of every minibatch sample SGD saw (their losses are always kept); turn off for
             datasets with many samples and classes, where they would dominate the epoch files.
@@ -91,6 +100,10 @@ class TrainConfig:
     steps: int | None = None
     seed: int = 0
     record: str = "all"
+    keep_weights: str = "all"
+    record_logits: str = "full"
+    logits_dtype: str = "float32"
+    full_logits_subset: int = 2048
     record_splits: list[str] | None = None
     sgd_logits: bool = True
     device: str = "auto"
@@ -143,6 +156,14 @@ class TrainConfig:
             raise ProbeInputError(
                 f"dataset seed must be an integer in [0, 2**63), got {self.dataset_options['seed']!r}")
         parse_record(self.record)
+        parse_keep_weights(self.keep_weights)
+        from probe.store.logit_records import LOGIT_DTYPES, parse_record_logits
+
+        parse_record_logits(self.record_logits)
+        if self.logits_dtype not in LOGIT_DTYPES:
+            raise ProbeInputError(f"logits dtype must be one of {', '.join(LOGIT_DTYPES)}, got {self.logits_dtype!r}")
+        if not _is_int(self.full_logits_subset) or self.full_logits_subset < 1:
+            raise ProbeInputError(f"full_logits_subset must be an integer >= 1, got {self.full_logits_subset!r}")
         self._validate_early()
         if self.weights is not None and not (isinstance(self.weights, str) and
                                              self.weights.lower().endswith(WEIGHT_SUFFIXES)):
@@ -234,3 +255,14 @@ def parse_record(spec: str) -> tuple[str, int]:
     if kind in ("every", "log") and num.isdigit() and int(num) >= 1:
         return kind, int(num)
     raise ProbeInputError(f"record schedule must be 'all', 'every:K' or 'log:N' with K, N >= 1, got {spec!r}")
+
+
+def parse_keep_weights(spec: str) -> tuple[str, int]:
+    """The ``keep_weights`` schedule: ``none`` -> ("none", 0), else as :func:`parse_record`."""
+    if spec == "none":
+        return "none", 0
+    try:
+        return parse_record(spec)
+    except ProbeInputError:
+        raise ProbeInputError(f"keep_weights must be 'all', 'every:K', 'log:N' or 'none' with K, N >= 1, "
+                              f"got {spec!r}") from None

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from probe.train.config import TrainConfig, parse_record
+from probe.train.config import TrainConfig, parse_keep_weights, parse_record
 
 
 def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
@@ -41,3 +41,24 @@ def recorded_epochs(num_epochs: int, record: str) -> list[int]:
     else:
         chosen = {int(round(v)) for v in np.geomspace(1, max(num_epochs, 1), num=k)}
     return sorted(chosen | {0, num_epochs})
+
+
+def weight_epochs(final_epoch: int, keep_weights: str) -> set[int]:
+    """Committed epoch numbers (``0..final_epoch``) whose file keeps the model's weights under the ``keep_weights``
+    schedule: every one for ``all``; none for ``none``; else :func:`recorded_epochs` of the schedule over the epoch
+    numbers (multiples of K, or about N log-spaced numbers; 0 and ``final_epoch`` always)."""
+    kind, _ = parse_keep_weights(keep_weights)
+    if kind == "none":
+        return set()
+    return set(recorded_epochs(final_epoch, keep_weights))
+
+
+def final_epoch_number(num_passes: int, steps_per_pass: int, total_steps: int, record: str,
+                       record_steps: tuple[int, ...]) -> int:
+    """The number of the last epoch a run commits: its last data pass, or with ``record_steps`` the number of
+    recorded points (pass ends of the ``record`` schedule and recorded steps, each step counted once)."""
+    passes = recorded_epochs(num_passes, record)
+    if not record_steps:
+        return num_passes
+    points = {min(p * steps_per_pass, total_steps) for p in passes if p > 0} | set(record_steps)
+    return len(points)

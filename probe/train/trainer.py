@@ -44,11 +44,12 @@ from probe.models.weights import (
     set_train_mode,
 )
 from probe.progress import progress_bar
-from probe.store.epoch_file import EpochPayload
+from probe.store.epoch_file import EpochPayload, ResumePayload
+from probe.store.logit_records import encode_logits, parse_record_logits
 from probe.store.reader import Run
 from probe.store.writer import RunWriter, check_new_run_dir
 from probe.train.config import TrainConfig
-from probe.train.schedule import lr_at, recorded_epochs
+from probe.train.schedule import final_epoch_number, lr_at, recorded_epochs, weight_epochs
 
 #: ``probe train`` exit code for a run whose loss became non-finite.
 EXIT_DIVERGED = 3
@@ -147,6 +148,11 @@ class Trainer:
         self.steps_per_pass, self.num_passes, self.total_steps = plan_length(len(self.dataset.train), self.cfg)
         self.cfg.check_record_steps(self.total_steps)
         self.weights_info: dict[str, Any] | None = None
+        self.final_epoch = final_epoch_number(self.num_passes, self.steps_per_pass, self.total_steps, cfg.record,
+                                              tuple(cfg.record_steps))
+        #: committed epochs whose file keeps the weights (``keep_weights``)
+        self.weight_epochs = weight_epochs(self.final_epoch, cfg.keep_weights)
+        self.topk = parse_record_logits(cfg.record_logits)
 
     # -- setup ---------------------------------------------------------------------------------------------------
     def _fresh_model(self, *, pretrained: bool = True) -> torch.nn.Module:
@@ -196,6 +202,7 @@ class Trainer:
         (the sweep's, else the run's own ``lr x total_steps``) and its early fractions."""
         budget = self.cfg.distance_budget if self.cfg.distance_budget is not None else self.cfg.lr * self.total_steps
         return {"steps_per_pass": self.steps_per_pass, "passes": self.num_passes, "total_steps": self.total_steps,
+                "final_epoch": self.final_epoch,
                 "distance_budget": float(budget), "early_fractions": list(self.cfg.early_fractions)}
 
     def fit(self, *, resume: bool = False, overwrite: bool = False) -> TrainResult:
@@ -350,32 +357,47 @@ class Trainer:
             rng["shuffle_pass_start"] = pass_start_state
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        model_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        keep = epoch in self.weight_epochs
         payload = EpochPayload(
             epoch=epoch,
             global_step=global_step,
             lr=float(lr),
-            model_state={k: v.detach().clone() for k, v in model.state_dict().items()},
-            optimizer_state=copy.deepcopy(optimizer.state_dict()),
-            rng_states=rng,
-            records=records,
-            sgd=sgd,
+            model_state=model_state if keep else None,
+            records={name: self._encode(fields) for name, fields in records.items()},
+            sgd=None if sgd is None else self._encode(sgd, subset=False),
             data_pass=data_pass,
             pass_complete=pass_complete,
             pass_batches_done=batches_done,
         )
-        self._committer.submit(payload)
+        resume = ResumePayload(epoch=epoch, global_step=global_step,
+                               optimizer_state=copy.deepcopy(optimizer.state_dict()), rng_states=rng,
+                               model_state=None if keep else model_state)
+        self._committer.submit(payload, resume)
+
+    def _encode(self, fields: dict[str, np.ndarray], *, subset: bool = True) -> dict[str, np.ndarray]:
+        """Records with their logits as ``record_logits`` and ``logits_dtype`` keep them (full float32 logits
+        unchanged; an ``(n, 0)`` array of minibatch logits not kept stays as it is)."""
+        cfg = self.cfg
+        logits = fields["logits"]
+        if logits.shape[1] == 0 or (self.topk is None and cfg.logits_dtype == "float32"):
+            return fields
+        out = {k: v for k, v in fields.items() if k != "logits"}
+        out.update(encode_logits(torch.from_numpy(logits), torch.from_numpy(fields["y"]), fields["group"],
+                                 topk=self.topk, dtype=cfg.logits_dtype, subset_size=cfg.full_logits_subset,
+                                 subset=subset))
+        return out
 
     def _restore(self, writer: RunWriter, model, optimizer, shuffle) -> _Position:
         committed = writer.committed_epochs
         if not committed:
             return _Position(0, 0, 0, True, None)
         run = Run(self.out)
-        last = committed[-1]
-        model.load_state_dict(run.state_dict(last))
-        opt_state = run.optimizer_state(last)
-        if opt_state is not None:
-            optimizer.load_state_dict(opt_state)
-        rng = run.rng_states(last)
+        state = run.resume_state()
+        last = state.epoch
+        model.load_state_dict(state.model_state)
+        optimizer.load_state_dict(state.optimizer_state)
+        rng = state.rng
         shuffle.set_state(rng["shuffle"])
         torch.set_rng_state(rng["torch_cpu"])
         if "cuda" in rng and self.device.type == "cuda":
@@ -385,7 +407,8 @@ class Trainer:
         pass_start = None
         if not complete:
             if "shuffle_pass_start" not in rng:
-                raise DamagedFileError(f"{run.epoch_path(last)}: /rng/shuffle_pass_start missing; the record lies "
+                raise DamagedFileError(f"{run.path}: resume state of epoch {last} lacks /rng/shuffle_pass_start; the "
+                                       "record lies "
                                        "inside a data pass and cannot be resumed without it")
             done = step - (data_pass - 1) * self.steps_per_pass
             if not 0 < done < self.steps_per_pass:
@@ -451,9 +474,9 @@ class BackgroundCommitter:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe-commit")
         self._pending: Future | None = None
 
-    def submit(self, payload: EpochPayload) -> None:
+    def submit(self, payload: EpochPayload, resume: ResumePayload | None = None) -> None:
         self.wait()
-        self._pending = self._pool.submit(self.writer.commit_epoch, payload)
+        self._pending = self._pool.submit(self.writer.commit_epoch, payload, resume)
 
     def wait(self) -> None:
         if self._pending is not None:

@@ -22,6 +22,15 @@ def recommit(run_dir: Path, epoch: int) -> None:
     manifest_path.write_text(json.dumps(manifest))
 
 
+def recommit_resume(run_dir: Path) -> None:
+    """Make ``manifest.json`` vouch for the resume file as it is now (size and sha256)."""
+    manifest_path = Path(run_dir) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    path = Path(run_dir) / manifest["resume"]["file"]
+    manifest["resume"]["size"], manifest["resume"]["sha256"] = path.stat().st_size, sha256_file(path)
+    manifest_path.write_text(json.dumps(manifest))
+
+
 def replace_dataset(path: Path, name: str, make) -> None:
     """Delete ``name`` from the HDF5 file ``path`` and let ``make(file, name)`` put something else there."""
     with h5py.File(path, "r+") as f:

@@ -13,7 +13,7 @@ from tests.conftest import run_cli
 
 PARITY_ARGS = ["train", "--dataset", "parity", "--data-option", "n_train=256", "--data-option", "n_val=64",
                "--data-option", "n_test=64", "--data-option", "dim=12", "--model", "mlp", "--model-option",
-               "width=32", "--lr", "0.1", "--batch-size", "32", "--epochs", "4", "--quiet"]
+               "width=32", "--lr", "0.1", "--momentum", "0.9", "--batch-size", "32", "--epochs", "4", "--quiet"]
 
 
 def assert_runs_identical(a: probe.Run, b: probe.Run) -> None:
@@ -38,7 +38,7 @@ def uninterrupted(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("phase", ["before-temp", "mid-write", "after-rename"])
+@pytest.mark.parametrize("phase", ["before-temp", "mid-write", "after-rename", "after-resume"])
 def test_sigkill_during_commit_keeps_committed_epochs_and_resumes_bit_identically(tmp_path, phase, uninterrupted):
     out = tmp_path / "run"
     res = run_cli(*PARITY_ARGS, "--out", str(out), env={FAULT_ENV: f"{phase}:2"})
@@ -49,12 +49,15 @@ def test_sigkill_during_commit_keeps_committed_epochs_and_resumes_bit_identicall
     for epoch in run.epochs:  # every committed epoch is still readable and verified
         assert len(run.records("test", epoch)) == 64
     leftovers = sorted(p.name for p in out.iterdir() if p.name not in {"run.json", "manifest.json", ".lock"})
-    if phase == "after-rename":
+    if phase in ("after-rename", "after-resume"):
         assert "epoch_00002.h5" in leftovers  # published but not in the manifest: invisible to readers
+    assert ("resume_00002.h5" in leftovers) == (phase == "after-resume")
+    assert "resume_00001.h5" in leftovers and run.resume_state().epoch == 1  # the manifest's resume file
     res = run_cli("train", "--resume", "--out", str(out), "--quiet")
     assert res.returncode == 0, res.stderr
     resumed = probe.open_run(out)
     assert resumed.status == "complete"
     assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
+    assert sorted(p.name for p in out.glob("resume_*")) == ["resume_00004.h5"]  # one rolling resume file
     assert_runs_identical(resumed, uninterrupted)
 

@@ -22,7 +22,8 @@ from tests.conftest import REPO, run_cli
 from tests.mounts import resize, tmpfs
 
 EPOCHS = 5
-#: a parity run whose epoch files are 48 kB (epoch 0) and 66 kB (the others): about 380 kB for all 6.
+#: a parity run whose epoch files are 38 kB (epoch 0) and 53 kB (the others), with a resume file of 16 kB: about
+#: 330 kB in all.
 TRAIN_ARGS = ["train", "--dataset", "parity", "--data-option", "n_train=256", "--data-option", "n_val=64",
               "--data-option", "n_test=64", "--data-option", "dim=12", "--model", "mlp", "--model-option",
               "width=32", "--lr", "0.1", "--batch-size", "32", "--epochs", str(EPOCHS), "--quiet"]
@@ -56,9 +57,10 @@ def train_in_process(capsys, *args: str) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-# The disk fills up at different points: 150k while epoch 2 is written, 196k while manifest.json is replaced after
-# epoch 2 (260k, in the next test, while epoch 3 is written from a fresh process).
-@pytest.mark.parametrize("size", ["150k", "196k"])
+# The disk fills up at different points: 150k while epoch 2 is written, 180k while its resume file is written, 196k
+# while manifest.json is replaced after epoch 2 (260k, in the next test, while epoch 4 is written from a fresh
+# process).
+@pytest.mark.parametrize("size", ["150k", "180k", "196k"])
 def test_training_into_a_full_disk_stops_cleanly_and_resumes(tmp_path, capsys, size):
     with tmpfs(tmp_path / "disk", size) as disk:
         out = disk / "run"
@@ -98,9 +100,9 @@ def test_file_size_limit_is_an_error_not_a_signal(tmp_path):
     (which wrote the file itself before)."""
     out = tmp_path / "run"
     res = subprocess.run([sys.executable, "-m", "probe.cli", *TRAIN_ARGS, "--out", str(out)], capture_output=True,
-                         text=True, timeout=300, cwd=REPO, preexec_fn=_limit_file_size(56_000))
+                         text=True, timeout=300, cwd=REPO, preexec_fn=_limit_file_size(45_000))
     assert_one_line_error(res.returncode, res.stderr, "File too large")
-    assert assert_committed_epochs_intact(out) == [0]  # epoch 0 (48 kB) fits, epoch 1 (66 kB) does not
+    assert assert_committed_epochs_intact(out) == [0]  # epoch 0 (38 kB) fits, epoch 1 (53 kB) does not
 
 
 def test_json_replaced_on_a_full_disk_keeps_the_old_file(tmp_path):

@@ -1,4 +1,5 @@
-"""Fuzzing the epoch-file reader: hundreds of mutated copies of a real epoch file, each read through the public API.
+"""Fuzzing the epoch-file and resume-file readers: hundreds of mutated copies of a real epoch file (and of a real
+resume file), each read through the public API (``records``, ``sgd_records``, ``state_dict``; ``resume_state``).
 
 Every read must give either the right arrays or a typed :class:`~probe.errors.ProbeError`; never another exception,
 a hang or a crash. Mutations: bit flips and byte garbage anywhere in the file, truncations, appended bytes, and
@@ -10,7 +11,8 @@ walk and the record checks must catch it), and every fifth one also with the man
 "The right arrays" are the original ones, except for a flip inside a dataset's raw bytes: that dataset then holds
 the flipped bytes (and reading them is right), computed independently from the original layout.
 
-The loop runs in a subprocess (``python -m tests.store.test_fuzz RUN``), so a segfault fails the test instead of
+The loop runs in a subprocess (``python -m tests.store.test_fuzz RUN epoch|resume``), so a segfault fails the test
+instead of
 killing pytest; ``signal.alarm`` bounds each file and ``faulthandler`` kills a process stuck in C.
 """
 
@@ -34,18 +36,34 @@ SECONDS_PER_FILE = 10
 MIN_FILES = 500
 
 
-@pytest.mark.slow
-def test_fuzzed_epoch_files_give_the_right_arrays_or_a_typed_error(tiny_parity_run, tmp_path):
+def fuzz(run: Path, tmp_path: Path, target: str) -> list[dict]:
+    """Run the fuzz worker on a copy of ``run`` for ``target`` (``epoch`` or ``resume``); its outcomes."""
     from tests.conftest import REPO
 
     shm = Path("/dev/shm")  # hundreds of small writes: memory-backed when the machine has it (speed only)
     with tempfile.TemporaryDirectory(dir=shm if shm.is_dir() and os.access(shm, os.W_OK) else tmp_path) as scratch:
         run_dir = Path(scratch) / "run"
-        shutil.copytree(tiny_parity_run, run_dir)
-        result = subprocess.run([sys.executable, "-m", "tests.store.test_fuzz", str(run_dir)], cwd=REPO,
+        shutil.copytree(run, run_dir)
+        result = subprocess.run([sys.executable, "-m", "tests.store.test_fuzz", str(run_dir), target], cwd=REPO,
                                 capture_output=True, text=True, timeout=600, env=dict(os.environ))
     assert result.returncode == 0, f"fuzz worker died (exit code {result.returncode}): {result.stderr[-3000:]}"
-    outcomes = [json.loads(line) for line in result.stdout.splitlines()]
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+@pytest.mark.slow
+def test_fuzzed_resume_files_give_the_right_state_or_a_typed_error(tiny_parity_run, tmp_path):
+    outcomes = fuzz(tiny_parity_run, tmp_path, "resume")
+    bad = [o for o in outcomes if o["verdict"] not in ("right arrays", "typed error")]
+    assert not bad, f"{len(bad)} wrong reads, e.g. {bad[:5]}"
+    assert len({o["file"] for o in outcomes}) >= 250
+    assert all(o["error"] == "CorruptEpochError" for o in outcomes if not o["manifest_updated"])
+    vouched = Counter(o["verdict"] for o in outcomes if o["manifest_updated"])
+    assert vouched["typed error"] >= 50 and vouched["right arrays"] >= 20, vouched
+
+
+@pytest.mark.slow
+def test_fuzzed_epoch_files_give_the_right_arrays_or_a_typed_error(tiny_parity_run, tmp_path):
+    outcomes = fuzz(tiny_parity_run, tmp_path, "epoch")
     bad = [o for o in outcomes if o["verdict"] not in ("right arrays", "typed error")]
     assert not bad, f"{len(bad)} wrong reads, e.g. {bad[:5]}"
     files = {o["file"] for o in outcomes}
@@ -79,9 +97,17 @@ def read_everything(run_dir: Path) -> dict[str, np.ndarray]:
     for name in ("index", "y", "a", "group", "is_bc", "logits", "loss", "step"):
         out[f"sgd/{name}"] = getattr(sgd, name)
     out.update({f"model/{k}": v.numpy() for k, v in run.state_dict(EPOCH).items()})
-    out.update({f"rng/{k}": v.numpy() for k, v in run.rng_states(EPOCH).items()})
-    optimizer = run.optimizer_state(EPOCH)
-    out["optimizer"] = np.frombuffer(json.dumps(optimizer, sort_keys=True, default=str).encode(), np.uint8)
+    return out
+
+
+def read_resume(run_dir: Path) -> dict[str, np.ndarray]:
+    """The resume state through the public reader, keyed by its HDF5 path (the optimizer state as JSON bytes)."""
+    import probe
+
+    state = probe.open_run(run_dir).resume_state()
+    out = {f"rng/{k}": v.numpy() for k, v in state.rng.items()}
+    out["optimizer"] = np.frombuffer(json.dumps(state.optimizer_state, sort_keys=True, default=str).encode(),
+                                     np.uint8)
     return out
 
 
@@ -131,8 +157,8 @@ def expected_after(label: str, data: bytes, original: bytes, original_arrays, la
         chunk = data[off:off + nbytes]
         if chunk != original[off:off + nbytes] and name in expected:
             expected[name] = np.frombuffer(chunk, dtype).reshape(shape)
-    start = original.find(optimizer_json)
-    if data[start:start + len(optimizer_json)] != optimizer_json:
+    start = original.find(optimizer_json) if optimizer_json else -1
+    if start >= 0 and data[start:start + len(optimizer_json)] != optimizer_json:
         expected["optimizer"] = None
     return expected
 
@@ -194,14 +220,13 @@ def structure_mutations(other_file: str):
             (f"{split}/loss contiguous copy, chunked", replace(f"{split}/loss", lambda f, name, n=n: f.create_dataset(
                 name, data=np.zeros(n, np.float32), chunks=(16,)))),
         ]
-    for group in ("records", "model", "rng", "optimizer", "optimizer/state"):
+    for group in ("records", "model"):
         edits.append((f"delete /{group}", lambda f, g=group: f.__delitem__(g)))
     edits += [
         ("model weight as external link", replace("model/head.weight", lambda f, name: f.__setitem__(
             name, h5py.ExternalLink(other_file, "/model/head.weight")))),
         ("model weight external storage", replace("model/head.weight", lambda f, name: f.create_dataset(
             name, (2, 32), dtype="f4", external=[("/etc/passwd", 0, h5py.h5f.UNLIMITED)]))),
-        ("rng as 2^40 bytes", replace("rng/shuffle", lambda f, name: f.create_dataset(name, (2**40,), dtype="u1"))),
         ("soft link at the root", lambda f: f.__setitem__("extra", h5py.SoftLink("/records"))),
         ("dangling external link at the root", lambda f: f.__setitem__("extra", h5py.ExternalLink("/nowhere", "/x"))),
         ("epoch attribute 2", lambda f: f.attrs.__setitem__("epoch", 2)),
@@ -211,12 +236,40 @@ def structure_mutations(other_file: str):
         ("schema version garbage", lambda f: f.attrs.__setitem__("schema_version", "x.y")),
         ("schema version deleted", lambda f: f.attrs.__delitem__("schema_version")),
         ("compound attribute", lambda f: f.attrs.__setitem__("extra", np.zeros(2, dtype=[("x", "f4")]))),
+        ("harmless extra attribute", lambda f: f.attrs.__setitem__("note", "hello")),
+        ("harmless extra group", lambda f: f.create_group("notes")),
+    ]
+    return edits
+
+
+def resume_mutations(other_file: str):
+    """(label, edit(f)) pairs for the resume file."""
+    def replace(name, make):
+        def edit(f):
+            del f[name]
+            make(f, name)
+        return edit
+
+    edits: list[tuple[str, object]] = [(f"delete /{g}", lambda f, g=g: f.__delitem__(g))
+                                       for g in ("rng", "optimizer", "optimizer/state", "rng/shuffle")]
+    edits += [
+        ("rng as 2^40 bytes", replace("rng/shuffle", lambda f, name: f.create_dataset(name, (2**40,), dtype="u1"))),
+        ("rng as float", replace("rng/shuffle", lambda f, name: f.create_dataset(name, data=np.zeros(4)))),
+        ("rng as external link", replace("rng/torch_cpu", lambda f, name: f.__setitem__(
+            name, h5py.ExternalLink(other_file, "/rng/torch_cpu")))),
+        ("rng external storage", replace("rng/torch_cpu", lambda f, name: f.create_dataset(
+            name, (5056,), dtype="u1", external=[("/etc/passwd", 0, h5py.h5f.UNLIMITED)]))),
+        ("soft link at the root", lambda f: f.__setitem__("extra", h5py.SoftLink("/rng"))),
+        ("epoch attribute 2", lambda f: f.attrs.__setitem__("epoch", 2)),
+        ("epoch attribute a string", lambda f: f.attrs.__setitem__("epoch", "one")),
+        ("schema version 9.0", lambda f: f.attrs.__setitem__("schema_version", "9.0")),
+        ("schema version deleted", lambda f: f.attrs.__delitem__("schema_version")),
+        ("model of the wrong shape", lambda f: f.create_dataset("model/head.weight", data=np.zeros((7, 7)))),
         ("optimizer param_groups not JSON", lambda f: f["optimizer"].attrs.__setitem__("param_groups", "[{")),
         ("optimizer tensor_keys naming torch.load", lambda f: f["optimizer"].attrs.__setitem__(
             "tensor_keys", json.dumps({"0": {"momentum_buffer": "load"}}))),
         ("optimizer tensor_keys deleted", lambda f: f["optimizer"].attrs.__delitem__("tensor_keys")),
         ("harmless extra attribute", lambda f: f.attrs.__setitem__("note", "hello")),
-        ("harmless extra group", lambda f: f.create_group("notes")),
     ]
     return edits
 
@@ -227,11 +280,11 @@ def _virtual_layout(source: str, name: str, shape):
     return layout
 
 
-def judge(run_dir: Path, expected) -> dict:
+def judge(run_dir: Path, expected, read) -> dict:
     from probe.errors import ProbeError
 
     try:
-        got = read_everything(run_dir)
+        got = read(run_dir)
     except ProbeError as err:
         return {"verdict": "typed error", "error": type(err).__name__, "message": str(err)[-200:]}
     except Exception as err:  # noqa: BLE001 - exactly what the fuzz test looks for
@@ -249,25 +302,34 @@ def _timeout(signum, frame):
     raise TimeoutError(f"a read took more than {SECONDS_PER_FILE} s")
 
 
-def main(run_dir: Path) -> None:
+def main(run_dir: Path, target: str) -> None:
     import faulthandler
 
-    from tests.store.hostile import recommit
+    from tests.store.hostile import recommit, recommit_resume
 
-    path = run_dir / f"epoch_{EPOCH:05d}.h5"
     manifest = (run_dir / "manifest.json").read_bytes()
+    if target == "epoch":
+        path = run_dir / f"epoch_{EPOCH:05d}.h5"
+        other = run_dir.parent / "other_epoch.h5"  # a valid file a hostile link or virtual dataset points into
+        shutil.copy(run_dir / "epoch_00002.h5", other)
+        read, edits, optimizer_json = read_everything, structure_mutations(str(other)), b""
+        vouch = lambda: recommit(run_dir, EPOCH)  # noqa: E731
+    else:
+        path = run_dir / json.loads(manifest)["resume"]["file"]
+        other = run_dir.parent / "other_resume.h5"
+        shutil.copy(path, other)
+        with h5py.File(path, "r") as f:
+            optimizer_json = f["optimizer"].attrs["param_groups"].encode()
+        read, edits = read_resume, resume_mutations(str(other))
+        vouch = lambda: recommit_resume(run_dir)  # noqa: E731
     original = path.read_bytes()
-    other = run_dir.parent / "other_epoch.h5"  # a valid file a hostile link or virtual dataset points into
-    shutil.copy(run_dir / "epoch_00002.h5", other)
     layout = raw_layout(path)
-    with h5py.File(path, "r") as f:
-        optimizer_json = f["optimizer"].attrs["param_groups"].encode()
-    original_arrays = read_everything(run_dir)
+    original_arrays = read(run_dir)
     signal.signal(signal.SIGALRM, _timeout)
     rng = np.random.default_rng(0)
 
     mutations = list(byte_mutations(original, layout, rng))
-    for label, edit in structure_mutations(str(other)):
+    for label, edit in edits:
         path.write_bytes(original)
         with h5py.File(path, "r+") as f:
             edit(f)
@@ -279,11 +341,11 @@ def main(run_dir: Path) -> None:
             path.write_bytes(data)
             (run_dir / "manifest.json").write_bytes(manifest)
             if manifest_updated:
-                recommit(run_dir, EPOCH)
+                vouch()
             signal.alarm(SECONDS_PER_FILE)
             faulthandler.dump_traceback_later(3 * SECONDS_PER_FILE, exit=True)  # stuck in C: die, loudly
             try:
-                outcome = judge(run_dir, expected)
+                outcome = judge(run_dir, expected, read)
             except TimeoutError as err:
                 outcome = {"verdict": "timeout", "error": "TimeoutError", "message": str(err)}
             finally:
@@ -293,4 +355,4 @@ def main(run_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), sys.argv[2])

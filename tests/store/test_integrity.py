@@ -45,9 +45,9 @@ def test_missing_epoch_file_is_a_typed_error(run_copy):
 
 def test_newer_schema_major_is_refused(run_copy):
     info = json.loads((run_copy / "run.json").read_text())
-    info["schema_version"] = "2.0"
+    info["schema_version"] = "3.0"
     (run_copy / "run.json").write_text(json.dumps(info))
-    with pytest.raises(SchemaVersionError, match="2.0"):
+    with pytest.raises(SchemaVersionError, match="3.0"):
         probe.open_run(run_copy)
 
 

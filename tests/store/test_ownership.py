@@ -99,7 +99,7 @@ def test_overwrite_of_probes_own_runs_and_sweeps_replaces_them(tiny_parity_run, 
     (run / "diverged.json").write_text("{}")
     train(tiny_parity_config(epochs=1, lr=0.2), run, overwrite=True)
     assert probe.open_run(run).lr == 0.2 and sorted(p.name for p in run.iterdir()) == [
-        ".lock", "epoch_00000.h5", "epoch_00001.h5", "manifest.json", "run.json"]
+        ".lock", "epoch_00000.h5", "epoch_00001.h5", "manifest.json", "resume_00001.h5", "run.json"]
     run_sweep(tiny_parity_config(epochs=1), sweep, {"lr": [0.1]}, overwrite=True)
     assert sorted(p.name for p in sweep.iterdir()) == [".lock", "lr0.1", "sweep.json"]  # old runs are gone
     with pytest.raises(RunDirectoryError, match="is a probe sweep directory, not a run"):

@@ -83,7 +83,7 @@ def test_records_inside_passes_are_numbered_points_with_their_pass(plain_and_poi
     assert [pointed.step_of(e) for e in pointed.epochs] == [0, 5, 8, 13, 16, 24]
     assert [pointed.data_pass_of(e) for e in pointed.epochs] == [
         (0, True), (1, False), (1, True), (2, False), (2, True), (3, True)]  # step 16 ends pass 2: one record
-    assert pointed.info_json["plan"] == {"steps_per_pass": 8, "passes": 3, "total_steps": 24,
+    assert pointed.info_json["plan"] == {"steps_per_pass": 8, "passes": 3, "total_steps": 24, "final_epoch": 5,
                                          "distance_budget": pytest.approx(0.1 * 24),
                                          "early_fractions": [0.01, 0.03, 0.1]}
     assert pointed.planned_steps == 24 and pointed.distance_budget == pytest.approx(2.4)
@@ -112,8 +112,8 @@ def test_resume_from_a_record_inside_a_pass_is_bit_identical(plain_and_pointed, 
     out = tmp_path / "run"
     commit = RunWriter.commit_epoch
 
-    def commit_then_fail(self, payload):
-        entry = commit(self, payload)
+    def commit_then_fail(self, payload, resume=None):
+        entry = commit(self, payload, resume)
         if payload.global_step == 13:
             raise OSError("injected: the disk went away")
         return entry
@@ -125,7 +125,7 @@ def test_resume_from_a_record_inside_a_pass_is_bit_identical(plain_and_pointed, 
     stopped = probe.open_run(out)
     assert stopped.status == "failed" and stopped.epochs == [0, 1, 2, 3]
     assert stopped.data_pass_of(3) == (2, False) and stopped.step_of(3) == 13
-    assert "shuffle_pass_start" in stopped.rng_states(3)
+    assert "shuffle_pass_start" in stopped.resume_state().rng
     train(None, out, resume=True)
     resumed = probe.open_run(out)
     assert resumed.status == "complete"

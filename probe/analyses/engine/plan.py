@@ -226,6 +226,34 @@ class RunPlan:
         return len(self.cheap) * len(cheap_names) + len(self.heavy) * len(heavy_names)
 
 
+def model_epochs_with_weights(run: Run, manifest_epochs: list[dict[str, Any]], model_epochs: Any) -> list[int]:
+    """The model analyses' epochs: ``model_epochs`` (default :func:`default_model_epochs`) chosen among the committed
+    epochs that keep weights (all of them unless the run was trained with ``keep_weights``). Asked epochs without
+    weights are replaced by the nearest epoch (by step) with weights, and a warning names both."""
+    from probe.analyses.engine.result import warn
+
+    kept = [e for e in manifest_epochs if e.get("weights", True)]
+    epochs = [int(e["epoch"]) for e in kept]
+    steps = [int(e["global_step"]) for e in kept]
+    if len(kept) == len(manifest_epochs):
+        return select_epochs(model_epochs, epochs, steps, default=default_model_epochs(epochs, steps))
+    step_of = {int(e["epoch"]): int(e["global_step"]) for e in manifest_epochs}
+    committed = list(step_of)
+    asked = select_epochs(model_epochs, committed, list(step_of.values()),
+                          default=default_model_epochs(committed, list(step_of.values())))
+    if not epochs:
+        if asked:
+            warn(f"run {run.name}: no committed epoch keeps weights (keep_weights "
+                 f"{run.config.get('keep_weights')!r}); the model analyses are skipped")
+        return []
+    chosen = {e if e in epochs else nearest_epoch(epochs, steps, step_of[e]) for e in asked}
+    moved = [e for e in asked if e not in epochs]
+    if moved:
+        warn(f"run {run.name}: epochs {moved} keep no weights (keep_weights {run.config.get('keep_weights')!r}); "
+             f"the model analyses read the nearest epochs with weights instead: {sorted(chosen)}")
+    return sorted(chosen)
+
+
 def plan_run(source: Source, run: Run, epochs: Any = None, model_epochs: Any = None) -> RunPlan:
     """The :class:`RunPlan` of ``run`` for ``analyze``'s ``epochs`` and ``model_epochs``
     (see :func:`probe.analyses.engine.analyze`)."""
@@ -241,6 +269,6 @@ def plan_run(source: Source, run: Run, epochs: Any = None, model_epochs: Any = N
     cheap = select_epochs(epochs, committed, steps, default=list(committed))
     if committed:
         cheap = sorted(set(cheap) | {early, committed[-1]})
-    heavy = select_epochs(model_epochs, committed, steps, default=default_model_epochs(committed, steps))
+    heavy = model_epochs_with_weights(run, manifest_epochs, model_epochs)
     sha256 = {int(e["epoch"]): e.get("sha256") for e in manifest_epochs}
     return RunPlan(source, run, committed, steps, sha256, total, early, cheap, heavy, budget)
