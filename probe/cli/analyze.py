@@ -52,7 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu",
                    help="device for model analyses: cpu (default), auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps")
     p.add_argument("--no-report", action="store_true", help="tables and metrics.json only (no figures or HTML)")
-    p.add_argument("--no-cache", action="store_true", help="recompute everything (the cache is still rewritten)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="recompute and redraw everything (the caches are still rewritten)")
     p.add_argument("--no-attribution-grids", action="store_true",
                    help="leave the attribution heatmap grids out of the report")
     p.add_argument("--strict", action="store_true", help="stop at the first analysis that raises an error")
@@ -61,11 +62,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    """Validate, :func:`probe.analyses.engine.analyze`, the attribution grids, :func:`probe.report.write_report`,
-    the summary."""
-    from probe.analyses.engine import analyze, attribution_grids, summary_text, write_tables
+    """Validate, :func:`probe.analyses.engine.analyze`, :func:`probe.report.write_report` (which computes the
+    attribution grids only when its figure cache does not hold them for the same inputs), the summary."""
+    from probe.analyses.engine import analyze, summary_text, write_tables
     from probe.cli.options import parse_options
-    from probe.report import write_report
+    from probe.report import GridRequest, write_report
 
     result = analyze(
         args.path, out=args.out, epochs=_epochs_arg(args.epochs, "--epochs"),
@@ -74,9 +75,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         analyses=args.analyses, strict=args.strict, use_cache=not args.no_cache,
     )
     if not args.no_report:
-        grids = None if args.no_attribution_grids else attribution_grids(result, strict=args.strict)
-        write_report(result, grids, strict=args.strict)
-        write_tables(result)  # again: metrics.json lists the figures that failed, if any
+        grids = None if args.no_attribution_grids else GridRequest(strict=args.strict)
+        errors = len(result.errors)
+        write_report(result, grids, strict=args.strict, use_cache=not args.no_cache)
+        if len(result.errors) != errors:
+            write_tables(result)  # again: metrics.json lists the figures that failed
     print(summary_text(result))
     for name in ("report.html", "metrics.json", "runs.csv", "epochs.csv", "claims.csv"):
         if name in result.files:

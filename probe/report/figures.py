@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.colors import LogNorm, Normalize
-from matplotlib.figure import Figure
 
 from probe.analyses.engine.result import claims_wide
 from probe.errors import ProbeInputError
+
+if TYPE_CHECKING:
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
 
 __all__ = ["DYNAMICS_PANELS", "chain_figure", "claim_columns", "claims_forest", "claims_wide", "dynamics", "lr_colours",
            "metric_over_training", "proposition_panels", "rate_summary", "save_figure", "sweep_overview"]
@@ -54,6 +56,7 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
 def lr_colours(lrs: Sequence[float]):
     """A function ``lr -> RGBA`` on a log-scaled viridis over ``lrs``, and its normalisation."""
     from matplotlib import colormaps
+    from matplotlib.colors import LogNorm, Normalize
 
     values = np.asarray([v for v in lrs if np.isfinite(v) and v > 0], dtype=np.float64)
     if values.size == 0:
@@ -135,6 +138,8 @@ def sweep_overview(runs: pd.DataFrame, columns: Sequence[str] | None = None, nco
         columns: summary columns to draw (default :func:`claim_columns`).
         ncols: panels per row.
     """
+    from matplotlib.figure import Figure
+
     if runs.empty:
         raise ProbeInputError("the run table is empty: nothing to plot")
     columns = list(claim_columns(runs) if columns is None else columns)
@@ -190,6 +195,8 @@ def metric_over_training(epochs: pd.DataFrame, metric: str, split: str = "test",
 
     Returns the axes (a new figure's when ``ax`` is None).
     """
+    from matplotlib.figure import Figure
+
     if x not in ("step", "epoch"):
         raise ProbeInputError(f"x must be 'step' or 'epoch', got {x!r}")
     if ax is None:
@@ -221,6 +228,8 @@ def metric_over_training(epochs: pd.DataFrame, metric: str, split: str = "test",
 def dynamics(epochs: pd.DataFrame, budget: str | None = None, x: str = "step") -> Figure:
     """The report's per-run dynamics: :data:`DYNAMICS_PANELS` over training steps, one line per run coloured by
     learning rate (runs of ``budget`` only, when given)."""
+    from matplotlib.figure import Figure
+
     rows = epochs if budget is None else epochs[epochs["budget"] == budget]
     ncols = 4
     nrows = int(np.ceil(len(DYNAMICS_PANELS) / ncols))
@@ -261,6 +270,8 @@ def proposition_panels(ratio_curves: pd.DataFrame, proposition: pd.DataFrame, ra
     one line per run. Right: the measured BC/BA loss ratio against the mean logit norm across epochs of each run.
     ``fitted_rate`` is not drawn: it equals the smallest BA margin by definition.
     """
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(16, 4.4), layout="constrained")
     ax_r, ax_share, ax_norm = fig.subplots(1, 3)
     steps = proposition_steps if proposition_steps is not None else pd.DataFrame()
@@ -347,6 +358,8 @@ def claims_forest(claims: pd.DataFrame) -> Figure:
     """Each claim's effect (best rate's mean minus the lowest rate's, in units of the claim's floor) with its 95%
     interval, per judged scope, coloured by verdict; the band between -1 and 1 is smaller than the floor. Claims
     that are not measurable are listed without a point."""
+    from matplotlib.figure import Figure
+
     names = list(dict.fromkeys(claims["claim"])) if len(claims) else []
     fig = Figure(figsize=(7.5, 0.42 * max(len(names), 1) + 1.8), layout="constrained")
     ax = fig.subplots()
@@ -389,6 +402,8 @@ def chain_figure(epochs_table: pd.DataFrame, runs_table: pd.DataFrame) -> Figure
     each curve rescaled to [0, 1] per run, then averaged over the rate's ok runs
     (:func:`probe.analyses.chain.chain_curves`). Step 0 has no place on a log axis and is not drawn (it still enters
     the rescaling)."""
+    from matplotlib.figure import Figure
+
     from probe.analyses.chain import CURVES, chain_curves
 
     curves = chain_curves(epochs_table, runs_table)

@@ -68,9 +68,10 @@ REPORT_TERMS: dict[str, Entry] = {
 @cache
 def entries() -> dict[str, Entry]:
     """Every glossary entry by key: each metric id declared by a registered analysis (the built-in ones are loaded),
-    in declaration order, then :data:`REPORT_TERMS`."""
+    analyses by name (not by registration, which follows import order), each one's metrics in declaration order;
+    then :data:`REPORT_TERMS`."""
     out: dict[str, Entry] = {}
-    for analysis in load_analyses().values():
+    for analysis in sorted(load_analyses().values(), key=lambda a: a.name):
         for metric in analysis.metrics:
             out[metric.id] = Entry(analysis.name, metric.id, metric.definition + ".", "docs/" + metric.docs,
                                    metric.code)

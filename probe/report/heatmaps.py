@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from probe.errors import ProbeInputError
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from probe.analyses.attribution import Attributions
 
 __all__ = ["attribution_map", "heatmap_grid", "plot_attributions", "save_grid", "underlay"]
@@ -105,6 +106,8 @@ def heatmap_grid(
     labels = (["input"] if show_images else []) + list(row_labels)
     h, w = base.shape[1:3]
     aspect = w / h
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(max(2.0, cell_inches * aspect * n + 1.2), cell_inches * len(rows) + (0.5 if title else 0.2)))
     axes = fig.subplots(len(rows), n, squeeze=False)
     for r, (heat, label) in enumerate(zip(rows, labels)):

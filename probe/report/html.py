@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from probe.report.chain import chain_section_html
 from probe.report.glossary import glossary_html, metric_link, metric_of
@@ -30,6 +29,8 @@ from probe.report.tables import fmt as _fmt
 from probe.report.tables import table_html
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from probe.analyses.engine.result import AnalysisResult
 
 __all__ = ["Section", "analysis_sections", "figure_data_uri", "glossary_section", "render_page", "table_html"]
@@ -88,7 +89,7 @@ class Section:
 
 def figure_data_uri(figure: Figure | bytes | str | Path, dpi: int = 110) -> str:
     """``data:image/png;base64,...`` of a figure, PNG bytes or a PNG file."""
-    if isinstance(figure, Figure):
+    if hasattr(figure, "savefig"):  # a matplotlib Figure (matplotlib is imported only when one is drawn)
         buf = io.BytesIO()
         figure.savefig(buf, format="png", dpi=dpi)
         data = buf.getvalue()

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from probe.report.figures import lr_colours, save_figure
+from probe.report.figcache import FigureCache, write_if_changed
+from probe.report.figures import lr_colours
 from probe.report.html import Section, table_html
 
 #: metrics of the representation table, in display order (test split unless noted in the column name).
@@ -43,15 +44,28 @@ def _final_rows(result: Any, prefix: str, split: str) -> pd.DataFrame:
     return rows[rows["epoch"] == rows["final_epoch"]]
 
 
-def prune_curve_figure(result: Any):
-    """Accuracy after global magnitude pruning against sparsity, one line per learning rate (mean over seeds),
-    one panel per budget; dashed lines are runs left out of the claims."""
-    from matplotlib.figure import Figure
-
+def prune_rows(result: Any) -> pd.DataFrame:
+    """The rows :func:`prune_curves` draws: ``prune_acc@<s>`` on the test split at each run's final epoch, with
+    ``sparsity`` (s), ``budget``, ``lr``, ``status`` and ``value``, in a fixed order."""
     rows = _final_rows(result, "prune_acc@", "test")
     if rows.empty:
-        return None
+        return rows
     rows = rows.assign(sparsity=rows["metric"].str.removeprefix("prune_acc@").astype(float))
+    rows = rows[["run", "budget", "lr", "status", "sparsity", "value"]]
+    return rows.sort_values(["budget", "lr", "run", "sparsity"], kind="stable").reset_index(drop=True)
+
+
+def prune_curve_figure(result: Any):
+    """Accuracy after global magnitude pruning against sparsity, one line per learning rate (mean over seeds),
+    one panel per budget; dashed lines are runs left out of the claims (None without pruning metrics)."""
+    rows = prune_rows(result)
+    return None if rows.empty else prune_curves(rows)
+
+
+def prune_curves(rows: pd.DataFrame):
+    """:func:`prune_curve_figure` drawn from :func:`prune_rows`."""
+    from matplotlib.figure import Figure
+
     budgets = [b for b in ("fixed", "matched") if (rows["budget"] == b).any()]
     fig = Figure(figsize=(5.2 * len(budgets), 3.8), layout="constrained")  # not pyplot: no figure left open
     axes = fig.subplots(1, len(budgets), squeeze=False)
@@ -84,8 +98,9 @@ def _retention_note(table: pd.DataFrame) -> str:
             "accuracy.</p>")
 
 
-def representation_section(result: Any, fig_dir: Path) -> list[Section]:
-    """Linear probes, separation, selectivity, sparsity and pruning against the learning rate."""
+def representation_section(result: Any, fig_dir: Path, cache: FigureCache | None = None) -> list[Section]:
+    """Linear probes, separation, selectivity, sparsity and pruning against the learning rate (the pruning figure
+    from ``cache`` when it holds it for these rows)."""
     runs = result.runs
     columns = [c for c in REPRESENTATION_COLUMNS if c in runs.columns and runs[c].notna().any()]
     if not columns:
@@ -93,11 +108,11 @@ def representation_section(result: Any, fig_dir: Path) -> list[Section]:
     table = (runs[runs["status"] == "ok"].groupby(["budget", "lr"])[columns].mean().reset_index()
              .rename(columns={c: c.split(":", 1)[1] for c in columns}))
     figures = []
-    fig = prune_curve_figure(result)
-    if fig is not None:
-        path = save_figure(fig, fig_dir / "prune_curves.png")
-        result.files["figures/prune_curves.png"] = path
-        figures.append((path, "Accuracy after global unstructured magnitude pruning (no fine-tuning) of every "
+    rows = prune_rows(result)
+    if len(rows):
+        png = (cache or FigureCache(None)).png("prune_curves", prune_curves, rows)
+        result.files["figures/prune_curves.png"] = write_if_changed(fig_dir / "prune_curves.png", png)
+        figures.append((png, "Accuracy after global unstructured magnitude pruning (no fine-tuning) of every "
                               "weight matrix and conv kernel, by learning rate; error bars over seeds."))
     text = ("<p>At each run's final epoch, mean over seeds of the runs left in the claims (status ok). "
             "Linear probes are fit on a group-balanced half of the validation split and scored on the other half; "
@@ -106,31 +121,46 @@ def representation_section(result: Any, fig_dir: Path) -> list[Section]:
     return [Section("Representations and compressibility", text, figures)]
 
 
-def attribution_sections(result: Any, grids: Any, fig_dir: Path) -> list[Section]:
-    """Draw precomputed attribution grids (:func:`probe.analyses.engine.grids.attribution_grids`: the same
-    bias-conflicting test samples across the learning rates of each sweep, one grid per applicable method) into one
-    section."""
+def attribution_figures(result: Any, grids: Any, fig_dir: Path,
+                        cache: FigureCache | None = None) -> list[tuple[str, bytes, str]]:
+    """``(name, PNG, caption)`` of each precomputed attribution grid
+    (:func:`probe.analyses.engine.grids.attribution_grids`: the same bias-conflicting test samples across the
+    learning rates of each sweep, one grid per applicable method), drawn unless ``cache`` holds it for these
+    attributions; each PNG is also written to ``fig_dir``."""
     from probe.report.heatmaps import plot_attributions
 
+    cache = cache or FigureCache(None)
     figures = []
     for grid in grids.grids:
         rows = grid.rows
-        fig = plot_attributions(rows, title=f"{grid.method}: {grid.source}, same {grid.samples.upper()} test samples, "
-                                            f"rows = learning rate (seed {grid.seed}, last epoch)")
         name = f"attribution_{grid.method}_{grid.source}".replace("/", "_")
-        path = save_figure(fig, fig_dir / f"{name}.png")
-        result.files[f"figures/{name}.png"] = path
+        title = (f"{grid.method}: {grid.source}, same {grid.samples.upper()} test samples, rows = learning rate "
+                 f"(seed {grid.seed}, last epoch)")
+        png = cache.png(name, plot_attributions, rows, title=title)
+        result.files[f"figures/{name}.png"] = write_if_changed(fig_dir / f"{name}.png", png)
         shares = pd.concat([r.shares().assign(lr=r.lr) for r in rows])
         caption = f"{grid.method} attributions ({grid.budget} budget)."
         if "core_attr_share" in shares and shares["core_attr_share"].notna().any():
             mean = shares.groupby("lr")["core_attr_share"].mean()
             caption += " Mean core_attr_share by rate: " + ", ".join(
                 f"{lr:g}: {v:.2f}" for lr, v in mean.items() if np.isfinite(v))
-        figures.append((path, caption))
+        figures.append((name, png, caption))
+    return figures
+
+
+def attribution_section(figures: list[tuple[str, bytes, str]], notes: list[str]) -> list[Section]:
+    """The report's attribution section of :func:`attribution_figures` (none without a figure)."""
     if not figures:
         return []
     text = ("<p>Where each model looks. Heat is |attribution| summed over channels; the core region is outlined "
             "where the dataset has masks. Generate more with <code>probe attribute</code>.</p>")
-    if grids.notes:
-        text += "<p>" + html.escape("; ".join(sorted(set(grids.notes)))) + ".</p>"
-    return [Section("Attributions", text, figures)]
+    if notes:
+        text += "<p>" + html.escape("; ".join(sorted(set(notes)))) + ".</p>"
+    return [Section("Attributions", text, [(png, caption) for _, png, caption in figures])]
+
+
+def attribution_sections(result: Any, grids: Any, fig_dir: Path, cache: FigureCache | None = None) -> list[Section]:
+    """Draw precomputed attribution grids (:func:`probe.analyses.engine.grids.attribution_grids`: the same
+    bias-conflicting test samples across the learning rates of each sweep, one grid per applicable method) into one
+    section."""
+    return attribution_section(attribution_figures(result, grids, fig_dir, cache), grids.notes)

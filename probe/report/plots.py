@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from matplotlib.figure import Figure
-
 from probe.report.figures import (
     chain_figure,
     claims_forest,
@@ -25,6 +23,8 @@ from probe.report.figures import (
 )
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from probe.analyses.engine.result import AnalysisResult
 
 __all__ = ["plot_chain", "plot_claims", "plot_dynamics", "plot_metric", "plot_overview", "plot_proposition"]
