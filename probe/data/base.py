@@ -133,7 +133,7 @@ class Split:
             move = device is not None and torch.device(device) != self.x.device
             for start in range(0, len(order), batch_size):
                 positions = order[start : start + batch_size]
-                xb = self.x[positions]
+                xb = self.x.index_select(0, positions)  # the same rows as x[positions], with less dispatch
                 yield positions, (xb.to(device, non_blocking=True) if move else xb)
             return
         chunks = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
