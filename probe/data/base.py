@@ -130,10 +130,11 @@ class Split:
             order = torch.arange(n)
         if self.in_memory:
             order = order.to(self.x.device)
+            move = device is not None and torch.device(device) != self.x.device
             for start in range(0, len(order), batch_size):
                 positions = order[start : start + batch_size]
-                xb = self.x[positions]
-                yield positions, (xb if device is None else xb.to(device, non_blocking=True))
+                xb = self.x.index_select(0, positions)  # the same rows as x[positions], with less dispatch
+                yield positions, (xb.to(device, non_blocking=True) if move else xb)
             return
         chunks = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
         pin = device is not None and torch.device(device).type == "cuda"

@@ -262,6 +262,7 @@ class Trainer:
                 keep = data_pass in pass_ends or any(pass_first_step + begin < s <= pass_last_step for s in record_at)
                 buffers = _SgdBuffers()
                 step_losses = torch.zeros(steps_this_pass, device=self.device)
+                checked = begin  # step_losses[:checked] of this pass are known finite
                 for i, (positions, xb) in enumerate(
                     train.batches(cfg.batch_size, order=order[begin * cfg.batch_size:], device=self.device,
                                   num_workers=cfg.workers), start=begin
@@ -269,9 +270,11 @@ class Trainer:
                     if i >= steps_this_pass:
                         break
                     lr = lr_at(global_step, total_steps, cfg)
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr
-                    positions = positions.to(self.device)
+                    if lr != optimizer.param_groups[0]["lr"]:
+                        for group in optimizer.param_groups:
+                            group["lr"] = lr
+                    if positions.device != self.device:
+                        positions = positions.to(self.device)
                     if channels_last:
                         xb = xb.contiguous(memory_format=torch.channels_last)
                     with self._autocast():
@@ -282,22 +285,32 @@ class Trainer:
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
-                    step_losses[i] = loss.detach()
                     if keep:
                         buffers.add(positions, loss_vec.detach(), logits.detach() if cfg.sgd_logits else None,
                                     global_step)
                     global_step += 1
                     inside = global_step in record_at and global_step != pass_last_step
-                    if (i + 1) % check_every == 0 or i + 1 == steps_this_pass or inside:
-                        if not bool(torch.isfinite(step_losses[: i + 1]).all()):
-                            bad = int((~torch.isfinite(step_losses[: i + 1])).nonzero()[0])
-                            diverged = {
-                                "epoch": data_pass,
-                                "step": global_step - (i + 1) + bad,
-                                "loss": str(float(step_losses[bad])),
-                                "lr": lr_at(global_step - (i + 1) + bad, total_steps, cfg),
-                            }
-                            break
+                    bad = None  # position in the pass of the first non-finite loss
+                    if check_every == 1:  # the loss is on the host: read it, no batched check needed
+                        loss_value = loss.item()
+                        if not math.isfinite(loss_value):
+                            bad, bad_loss = i, loss_value
+                    else:  # the device's losses since the last check, read together
+                        step_losses[i] = loss.detach()
+                        if (i + 1) % check_every == 0 or i + 1 == steps_this_pass or inside:
+                            finite = torch.isfinite(step_losses[checked : i + 1])
+                            if not bool(finite.all()):
+                                bad = checked + int((~finite).nonzero()[0])
+                                bad_loss = float(step_losses[bad])
+                            checked = i + 1
+                    if bad is not None:
+                        diverged = {
+                            "epoch": data_pass,
+                            "step": global_step - (i + 1) + bad,
+                            "loss": str(bad_loss),
+                            "lr": lr_at(global_step - (i + 1) + bad, total_steps, cfg),
+                        }
+                        break
                     bar.update(1)
                     if inside:  # a recorded step inside the pass
                         epoch += 1
@@ -437,11 +450,12 @@ class _SgdBuffers:
         self.positions, self.losses, self.logits, self.steps = [], [], [], []
 
     def add(self, positions, loss_vec, logits, step: int) -> None:
+        """Keep one minibatch's records (references, no copies); ``step`` is kept as a number."""
         self.positions.append(positions)
         self.losses.append(loss_vec)
         if logits is not None:
             self.logits.append(logits)
-        self.steps.append(torch.full_like(positions, step))
+        self.steps.append(step)
 
     def take(self, train, idx_train, y_train, a_train, bc_train, sgd_logits: bool) -> dict[str, np.ndarray]:
         """The ``/sgd`` records of what was added since the last call (at least one step), as host arrays; the
@@ -456,7 +470,7 @@ class _SgdBuffers:
             "logits": (torch.cat(self.logits).cpu().numpy() if sgd_logits
                        else np.zeros((len(pos), 0), np.float32)),
             "loss": torch.cat(self.losses).cpu().numpy(),
-            "step": torch.cat(self.steps).cpu().numpy(),
+            "step": np.repeat(np.asarray(self.steps, dtype=np.int64), [len(p) for p in self.positions]),
         }
         self.__init__()
         return sgd
