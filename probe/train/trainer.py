@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import platform
 import sys
 import time
@@ -131,11 +132,23 @@ def uses_channels_last(model: torch.nn.Module) -> bool:
     return any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
 
 
+def overlap_evaluation(device: torch.device) -> bool:
+    """Whether the trainer evaluates recorded splits while training goes on: on CUDA (a separate stream), and on a
+    CPU whose cores are not all busy with training (torch's intra-op threads at most half of the cores), where the
+    evaluation gets cores of its own. Elsewhere the two would compete for the same cores, and evaluation runs between
+    steps, as it does for splits streamed from disk."""
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu":
+        return False
+    return 2 * torch.get_num_threads() <= (os.cpu_count() or 1)
+
+
 class Trainer:
     """Trains one run. Use :func:`train` unless you need the pieces."""
 
     def __init__(self, cfg: TrainConfig, out: str | Path, *, dataset: SpuriousDataset | None = None,
-                 progress: bool = False):
+                 progress: bool = False, overlap_eval: bool | None = None):
         self.cfg = cfg.validate()
         self.out = Path(out)
         self.device = resolve_device(cfg.device)
@@ -145,6 +158,8 @@ class Trainer:
             self.dataset.split(s)
         self.record_splits = splits
         self.progress = progress
+        #: evaluate recorded splits on a copy of the weights while training goes on (None: :func:`overlap_evaluation`)
+        self.overlap_eval = overlap_eval
         self.steps_per_pass, self.num_passes, self.total_steps = plan_length(len(self.dataset.train), self.cfg)
         self.cfg.check_record_steps(self.total_steps)
         self.weights_info: dict[str, Any] | None = None
@@ -227,6 +242,12 @@ class Trainer:
         writer = RunWriter.resume(self.out) if resume else RunWriter.create(self.out, self.run_info(),
                                                                                 overwrite=overwrite)
         self._committer = BackgroundCommitter(writer)
+        # a split streamed from disk draws its loader's seed from the global generator: evaluate it between steps
+        in_memory = all(split.in_memory for split in eval_splits.values())
+        self.overlap_eval = in_memory and (overlap_evaluation(self.device) if self.overlap_eval is None
+                                           else self.overlap_eval)
+        self._snapshot: torch.nn.Module | None = None
+        self._side_stream = None
         try:
             if resume:
                 writer.update_info(plan=self.plan())
@@ -354,39 +375,72 @@ class Trainer:
 
     def _commit(self, model, optimizer, shuffle, eval_splits, *, epoch, global_step, sgd, lr, data_pass,
                 pass_complete, batches_done, pass_start_state=None) -> None:
-        """Evaluate every recorded split now; hand a snapshot of all state to the background committer.
+        """Snapshot all state and hand the commit (evaluating every recorded split, writing the files) to the
+        background committer.
 
-        A record inside a data pass also keeps the shuffle generator's state from before the pass's permutation
-        (``shuffle_pass_start``), so that resuming regenerates the same order and skips ``batches_done`` batches."""
-        was_training = any(m.training for m in model.modules())
-        model.eval()
-        records = {name: evaluate_split(model, split, self.device, self.cfg.eval_batch_size, self._autocast,
-                                        self.cfg.workers)
-                   for name, split in eval_splits.items()}
-        if was_training:
-            set_train_mode(model, self.cfg.freeze)
+        With :attr:`overlap_eval` the weights are copied into a second model that the committer evaluates while
+        training goes on (on CUDA in a separate stream); otherwise every split is evaluated here first. The records
+        are the same either way. A record inside a data pass also keeps the shuffle generator's state from before the
+        pass's permutation (``shuffle_pass_start``), so that resuming regenerates the same order and skips
+        ``batches_done`` batches."""
+        self._committer.wait()  # the previous commit is done with the snapshot model
+        keep = epoch in self.weight_epochs
+        optimizer_state = copy.deepcopy(optimizer.state_dict())
+        sgd_fields = None if sgd is None else self._encode(sgd, subset=False)
+        if self.overlap_eval:
+            snapshot = self._snapshot_of(model)
+            model_state = {k: v.detach() for k, v in snapshot.state_dict().items()}
+            stream = self._side_stream
+
+            def evaluate() -> dict[str, dict[str, np.ndarray]]:
+                with torch.cuda.stream(stream) if stream is not None else nullcontext():
+                    return self._evaluate(snapshot, eval_splits)
+        else:
+            was_training = any(m.training for m in model.modules())
+            model.eval()
+            records = self._evaluate(model, eval_splits)
+            if was_training:
+                set_train_mode(model, self.cfg.freeze)
+            model_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+            def evaluate() -> dict[str, dict[str, np.ndarray]]:
+                return records
+        # after a serial evaluation, which may draw from the global generator (a DataLoader's base seed)
         rng = {"shuffle": shuffle.get_state(), "torch_cpu": torch.get_rng_state()}
         if not pass_complete:
             rng["shuffle_pass_start"] = pass_start_state
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        model_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        keep = epoch in self.weight_epochs
-        payload = EpochPayload(
-            epoch=epoch,
-            global_step=global_step,
-            lr=float(lr),
-            model_state=model_state if keep else None,
-            records={name: self._encode(fields) for name, fields in records.items()},
-            sgd=None if sgd is None else self._encode(sgd, subset=False),
-            data_pass=data_pass,
-            pass_complete=pass_complete,
-            pass_batches_done=batches_done,
-        )
-        resume = ResumePayload(epoch=epoch, global_step=global_step,
-                               optimizer_state=copy.deepcopy(optimizer.state_dict()), rng_states=rng,
-                               model_state=None if keep else model_state)
-        self._committer.submit(payload, resume)
+
+        def build() -> tuple[EpochPayload, ResumePayload]:
+            payload = EpochPayload(
+                epoch=epoch, global_step=global_step, lr=float(lr), model_state=model_state if keep else None,
+                records={name: self._encode(fields) for name, fields in evaluate().items()}, sgd=sgd_fields,
+                data_pass=data_pass, pass_complete=pass_complete, pass_batches_done=batches_done)
+            resume = ResumePayload(epoch=epoch, global_step=global_step, optimizer_state=optimizer_state,
+                                   rng_states=rng, model_state=None if keep else model_state)
+            return payload, resume
+
+        self._committer.submit_job(build)
+
+    def _evaluate(self, model, eval_splits) -> dict[str, dict[str, np.ndarray]]:
+        return {name: evaluate_split(model, split, self.device, self.cfg.eval_batch_size, self._autocast,
+                                     self.cfg.workers)
+                for name, split in eval_splits.items()}
+
+    def _snapshot_of(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The evaluation copy of ``model`` (made once, in eval mode) holding ``model``'s current weights and
+        buffers; on CUDA its side stream first waits for the copy."""
+        if self._snapshot is None:
+            self._snapshot = copy.deepcopy(model).eval()
+            if self.device.type == "cuda":
+                self._side_stream = torch.cuda.Stream(self.device)
+        with torch.no_grad():
+            for target, source in zip(self._snapshot.state_dict().values(), model.state_dict().values()):
+                target.copy_(source)
+        if self._side_stream is not None:
+            self._side_stream.wait_stream(torch.cuda.current_stream(self.device))
+        return self._snapshot
 
     def _encode(self, fields: dict[str, np.ndarray], *, subset: bool = True) -> dict[str, np.ndarray]:
         """Records with their logits as ``record_logits`` and ``logits_dtype`` keep them (full float32 logits
@@ -489,8 +543,13 @@ class BackgroundCommitter:
         self._pending: Future | None = None
 
     def submit(self, payload: EpochPayload, resume: ResumePayload | None = None) -> None:
+        self.submit_job(lambda: (payload, resume))
+
+    def submit_job(self, build) -> None:
+        """Commit ``build()``'s ``(payload, resume)``, calling it on the committer's thread (after the previous
+        commit)."""
         self.wait()
-        self._pending = self._pool.submit(self.writer.commit_epoch, payload, resume)
+        self._pending = self._pool.submit(lambda: self.writer.commit_epoch(*build()))
 
     def wait(self) -> None:
         if self._pending is not None:
