@@ -27,6 +27,7 @@ from probe.analyses.attribution_methods import (
     method_applies,
 )
 from probe.analyses.base import AnalysisContext, EpochMetrics, Metric, Option, register_epoch_analysis
+from probe.analyses.features import model_epoch
 from probe.device import resolve_device
 from probe.errors import ProbeInputError
 
@@ -505,7 +506,7 @@ def attribution_analysis(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
     dataset = ctx.dataset
     s = dataset.split(split_name)
     positions = analysis_positions(s, n, seed)
-    model = ctx.model(epoch)
+    model = model_epoch(ctx, epoch).model  # loaded once per epoch, shared with the other analyses
     out: dict[str, float] = {}
     if s.has_masks and len(positions):
         x = s.inputs(positions).float()

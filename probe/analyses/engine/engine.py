@@ -20,6 +20,7 @@ plan, :func:`assemble`.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -58,12 +59,15 @@ from probe.store.reader import RUN_JSON, Run
 class EpochMemo:
     """A run whose ``records`` / ``sgd_records`` / ``state_dict`` keep the last epoch read in memory, so that the
     analyses of one epoch read its file once (inside :meth:`reading`, one verified open of the file serves every
-    read); everything else is the run's own. Memoised arrays are read-only."""
+    read), whose ``model`` loads the memoised weights, and whose ``dataset`` is built once per ``analyze`` for all
+    runs with the same dataset, plugins and options (``datasets``, shared between the memos of one ``analyze``);
+    everything else is the run's own. Memoised arrays are read-only."""
 
-    def __init__(self, run: Run):
+    def __init__(self, run: Run, datasets: dict[str, Any] | None = None):
         self._run = run
         self._epoch: int | None = None
         self._memo: dict[tuple, Any] = {}
+        self._datasets = {} if datasets is None else datasets
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._run, name)
@@ -94,6 +98,26 @@ class EpochMemo:
 
     def state_dict(self, epoch: int):
         return {k: v.clone() for k, v in self._get(("state",), epoch, lambda: self._run.state_dict(epoch)).items()}
+
+    def model(self, epoch: int | None = None):
+        """:meth:`Run.model <probe.store.reader.Run.model>` from the memoised weights (``load_state_dict`` copies
+        them into a freshly built model)."""
+        epoch = self._run.epochs[-1] if epoch is None else epoch
+        model = self._run.build_model()
+        model.load_state_dict(self._get(("state",), epoch, lambda: self._run.state_dict(epoch)))
+        return model.eval()
+
+    def dataset(self):
+        """:meth:`Run.dataset <probe.store.reader.Run.dataset>`, built once for every run of this ``analyze`` that
+        names the same dataset, options and plugins (the build is deterministic given them)."""
+        config = self._run.config
+        key = json.dumps([config.get("dataset"), config.get("dataset_options", {}), self._run.plugins],
+                         sort_keys=True, default=str)
+        if key not in self._datasets:
+            self._datasets[key] = self._run.dataset()
+        else:
+            self._run.load_plugins()
+        return self._datasets[key]
 
 
 # --- the steps -------------------------------------------------------------------------------------------------------
@@ -198,23 +222,29 @@ def analyse_run(plan: RunPlan, ident: dict[str, Any], selected: SelectedAnalyses
                 on_task: Callable[[], None] = lambda: None) -> RunAnalysis:
     """Every selected analysis on every planned epoch of one run, from the cache where a valid entry exists.
 
-    Every planned epoch is first re-hashed against the manifest (:meth:`Run.verify_bytes`: a damaged epoch raises a
-    typed error naming the file, which the caller turns into a ``damaged`` row), so the cache never answers for a
-    changed file; the contents are checked when the analyses read them. A failing analysis is appended to ``errors``
+    Every planned epoch is hashed against the manifest once (a damaged epoch raises a typed error naming the file,
+    which the caller turns into a ``damaged`` row), so the cache never answers for a changed file: an epoch the cache
+    answers in full is re-hashed (:meth:`Run.verify_bytes`) before any analysis runs; an epoch with something to
+    compute is hashed when its file is opened for the analyses (:meth:`Run.reading_epoch`: one verified open serves
+    every read of it, and the contents are checked as they are read). A failing analysis is appended to ``errors``
     (raised with ``strict``); ``on_task()`` is called once per (epoch, analysis).
     """
     run, rid = plan.run, ident["run"]
-    for epoch in plan.epochs:  # re-hash every epoch against the manifest before any analysis or cache entry answers
-        run.verify_bytes(epoch)
-    out = RunAnalysis()
-    step_of = plan.step_of
+    todo = []
     for epoch in plan.epochs:
         keys = selected.keys(plan.sha256[epoch])
         stored = cache.load(run.name, epoch)
         valid = MetricCache.matching(stored, keys) if use_cache else {}
         wanted = plan.analyses_at(epoch, selected.cheap, selected.heavy)
+        answered = all(a in valid for a in wanted)
+        if answered:  # re-hash before any analysis runs or any cache entry answers for this file
+            run.verify_bytes(epoch)
+        todo.append((epoch, keys, stored, valid, wanted, answered))
+    out = RunAnalysis()
+    step_of = plan.step_of
+    for epoch, keys, stored, valid, wanted, answered in todo:
         with ExitStack() as reading:
-            if any(a not in valid for a in wanted):  # one verified open of the file serves every analysis
+            if not answered:  # one verified open of the file serves every analysis
                 reading.enter_context(run.reading_epoch(epoch))
             changed = _analyse_epoch(epoch, wanted, valid, stored, keys, ident, selected, ctx, strict, errors,
                                      on_task, out, step_of[epoch])
@@ -367,11 +397,12 @@ def analyze(
     bar = _bar(sum(p.tasks(selected.cheap, selected.heavy) for p in plans), progress)
     errors: list[dict[str, Any]] = []
     measured: list[RunAnalysis] = []
+    datasets: dict[str, Any] = {}  # one build per distinct dataset, shared by the runs of this analyze
     for plan in plans:
         ident = run_identity(plan.source, plan.run, many)
         cache_root = out_dir / "cache" / plan.source.label
-        ctx = AnalysisContext(EpochMemo(plan.run), device=dev, cache_dir=cache_root,  # type: ignore[arg-type]
-                              options=selected.options)
+        ctx = AnalysisContext(EpochMemo(plan.run, datasets), device=dev,  # type: ignore[arg-type]
+                              cache_dir=cache_root, options=selected.options)
         done = 0
 
         def tick() -> None:
