@@ -95,6 +95,9 @@ def probes_ratio(run_path: Path, timeout: float) -> tuple[dict, bool]:
         stdout, finished = done.stdout, True
     except subprocess.TimeoutExpired as cut:
         stdout, finished = (cut.stdout or b"").decode() if isinstance(cut.stdout, bytes) else (cut.stdout or ""), False
+    except subprocess.CalledProcessError as failed:
+        print(f"(b) failed: {failed.stderr.strip().splitlines()[-1] if failed.stderr else failed}")
+        stdout, finished = failed.stdout or "", False
     for line in stdout.splitlines():
         found.update(json.loads(line))
     return found, finished and "probes" in found
