@@ -34,8 +34,9 @@ import numpy as np
 import pandas as pd
 
 from probe.analyses.base import AnalysisContext, EpochAnalysis, load_analyses, resolve_options
+from probe.analyses.cache import FileCache
 from probe.analyses.chain import CHAIN_COLUMNS, CHAIN_RUN_COLUMNS, mechanism_chain
-from probe.analyses.engine.cache import EntryKey, MetricCache
+from probe.analyses.engine.cache import CACHE_FORMAT, EntryKey, MetricCache
 from probe.analyses.engine.plan import EARLY_FRACTION, RunPlan, Source, plan_run, resolve_sources
 from probe.analyses.engine.result import (
     EPOCH_COLUMNS,
@@ -253,7 +254,7 @@ def analyse_run(plan: RunPlan, ident: dict[str, Any], selected: SelectedAnalyses
     out.run_row = run_row(plan, ident)
     if plan.committed and "train" in run.splits and "proposition" in selected.names:
         try:
-            out.ratio_curves, out.proposition_steps = proposition_tables(ctx, ident, plan)
+            out.ratio_curves, out.proposition_steps = proposition_tables(ctx, ident, plan, use_cache=use_cache)
         except Exception as exc:  # noqa: BLE001
             if strict:
                 raise
@@ -291,24 +292,51 @@ def _analyse_epoch(epoch: int, wanted: Sequence[str], valid: dict, stored: dict,
                              int(step), analysis, split, metric, float(value)))
     return changed
 
-def proposition_tables(ctx: AnalysisContext, ident: dict[str, Any], plan: RunPlan) -> tuple[pd.DataFrame,
-                                                                                             pd.DataFrame]:
+def proposition_tables(ctx: AnalysisContext, ident: dict[str, Any], plan: RunPlan, *,
+                       use_cache: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Of the training split, reading each record-level epoch once
     (:func:`probe.analyses.proposition.proposition_tables`): ``log R(alpha)`` on the grid of the declared option
     ``alphas`` at the run's early and final epochs and at the epochs where the proposition applies (``phase``
     ``final``, ``early`` or ``window``), and the scale / direction decomposition between consecutive record-level
-    epochs; both with the run's identity columns."""
+    epochs; both with the run's identity columns. Cached under ``<cache>/proposition/<run>.json`` for the sha256 of
+    every epoch it reads (each re-hashed or read by :func:`analyse_run` before), the alphas and the analysis version."""
     from probe.analyses.proposition import proposition_tables as tables_of
 
     final, early = plan.committed[-1], plan.early
-    steps, curves = tables_of(ctx.run, "train", epochs=plan.cheap, curve_epochs={final} | ({early} - {None}),
-                              alphas=ctx.option("alphas"))
+    curve_epochs = {final} | ({early} - {None})
+    alphas = ctx.option("alphas")
+    cache = FileCache(ctx.cache_dir)  # without a cache folder: computed every time
+    name = Path("proposition") / f"{ctx.run.name}.json"
+    key = None if cache.root is None else {
+        "format": CACHE_FORMAT, "version": load_analyses()["proposition"].version, "split": "train",
+        "alphas": [float(a) for a in alphas], "curve_epochs": sorted(int(e) for e in curve_epochs),
+        "epochs": [[int(e), plan.sha256[e]] for e in plan.cheap]}
+    stored = cache.load_json(name) if use_cache and key is not None else None
+    if isinstance(stored, dict) and stored.get("key") == key:
+        steps, curves = _frame_of(stored["steps"]), _frame_of(stored["curves"])
+    else:
+        steps, curves = tables_of(ctx.run, "train", epochs=plan.cheap, curve_epochs=curve_epochs, alphas=alphas)
+        if key is not None:
+            cache.store_json(name, {"key": key, "steps": _json_of(steps), "curves": _json_of(curves)})
     curves.insert(0, "phase", np.where(curves["epoch"] == final, "final",
                                        np.where(curves["epoch"] == early, "early", "window")))
     for i, (k, v) in enumerate(ident.items()):
         curves.insert(i, k, v)
         steps.insert(i, k, v)
     return curves, steps
+
+
+def _json_of(frame: pd.DataFrame) -> dict[str, Any]:
+    """A table as JSON: columns, dtypes and rows (floats written by ``repr``, so they read back bit for bit)."""
+    return {"columns": [str(c) for c in frame.columns], "dtypes": [str(t) for t in frame.dtypes],
+            "rows": [[v.item() if isinstance(v, np.generic) else v for v in row]
+                     for row in frame.itertuples(index=False, name=None)]}
+
+
+def _frame_of(document: dict[str, Any]) -> pd.DataFrame:
+    """The table :func:`_json_of` wrote."""
+    frame = pd.DataFrame(document["rows"], columns=document["columns"], dtype=object)
+    return frame.astype(dict(zip(document["columns"], document["dtypes"])))
 
 
 def assemble(out_dir: Path, sources: Sequence[Source], measured: Sequence[RunAnalysis],
