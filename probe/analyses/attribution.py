@@ -27,6 +27,7 @@ from probe.analyses.attribution_methods import (
     method_applies,
 )
 from probe.analyses.base import AnalysisContext, EpochMetrics, Metric, Option, register_epoch_analysis
+from probe.analyses.features import model_epoch
 from probe.device import resolve_device
 from probe.errors import ProbeInputError
 
@@ -373,13 +374,15 @@ def attribute_run(
     seed: int = 0,
     device: torch.device | str | None = None,
     dataset: SpuriousDataset | None = None,
+    values: np.ndarray | None = None,
     **method_options: Any,
 ) -> Attributions:
     """Attributions of ``run``'s model at ``epoch`` (default: the last) on samples of ``split``, target = true label.
 
     Samples are ``positions`` when given, else :func:`select_positions` of ``samples``, ``n``, ``seed``. Extra
     keyword arguments go to :func:`~probe.analyses.attribution_methods.attribute` (``n_steps``, ``smoothgrad``,
-    ``max_batch_size`` ...). ``dataset`` saves rebuilding it when the caller already has it.
+    ``max_batch_size`` ...). ``dataset`` saves rebuilding it when the caller already has it. ``values``: the
+    attributions of these very samples computed before (by a cache of them); the model is then not loaded.
     """
     check_method(method)
     epochs = run.epochs
@@ -391,13 +394,17 @@ def attribute_run(
     dataset = run.dataset() if dataset is None else dataset
     s = dataset.split(split)
     positions = select_positions(s, samples, n, seed) if positions is None else torch.as_tensor(positions).long()
-    device = resolve_device("auto") if device is None else torch.device(device)
-    model = run.model(epoch).to(device).eval()
-    if not method_applies(model, method):
-        raise ProbeInputError(f"{method} does not apply to model {run.config.get('model')!r}: it has no conv layer")
     x = s.inputs(positions).float()
     y = s.y[positions.to(s.y.device)].cpu()
-    values = attribute(model, x, y, method, device=device, seed=seed, **method_options)
+    if values is None:
+        device = resolve_device("auto") if device is None else torch.device(device)
+        model = run.model(epoch).to(device).eval()
+        if not method_applies(model, method):
+            raise ProbeInputError(f"{method} does not apply to model {run.config.get('model')!r}: it has no conv "
+                                  "layer")
+        values = attribute(model, x, y, method, device=device, seed=seed, **method_options).numpy()
+    elif tuple(np.shape(values)) != tuple(x.shape):
+        raise ProbeInputError(f"values have shape {tuple(np.shape(values))}; the samples {tuple(x.shape)}")
     core, spur = s.masks(positions, "core"), s.masks(positions, "spurious")
     return Attributions(
         method=method,
@@ -413,7 +420,7 @@ def attribute_run(
         a=s.a[positions.to(s.a.device)].cpu().numpy(),
         is_bc=s.is_bc[positions.to(s.is_bc.device)].cpu().numpy(),
         inputs=x.cpu().numpy(),
-        values=values.numpy(),
+        values=np.asarray(values),
         core_mask=None if core is None else core.cpu().numpy(),
         spurious_mask=None if spur is None else spur.cpu().numpy(),
     )
@@ -505,7 +512,7 @@ def attribution_analysis(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
     dataset = ctx.dataset
     s = dataset.split(split_name)
     positions = analysis_positions(s, n, seed)
-    model = ctx.model(epoch)
+    model = model_epoch(ctx, epoch).model  # loaded once per epoch, shared with the other analyses
     out: dict[str, float] = {}
     if s.has_masks and len(positions):
         x = s.inputs(positions).float()

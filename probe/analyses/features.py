@@ -3,7 +3,12 @@
 ``extract_features`` runs ``model.forward_features`` (and, when layers are named, ``model.forward_head`` so that every
 module of the forward pass fires) under ``torch.inference_mode`` in eval mode, batch by batch, and returns numpy
 arrays in the split's sample order. ``cached_features`` keeps the penultimate features of one (run, epoch, split) as
-an ``.npy`` file under the analysis cache so that every analysis of ``probe analyze`` and every re-run reuses them.
+an ``.npy`` file under the analysis cache so that every re-run reuses them.
+
+Within one ``probe analyze``, every model-level analysis reads the model through :func:`model_epoch`: the model of
+one (run, epoch) is loaded once, and one forward pass per split (:func:`split_outputs`) gives what the analyses
+need of it: the penultimate features (geometry, probes), the predicted classes (the dense point of the pruning curve)
+and the count of exact zeros at every ReLU module (activation sparsity).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +54,12 @@ def input_batches(
     tensor or an array of shape ``(n, *input_shape)``; each batch is moved to ``device`` when given."""
     if batch_size < 1:
         raise ProbeInputError(f"batch_size must be >= 1, got {batch_size}")
+    if getattr(source, "in_memory", False) and isinstance(getattr(source, "x", None), torch.Tensor):
+        # an in-memory split in sample order: contiguous slices, no gather
+        for start in range(0, len(source.x), batch_size):
+            xb = source.x[start : start + batch_size]
+            yield (xb if device is None else xb.to(device, non_blocking=True)).float()
+        return
     if hasattr(source, "batches"):
         for _, xb in source.batches(batch_size, device=device):
             yield xb.float()
@@ -225,28 +237,147 @@ def cached_features(
     return array
 
 
-class EpochFeatures:
-    """Penultimate features of several splits at one epoch, loading the model at most once (only on a cache miss)."""
+# -- one forward pass per (run, epoch, split), shared by the analyses of one context --------------------------------
+
+
+@dataclass(frozen=True)
+class SplitOutputs:
+    """What one forward pass of a model over a split gives, in the split's sample order.
+
+    Attributes:
+        features: ``(n, F)`` float32 penultimate features (``model.forward_features``).
+        predictions: ``(n,)`` int64 ``argmax_k`` of the logits ``model.forward_head(features)``.
+        relu_zeros: ``{layer: number of outputs exactly 0}`` of every ReLU module (:func:`relu_layers`), all
+            samples, units, positions and calls pooled.
+        relu_sizes: ``{layer: number of outputs}`` likewise.
+    """
+
+    features: np.ndarray
+    predictions: np.ndarray
+    relu_zeros: dict[str, int]
+    relu_sizes: dict[str, int]
+
+    @property
+    def n(self) -> int:
+        """Samples that went through the model."""
+        return len(self.predictions)
+
+
+def split_outputs(
+    model: nn.Module,
+    split_or_tensor: Any,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    device: torch.device | str | None = None,
+) -> SplitOutputs:
+    """One forward pass (``forward_head(forward_features(x))``, eval mode, ``torch.inference_mode``, batches of
+    ``batch_size``) over ``split_or_tensor``: penultimate features, predicted classes and the zero counts of every
+    ReLU module (:class:`SplitOutputs`); the same numbers as :func:`extract_features`,
+    :func:`probe.analyses.pruning.predict` and :func:`probe.analyses.sparsity.layer_activation_counts`. ``device``:
+    where to run (the model is moved there, in place); default the model's device."""
+    if device is not None:
+        model.to(device)
+    device = model_device(model)
+    layers = relu_layers(model)
+    zeros = {name: 0 for name in layers}
+    sizes = {name: 0 for name in layers}
+    feats: list[torch.Tensor] = []
+    preds: list[torch.Tensor] = []
+
+    def count(name: str, output: torch.Tensor) -> None:
+        zeros[name] += int((output == 0).sum().item())
+        sizes[name] += output.numel()
+
+    with eval_mode(model), activation_hooks(model, layers, count), torch.inference_mode():
+        for xb in input_batches(split_or_tensor, batch_size, device):
+            f = model.forward_features(xb)
+            # a copy: the head must not alter what was recorded
+            feats.append(f.detach().flatten(1).to("cpu", torch.float32, copy=True))
+            preds.append(model.forward_head(f).argmax(dim=1).cpu())
+    if not feats:
+        raise ProbeInputError("no samples to run the model on")
+    return SplitOutputs(torch.cat(feats).numpy(), torch.cat(preds).numpy(), zeros, sizes)
+
+
+class ModelEpoch:
+    """The model of one (run, epoch) and what the analyses read of it, each computed at most once.
+
+    The model is loaded on first use (``ctx.model(epoch)``) and shared: analyses must leave it as they found it
+    (pruning masks its weights in place and restores them). :meth:`outputs` runs the one forward pass over a split;
+    :meth:`features` answers from that pass, else from the feature cache (:func:`cached_features`, no model load),
+    else runs the pass and stores its features in the cache. Get it with :func:`model_epoch`.
+    """
 
     def __init__(self, ctx: AnalysisContext, epoch: int):
         self.ctx = ctx
-        self.epoch = epoch
+        self.epoch = int(epoch)
+        self.batch_size = int(ctx.option(BATCH_SIZE))
         self._model: nn.Module | None = None
+        self._outputs: dict[str, SplitOutputs] = {}
         self._features: dict[str, np.ndarray] = {}
 
     @property
     def model(self) -> nn.Module:
+        """The model at this epoch, in eval mode on ``ctx.device`` (loaded once)."""
         if self._model is None:
             self._model = self.ctx.model(self.epoch)
         return self._model
 
-    def __getitem__(self, split: str) -> np.ndarray:
-        if split not in self._features:
+    def outputs(self, split: str) -> SplitOutputs:
+        """:func:`split_outputs` of the model over ``split`` (computed once; its features go to the cache)."""
+        if split not in self._outputs:
             ctx = self.ctx
-            cached = None
-            if ctx.cache_dir is not None:
-                path = feature_cache_path(ctx.cache_dir, ctx.run.name, self.epoch, split)
-                cached = path if path.is_file() else None
-            model = None if cached is not None else self.model
-            self._features[split] = cached_features(ctx, self.epoch, split, model=model)
-        return self._features[split]
+            out = split_outputs(self.model, ctx.dataset.split(split), self.batch_size, ctx.device)
+            self._outputs[split] = out
+            if split not in self._features:
+                key = _cache_key(ctx, self.epoch, len(out.features))
+                FileCache(ctx.cache_dir).store_array(feature_cache_path("", ctx.run.name, self.epoch, split),
+                                                     out.features, key)
+                self._features[split] = out.features
+        return self._outputs[split]
+
+    def features(self, split: str) -> np.ndarray:
+        """Penultimate features ``(n, F)`` of ``split``: from the forward pass when it ran, else the cache, else the
+        pass."""
+        if split in self._features:
+            return self._features[split]
+        if split in self._outputs:
+            return self._outputs[split].features
+        ctx = self.ctx
+        n = len(ctx.dataset.split(split))
+        cached = FileCache(ctx.cache_dir).load_array(feature_cache_path("", ctx.run.name, self.epoch, split),
+                                                     _cache_key(ctx, self.epoch, n))
+        if cached is not None and cached.ndim == 2 and cached.shape[0] == n:
+            self._features[split] = cached
+            return cached
+        return self.outputs(split).features
+
+
+_MODEL_EPOCH = "_probe_model_epoch"
+
+
+def model_epoch(ctx: AnalysisContext, epoch: int) -> ModelEpoch:
+    """The :class:`ModelEpoch` of ``ctx``'s run at ``epoch``, shared by every analysis that runs on that context:
+    the context keeps the one of the epoch last asked for (so memory holds one epoch's model and outputs), and a new
+    one is made when the epoch or the option ``batch_size`` changes."""
+    held = getattr(ctx, _MODEL_EPOCH, None)
+    if held is None or held.epoch != int(epoch) or held.batch_size != int(ctx.option(BATCH_SIZE)):
+        held = ModelEpoch(ctx, epoch)
+        setattr(ctx, _MODEL_EPOCH, held)
+    return held
+
+
+class EpochFeatures:
+    """Penultimate features of several splits at one epoch, read through :func:`model_epoch`: the model is loaded
+    at most once (only when a split misses the cache) and shared with the other model-level analyses."""
+
+    def __init__(self, ctx: AnalysisContext, epoch: int):
+        self.ctx = ctx
+        self.epoch = epoch
+        self._shared = model_epoch(ctx, epoch)
+
+    @property
+    def model(self) -> nn.Module:
+        return self._shared.model
+
+    def __getitem__(self, split: str) -> np.ndarray:
+        return self._shared.features(split)

@@ -51,10 +51,16 @@ def _prepare(features, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _class_means(x: np.ndarray, inverse: np.ndarray, k: int) -> np.ndarray:
-    """``(k, F)`` mean row of ``x`` within each class id ``0..k-1``."""
+    """``(k, F)`` mean row of ``x`` within each class id ``0..k-1``. Rows are grouped by class once (a stable sort,
+    so each class keeps its sample order) and each class's rows summed as one contiguous block, in sample order."""
+    counts = np.bincount(inverse, minlength=k)
+    grouped = x[np.argsort(inverse, kind="stable")]
     sums = np.zeros((k, x.shape[1]))
-    np.add.at(sums, inverse, x)
-    return sums / np.bincount(inverse, minlength=k)[:, None]
+    start = 0
+    for c, count in enumerate(counts):
+        sums[c] = grouped[start : start + count].sum(axis=0)
+        start += count
+    return sums / counts[:, None]
 
 
 def class_separation(features, labels) -> float:

@@ -6,7 +6,8 @@ or ``q/k/v_proj_weight``; torchvision's ViT), found by type wherever they sit in
 normalisation parameters and embeddings are never pruned. Global unstructured magnitude
 pruning at sparsity ``s`` concatenates all prunable weights (``N`` entries, in ``named_modules`` order) and zeroes
 the ``round(s * N)`` of smallest magnitude: the same masks as ``torch.nn.utils.prune.global_unstructured`` with
-``prune.L1Unstructured``. Pruning always works on a deep copy; the model passed in is never changed.
+``prune.L1Unstructured``. The pruning curve masks the model's weights in place and restores them bit for bit; the
+model passed in is unchanged on return.
 
 - ``prune_curve``: ``acc``, ``wga`` and ``unbiased_acc`` of the pruned copy at each sparsity (no fine-tuning), on
   every sample of the test split (``n_pruning`` of them); ``wga`` over the groups with at least ``min_group_size``
@@ -32,7 +33,14 @@ import torch
 from torch import nn
 
 from probe.analyses.base import AnalysisContext, EpochMetrics, Metric, Option, register_epoch_analysis
-from probe.analyses.features import BATCH_SIZE, DEFAULT_BATCH_SIZE, eval_mode, input_batches, model_device
+from probe.analyses.features import (
+    BATCH_SIZE,
+    DEFAULT_BATCH_SIZE,
+    eval_mode,
+    input_batches,
+    model_device,
+    model_epoch,
+)
 from probe.analyses.groups import DEFAULT_MIN_GROUP_SIZE, MIN_GROUP_SIZE, group_accuracy_metrics
 from probe.errors import ProbeInputError
 
@@ -107,16 +115,66 @@ def global_magnitude_masks(model: nn.Module, sparsity: float) -> dict[str, torch
         raise ProbeInputError("the model has no Linear or convolution weights to prune")
     with torch.no_grad():
         scores = torch.cat([w.detach().abs().reshape(-1) for _, w in params])
-        n_prune = round(sparsity * scores.numel())
-        keep = torch.ones_like(scores, dtype=torch.bool)
-        if n_prune > 0:
-            keep[torch.topk(scores, n_prune, largest=False).indices] = False
+        return _split_mask(params, _topk_keep(scores, round(sparsity * scores.numel())))
+
+
+def _topk_keep(scores: torch.Tensor, n_prune: int) -> torch.Tensor:
+    """Keep-mask of ``scores`` without its ``n_prune`` smallest entries (``torch.topk(..., largest=False)``)."""
+    keep = torch.ones_like(scores, dtype=torch.bool)
+    if n_prune > 0:
+        keep[torch.topk(scores, n_prune, largest=False).indices] = False
+    return keep
+
+
+def _split_mask(params: Sequence[tuple[str, torch.Tensor]], keep: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The flat keep-mask over all prunable weights concatenated, cut back into one mask per weight."""
     masks, start = {}, 0
     for name, weight in params:
         n = weight.numel()
         masks[name] = keep[start : start + n].view_as(weight)
         start += n
     return masks
+
+
+class MagnitudeMasks:
+    """:func:`global_magnitude_masks` of one model at many sparsities from one sort of ``|w|``.
+
+    With ``v`` the ``round(s * N)``-th smallest ``|w|``, the pruned set is ``{|w| <= v}`` whenever exactly
+    ``round(s * N)`` weights satisfy it (no tie straddles ``v``): then it is the one set of the ``round(s * N)``
+    smallest, the set ``torch.topk`` returns. When a tie straddles ``v`` (or a weight is NaN) the mask comes from
+    ``torch.topk`` itself, so the masks always equal :func:`global_magnitude_masks`.
+
+    Args:
+        params: ``(key, weight)`` pairs, as :func:`prunable_parameters` returns them (read when constructed).
+    """
+
+    def __init__(self, params: Sequence[tuple[str, torch.Tensor]]):
+        if not params:
+            raise ProbeInputError("the model has no Linear or convolution weights to prune")
+        self.params = list(params)
+        with torch.no_grad():
+            self.scores = torch.cat([w.detach().abs().reshape(-1) for _, w in self.params])
+        self.sorted = torch.sort(self.scores).values
+        self.has_nan = bool(torch.isnan(self.scores).any())
+
+    @property
+    def total(self) -> int:
+        """``N``, the number of prunable weights."""
+        return self.scores.numel()
+
+    def __call__(self, sparsity: float) -> dict[str, torch.Tensor]:
+        """Keep-masks at ``sparsity``, by weight key."""
+        n_prune = round(_check_fraction(sparsity, "sparsity") * self.total)
+        if n_prune == 0:
+            keep = torch.ones_like(self.scores, dtype=torch.bool)
+        else:
+            threshold = self.sorted[n_prune - 1]
+            at_most = int(torch.searchsorted(self.sorted, threshold, right=True))
+            if at_most == n_prune and not self.has_nan:
+                keep = self.scores > threshold
+            else:
+                keep = _topk_keep(self.scores, n_prune)
+        return _split_mask(self.params, keep)
 
 
 def pruned_copy(model: nn.Module, sparsity: float) -> nn.Module:
@@ -150,11 +208,16 @@ def prune_curve(
     num_classes: int | None = None,
     train_group_counts: Any = None,
     min_group_size: int = DEFAULT_MIN_GROUP_SIZE,
+    dense_predictions: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Accuracy of the magnitude-pruned model at each sparsity, without fine-tuning.
 
+    The masks come from one sort of ``|w|`` (:class:`MagnitudeMasks`) and are applied to the model's own weights in
+    place, which are restored bit for bit afterwards (also on an error); a deep copy is made only when ``device``
+    differs from the model's.
+
     Args:
-        model: the dense model (unchanged: each sparsity is applied to one working copy).
+        model: the dense model (unchanged on return).
         split: a :class:`probe.data.Split` (inputs, ``y``, ``a``, ``is_bc``, ``num_attrs``).
         sparsities: fractions of prunable weights removed (default 0, .5, .7, .8, .9, .95, .98, .99); 0 is added
             when missing, since retention is relative to the dense model.
@@ -163,6 +226,9 @@ def prune_curve(
         num_classes: ``K`` (default :func:`num_logits`: the ``out_features`` of the head's last ``nn.Linear``).
         train_group_counts: training-split group counts, passed on to ``group_accuracy_metrics``.
         min_group_size: groups with fewer samples are left out of ``wga`` (default 20), passed on likewise.
+        dense_predictions: the dense model's predicted classes on ``split`` when already known (from
+            :func:`probe.analyses.features.split_outputs`, with the same ``batch_size``): the point at sparsity 0
+            then costs no forward pass.
 
     Returns:
         One row per sparsity, sorted: ``sparsity``, ``reached_sparsity`` (pruned / prunable weights), ``acc``,
@@ -172,39 +238,45 @@ def prune_curve(
         if not hasattr(split, attr):
             raise ProbeInputError(f"prune_curve needs a dataset split (with {attr}), got a {type(split).__name__}")
     levels = sorted({0.0, *(_check_fraction(s, "sparsity") for s in sparsities)})
-    work = copy.deepcopy(model)
-    if device is not None:
-        work.to(device)
+    on_copy = device is not None and torch.device(device) != model_device(model)
+    work = copy.deepcopy(model).to(device) if on_copy else model
     if num_classes is None:
         num_classes = num_logits(work)
+    if dense_predictions is not None and len(dense_predictions) != len(split):
+        raise ProbeInputError(f"dense_predictions has {len(dense_predictions)} entries, the split {len(split)}")
     y, a = split.y.cpu().numpy(), split.a.cpu().numpy()
     is_bc = split.is_bc.cpu().numpy()
-    params = dict(prunable_parameters(work))
-    dense = {name: w.detach().clone() for name, w in params.items()}
-    total = sum(w.numel() for w in dense.values())
+    params = prunable_parameters(work)
+    masks_at = MagnitudeMasks(params)
+    dense = [w.detach().clone() for _, w in params]
     rows = []
-    for s in levels:
+    try:
+        for s in levels:
+            masks = masks_at(s)
+            with torch.no_grad():
+                for (name, w), w0 in zip(params, dense):
+                    w.copy_(w0).mul_(masks[name].to(w.dtype))
+            if s == 0.0 and dense_predictions is not None:
+                pred = np.asarray(dense_predictions)
+            else:
+                pred = predict(work, split, batch_size)
+            metrics = group_accuracy_metrics(pred, y, a, is_bc, num_classes, split.num_attrs, train_group_counts,
+                                             min_group_size=min_group_size)
+            pruned = round(s * masks_at.total)  # exactly that many weights are zeroed by the masks
+            rows.append(
+                {
+                    "sparsity": s,
+                    "reached_sparsity": pruned / masks_at.total,
+                    "acc": metrics["acc"],
+                    "wga": metrics["wga"],
+                    "unbiased_acc": metrics["unbiased_acc"],
+                    "n": len(pred),
+                }
+            )
+    finally:
         with torch.no_grad():
-            for name, w in params.items():
-                w.copy_(dense[name])
-        masks = global_magnitude_masks(work, s)
-        with torch.no_grad():
-            for name, w in params.items():
-                w.mul_(masks[name].to(w.dtype))
-        pred = predict(work, split, batch_size)
-        metrics = group_accuracy_metrics(pred, y, a, is_bc, num_classes, split.num_attrs, train_group_counts,
-                                         min_group_size=min_group_size)
-        pruned = sum(int((~mask).sum()) for mask in masks.values())
-        rows.append(
-            {
-                "sparsity": s,
-                "reached_sparsity": pruned / total,
-                "acc": metrics["acc"],
-                "wga": metrics["wga"],
-                "unbiased_acc": metrics["unbiased_acc"],
-                "n": len(pred),
-            }
-        )
+            for (_, w), w0 in zip(params, dense):
+                w.copy_(w0)
     return pd.DataFrame(rows)
 
 
@@ -300,7 +372,8 @@ def pruning_analysis(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
     the curve, ``max_sparsity@0.95`` and ``n_pruning``; ``model``: ``norm_compressibility@kappa`` for kappa in 0.1,
     0.05, 0.01. Options: ``prune_sparsities`` (default the SPEC's :data:`DEFAULT_SPARSITIES`), ``batch_size``,
     ``min_group_size``."""
-    model = ctx.model(epoch)
+    shared = model_epoch(ctx, epoch)
+    model = shared.model
     sparsities = ctx.option("prune_sparsities")
     train = ctx.dataset.splits.get("train")
     counts = None
@@ -314,6 +387,7 @@ def pruning_analysis(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
         num_classes=ctx.dataset.num_classes,
         train_group_counts=counts,
         min_group_size=ctx.option(MIN_GROUP_SIZE),
+        dense_predictions=shared.outputs("test").predictions,
     )
     test: dict[str, float] = {}
     for row in curve.itertuples(index=False):

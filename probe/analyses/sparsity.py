@@ -24,6 +24,7 @@ from probe.analyses.features import (
     eval_mode,
     input_batches,
     model_device,
+    model_epoch,
     relu_layers,
 )
 from probe.errors import ProbeInputError
@@ -113,13 +114,16 @@ _DOCS = "metrics-representations.md#activation-sparsity-activation_sparsitylayer
 )
 def sparsity_analysis(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
     """``test``: ``activation_sparsity/<layer>`` for every ReLU layer, ``activation_sparsity`` (their mean) and
-    ``n_sparsity``."""
-    per_layer, n_samples = layer_activation_counts(
-        ctx.model(epoch),
-        ctx.dataset.split("test"),
-        batch_size=ctx.option(BATCH_SIZE),
-        device=ctx.device,
-    )
+    ``n_sparsity``, from the forward pass over the test split that the model-level analyses share
+    (:func:`probe.analyses.features.model_epoch`)."""
+    outputs = model_epoch(ctx, epoch).outputs("test")  # the one forward pass the other analyses share
+    if not outputs.relu_sizes:
+        raise ProbeInputError("the model has no ReLU layers to measure")
+    missing = [name for name, size in outputs.relu_sizes.items() if size == 0]
+    if missing:
+        raise ProbeInputError(f"layer(s) {', '.join(missing)} produced no output in the forward pass")
+    per_layer = {name: outputs.relu_zeros[name] / size for name, size in outputs.relu_sizes.items()}
+    n_samples = outputs.n
     out = {f"activation_sparsity/{name}": value for name, value in per_layer.items()}
     out["activation_sparsity"] = float(np.mean(list(per_layer.values())))
     out["n_sparsity"] = float(n_samples)

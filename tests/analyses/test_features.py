@@ -19,7 +19,9 @@ from probe.analyses.features import (
     cached_features,
     extract_features,
     feature_cache_path,
+    model_epoch,
     relu_layers,
+    split_outputs,
 )
 from probe.data import build_dataset
 from probe.errors import ProbeInputError
@@ -169,3 +171,50 @@ def test_probes_without_a_validation_split_use_the_test_split(ctx):
     out = EPOCH_ANALYSES["probes"].fn(ctx, ctx.run.epochs[-1])
     assert set(out) == {"test"}
     assert set(out["test"]) == {"probe_core", "probe_spurious", "probe_gap", "n_probe_eval"}
+
+
+@pytest.mark.parametrize("name,shape", [("mlp", (20,)), ("resnet18", (3, 8, 8))])
+def test_one_forward_pass_gives_features_predictions_and_zero_counts(name, shape):
+    """split_outputs equals extract_features, the argmax of a plain forward and layer_activation_counts."""
+    torch.manual_seed(0)
+    model = build_model(name, shape, 3, width=8)
+    x = torch.randn(37, *shape)
+    out = split_outputs(model, x, batch_size=10)
+    np.testing.assert_array_equal(out.features, extract_features(model, x, batch_size=10)[PENULTIMATE])
+    np.testing.assert_array_equal(out.predictions, pruning.predict(model, x, batch_size=10))
+    fractions, n = sparsity.layer_activation_counts(model, x, batch_size=10)
+    assert out.n == n == 37 and list(out.relu_zeros) == relu_layers(model) == list(fractions)
+    for layer, fraction in fractions.items():
+        assert out.relu_zeros[layer] / out.relu_sizes[layer] == fraction
+
+
+def test_the_model_level_analyses_share_one_model_load_and_one_forward_pass(ctx, monkeypatch):
+    """geometry, sparsity, pruning and attribution on one context load the model once and run one forward pass
+    over the test split (pruning's sparsity-0 point included); a later epoch gets a fresh model."""
+    import probe.analyses.attribution  # noqa: F401  (registers "attribution")
+    from probe.analyses import features
+
+    loads, passes = [], []
+    real_model, real_outputs = ctx.model, features.split_outputs
+    monkeypatch.setattr(ctx, "model", lambda epoch: loads.append(epoch) or real_model(epoch))
+    monkeypatch.setattr(features, "split_outputs", lambda *a, **k: passes.append(1) or real_outputs(*a, **k))
+    predicted = []
+    real_predict = pruning.predict
+    monkeypatch.setattr(pruning, "predict", lambda *a, **k: predicted.append(1) or real_predict(*a, **k))
+    last = ctx.run.epochs[-1]
+    results = {name: EPOCH_ANALYSES[name].fn(ctx, last) for name in ("geometry", "sparsity", "pruning", "attribution")}
+    assert loads == [last] and len(passes) == 1
+    assert len(predicted) == len(pruning.DEFAULT_SPARSITIES) - 1  # the dense point comes from the shared pass
+    # the numbers are those of separate computations
+    model, test = real_model(last), ctx.dataset.split("test")
+    assert results["pruning"]["test"]["prune_acc@0"] == pytest.approx(
+        float(np.mean(pruning.predict(model, test) == test.y.numpy())), abs=0)
+    fractions, _ = sparsity.layer_activation_counts(model, test)
+    for layer, fraction in fractions.items():
+        assert results["sparsity"]["test"][f"activation_sparsity/{layer}"] == fraction
+    feats = extract_features(model, test)[PENULTIMATE]
+    assert results["geometry"]["test"]["class_separation"] == geometry.class_separation(feats, test.y.numpy())
+    for key, value in ctx.run.state_dict(last).items():  # the shared model was left as it was loaded
+        assert torch.equal(value, model_epoch(ctx, last).model.state_dict()[key]), key
+    EPOCH_ANALYSES["sparsity"].fn(ctx, ctx.run.epochs[0])
+    assert loads == [last, ctx.run.epochs[0]] and len(passes) == 2

@@ -12,10 +12,12 @@ from torch.nn.utils import prune
 
 from probe.analyses.groups import group_accuracy_metrics
 from probe.analyses.pruning import (
+    MagnitudeMasks,
     global_magnitude_masks,
     max_sparsity_at,
     norm_compressibility,
     predict,
+    prunable_parameters,
     prunable_weights,
     prune_curve,
     pruned_copy,
@@ -195,3 +197,62 @@ def test_attention_projections_are_pruned_with_the_linear_weights(sparsity):
     kept = np.sort(np.abs(w))[::-1][: round(0.1 * w.size)]
     assert norm_compressibility(model, 0.1) == pytest.approx(1 - np.sqrt(np.sum(w**2) - np.sum(kept**2)) /
                                                              np.linalg.norm(w))
+
+
+def _tied_mlp() -> torch.nn.Module:
+    """An MLP whose weights take three magnitudes (ties everywhere), one of them NaN-free and signed both ways."""
+    torch.manual_seed(1)
+    model = build_model("mlp", (20,), 2, width=8)
+    with torch.no_grad():
+        for _, module in prunable_weights(model):
+            w = module.weight
+            w.copy_(torch.tensor([0.5, -0.5, 1.0, -2.0])[torch.randint(0, 4, w.shape)])
+    return model
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn", "resnet18", "tied"])
+def test_masks_from_one_sort_equal_the_topk_masks(name):
+    """MagnitudeMasks (one sort, thresholds) gives global_magnitude_masks at every sparsity, ties straddling the
+    threshold included (there it takes topk's own choice)."""
+    model = _tied_mlp() if name == "tied" else _models()[name]
+    masks_at = MagnitudeMasks(prunable_parameters(model))
+    for s in (0.0, 0.1, 0.25, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 1.0):
+        ours, reference = masks_at(s), global_magnitude_masks(model, s)
+        assert list(ours) == list(reference)
+        for layer, mask in ours.items():
+            assert torch.equal(mask, reference[layer]), (s, layer)
+        assert sum(int((~m).sum()) for m in ours.values()) == round(s * masks_at.total)
+
+
+def test_prune_curve_restores_the_weights_bit_for_bit_and_takes_dense_predictions():
+    ds = build_dataset("parity", n_train=10, n_val=10, n_test=200)
+    torch.manual_seed(0)
+    model = build_model("mlp", (20,), 2, width=32)
+    test = ds.split("test")
+    saved = copy.deepcopy(model.state_dict())
+    plain = prune_curve(model, test, batch_size=64)
+    dense = predict(model, test, batch_size=64)
+    shared = prune_curve(model, test, batch_size=64, dense_predictions=dense)
+    pd.testing.assert_frame_equal(plain, shared)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, saved[key]), key
+    # an error inside the curve leaves the weights restored too
+    with pytest.raises(ProbeInputError, match="dense_predictions"):
+        prune_curve(model, test, dense_predictions=dense[:5])
+
+    class Boom(RuntimeError):
+        pass
+
+    calls = []
+
+    def failing_forward(module, inputs, output):
+        calls.append(1)
+        if len(calls) > 1:
+            raise Boom
+
+    handle = model.head.register_forward_hook(failing_forward)
+    with pytest.raises(Boom):
+        prune_curve(model, test, batch_size=512)
+    handle.remove()
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, saved[key]), key

@@ -20,6 +20,7 @@ plan, :func:`assemble`.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -33,8 +34,9 @@ import numpy as np
 import pandas as pd
 
 from probe.analyses.base import AnalysisContext, EpochAnalysis, load_analyses, resolve_options
+from probe.analyses.cache import FileCache
 from probe.analyses.chain import CHAIN_COLUMNS, CHAIN_RUN_COLUMNS, mechanism_chain
-from probe.analyses.engine.cache import EntryKey, MetricCache
+from probe.analyses.engine.cache import CACHE_FORMAT, EntryKey, MetricCache
 from probe.analyses.engine.plan import EARLY_FRACTION, RunPlan, Source, plan_run, resolve_sources
 from probe.analyses.engine.result import (
     EPOCH_COLUMNS,
@@ -58,12 +60,15 @@ from probe.store.reader import RUN_JSON, Run
 class EpochMemo:
     """A run whose ``records`` / ``sgd_records`` / ``state_dict`` keep the last epoch read in memory, so that the
     analyses of one epoch read its file once (inside :meth:`reading`, one verified open of the file serves every
-    read); everything else is the run's own. Memoised arrays are read-only."""
+    read), whose ``model`` loads the memoised weights, and whose ``dataset`` is built once per ``analyze`` for all
+    runs with the same dataset, plugins and options (``datasets``, shared between the memos of one ``analyze``);
+    everything else is the run's own. Memoised arrays are read-only."""
 
-    def __init__(self, run: Run):
+    def __init__(self, run: Run, datasets: dict[str, Any] | None = None):
         self._run = run
         self._epoch: int | None = None
         self._memo: dict[tuple, Any] = {}
+        self._datasets = {} if datasets is None else datasets
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._run, name)
@@ -94,6 +99,26 @@ class EpochMemo:
 
     def state_dict(self, epoch: int):
         return {k: v.clone() for k, v in self._get(("state",), epoch, lambda: self._run.state_dict(epoch)).items()}
+
+    def model(self, epoch: int | None = None):
+        """:meth:`Run.model <probe.store.reader.Run.model>` from the memoised weights (``load_state_dict`` copies
+        them into a freshly built model)."""
+        epoch = self._run.epochs[-1] if epoch is None else epoch
+        model = self._run.build_model()
+        model.load_state_dict(self._get(("state",), epoch, lambda: self._run.state_dict(epoch)))
+        return model.eval()
+
+    def dataset(self):
+        """:meth:`Run.dataset <probe.store.reader.Run.dataset>`, built once for every run of this ``analyze`` that
+        names the same dataset, options and plugins (the build is deterministic given them)."""
+        config = self._run.config
+        key = json.dumps([config.get("dataset"), config.get("dataset_options", {}), self._run.plugins],
+                         sort_keys=True, default=str)
+        if key not in self._datasets:
+            self._datasets[key] = self._run.dataset()
+        else:
+            self._run.load_plugins()
+        return self._datasets[key]
 
 
 # --- the steps -------------------------------------------------------------------------------------------------------
@@ -198,23 +223,29 @@ def analyse_run(plan: RunPlan, ident: dict[str, Any], selected: SelectedAnalyses
                 on_task: Callable[[], None] = lambda: None) -> RunAnalysis:
     """Every selected analysis on every planned epoch of one run, from the cache where a valid entry exists.
 
-    Every planned epoch is first re-hashed against the manifest (:meth:`Run.verify_bytes`: a damaged epoch raises a
-    typed error naming the file, which the caller turns into a ``damaged`` row), so the cache never answers for a
-    changed file; the contents are checked when the analyses read them. A failing analysis is appended to ``errors``
+    Every planned epoch is hashed against the manifest once (a damaged epoch raises a typed error naming the file,
+    which the caller turns into a ``damaged`` row), so the cache never answers for a changed file: an epoch the cache
+    answers in full is re-hashed (:meth:`Run.verify_bytes`) before any analysis runs; an epoch with something to
+    compute is hashed when its file is opened for the analyses (:meth:`Run.reading_epoch`: one verified open serves
+    every read of it, and the contents are checked as they are read). A failing analysis is appended to ``errors``
     (raised with ``strict``); ``on_task()`` is called once per (epoch, analysis).
     """
     run, rid = plan.run, ident["run"]
-    for epoch in plan.epochs:  # re-hash every epoch against the manifest before any analysis or cache entry answers
-        run.verify_bytes(epoch)
-    out = RunAnalysis()
-    step_of = plan.step_of
+    todo = []
     for epoch in plan.epochs:
         keys = selected.keys(plan.sha256[epoch])
         stored = cache.load(run.name, epoch)
         valid = MetricCache.matching(stored, keys) if use_cache else {}
         wanted = plan.analyses_at(epoch, selected.cheap, selected.heavy)
+        answered = all(a in valid for a in wanted)
+        if answered:  # re-hash before any analysis runs or any cache entry answers for this file
+            run.verify_bytes(epoch)
+        todo.append((epoch, keys, stored, valid, wanted, answered))
+    out = RunAnalysis()
+    step_of = plan.step_of
+    for epoch, keys, stored, valid, wanted, answered in todo:
         with ExitStack() as reading:
-            if any(a not in valid for a in wanted):  # one verified open of the file serves every analysis
+            if not answered:  # one verified open of the file serves every analysis
                 reading.enter_context(run.reading_epoch(epoch))
             changed = _analyse_epoch(epoch, wanted, valid, stored, keys, ident, selected, ctx, strict, errors,
                                      on_task, out, step_of[epoch])
@@ -223,7 +254,7 @@ def analyse_run(plan: RunPlan, ident: dict[str, Any], selected: SelectedAnalyses
     out.run_row = run_row(plan, ident)
     if plan.committed and "train" in run.splits and "proposition" in selected.names:
         try:
-            out.ratio_curves, out.proposition_steps = proposition_tables(ctx, ident, plan)
+            out.ratio_curves, out.proposition_steps = proposition_tables(ctx, ident, plan, use_cache=use_cache)
         except Exception as exc:  # noqa: BLE001
             if strict:
                 raise
@@ -261,24 +292,51 @@ def _analyse_epoch(epoch: int, wanted: Sequence[str], valid: dict, stored: dict,
                              int(step), analysis, split, metric, float(value)))
     return changed
 
-def proposition_tables(ctx: AnalysisContext, ident: dict[str, Any], plan: RunPlan) -> tuple[pd.DataFrame,
-                                                                                             pd.DataFrame]:
+def proposition_tables(ctx: AnalysisContext, ident: dict[str, Any], plan: RunPlan, *,
+                       use_cache: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Of the training split, reading each record-level epoch once
     (:func:`probe.analyses.proposition.proposition_tables`): ``log R(alpha)`` on the grid of the declared option
     ``alphas`` at the run's early and final epochs and at the epochs where the proposition applies (``phase``
     ``final``, ``early`` or ``window``), and the scale / direction decomposition between consecutive record-level
-    epochs; both with the run's identity columns."""
+    epochs; both with the run's identity columns. Cached under ``<cache>/proposition/<run>.json`` for the sha256 of
+    every epoch it reads (each re-hashed or read by :func:`analyse_run` before), the alphas and the analysis version."""
     from probe.analyses.proposition import proposition_tables as tables_of
 
     final, early = plan.committed[-1], plan.early
-    steps, curves = tables_of(ctx.run, "train", epochs=plan.cheap, curve_epochs={final} | ({early} - {None}),
-                              alphas=ctx.option("alphas"))
+    curve_epochs = {final} | ({early} - {None})
+    alphas = ctx.option("alphas")
+    cache = FileCache(ctx.cache_dir)  # without a cache folder: computed every time
+    name = Path("proposition") / f"{ctx.run.name}.json"
+    key = None if cache.root is None else {
+        "format": CACHE_FORMAT, "version": load_analyses()["proposition"].version, "split": "train",
+        "alphas": [float(a) for a in alphas], "curve_epochs": sorted(int(e) for e in curve_epochs),
+        "epochs": [[int(e), plan.sha256[e]] for e in plan.cheap]}
+    stored = cache.load_json(name) if use_cache and key is not None else None
+    if isinstance(stored, dict) and stored.get("key") == key:
+        steps, curves = _frame_of(stored["steps"]), _frame_of(stored["curves"])
+    else:
+        steps, curves = tables_of(ctx.run, "train", epochs=plan.cheap, curve_epochs=curve_epochs, alphas=alphas)
+        if key is not None:
+            cache.store_json(name, {"key": key, "steps": _json_of(steps), "curves": _json_of(curves)})
     curves.insert(0, "phase", np.where(curves["epoch"] == final, "final",
                                        np.where(curves["epoch"] == early, "early", "window")))
     for i, (k, v) in enumerate(ident.items()):
         curves.insert(i, k, v)
         steps.insert(i, k, v)
     return curves, steps
+
+
+def _json_of(frame: pd.DataFrame) -> dict[str, Any]:
+    """A table as JSON: columns, dtypes and rows (floats written by ``repr``, so they read back bit for bit)."""
+    return {"columns": [str(c) for c in frame.columns], "dtypes": [str(t) for t in frame.dtypes],
+            "rows": [[v.item() if isinstance(v, np.generic) else v for v in row]
+                     for row in frame.itertuples(index=False, name=None)]}
+
+
+def _frame_of(document: dict[str, Any]) -> pd.DataFrame:
+    """The table :func:`_json_of` wrote."""
+    frame = pd.DataFrame(document["rows"], columns=document["columns"], dtype=object)
+    return frame.astype(dict(zip(document["columns"], document["dtypes"])))
 
 
 def assemble(out_dir: Path, sources: Sequence[Source], measured: Sequence[RunAnalysis],
@@ -367,11 +425,12 @@ def analyze(
     bar = _bar(sum(p.tasks(selected.cheap, selected.heavy) for p in plans), progress)
     errors: list[dict[str, Any]] = []
     measured: list[RunAnalysis] = []
+    datasets: dict[str, Any] = {}  # one build per distinct dataset, shared by the runs of this analyze
     for plan in plans:
         ident = run_identity(plan.source, plan.run, many)
         cache_root = out_dir / "cache" / plan.source.label
-        ctx = AnalysisContext(EpochMemo(plan.run), device=dev, cache_dir=cache_root,  # type: ignore[arg-type]
-                              options=selected.options)
+        ctx = AnalysisContext(EpochMemo(plan.run, datasets), device=dev,  # type: ignore[arg-type]
+                              cache_dir=cache_root, options=selected.options)
         done = 0
 
         def tick() -> None:

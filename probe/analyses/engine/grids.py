@@ -11,11 +11,15 @@ from typing import Any
 
 from probe.analyses.attribution import Attributions, attribute_run
 from probe.analyses.attribution_methods import method_applies
+from probe.analyses.cache import FileCache
 from probe.analyses.engine.result import AnalysisResult
+from probe.errors import ProbeInputError
 from probe.store.reader import Run
 
 #: the methods of the report's grids (those that apply to the model).
 GRID_METHODS = ("ig", "saliency", "gradcam")
+#: format of the cached grid attributions; bump it when a change makes them differ.
+GRID_CACHE_FORMAT = 1
 
 
 @dataclass
@@ -67,7 +71,10 @@ def attribution_grids(result: AnalysisResult, methods: Sequence[str] = GRID_METH
     """Attributions of the same ``n`` ``samples`` test samples across the learning rates of each source of
     ``result`` (the runs of its first seed, each at its last epoch), for each method of ``methods`` that applies to
     the model, on the device the analysis used. A source whose grids fail is recorded in ``result.errors`` (raised
-    with ``strict``), not fatal.
+    with ``strict``), not fatal. The attributions are cached beside the analysis's own cache
+    (``<out>/cache/<source>/grids/<run>/``, keyed by the epoch file's sha256, the method, the samples and the device;
+    the file is re-hashed before an entry answers), so a second ``probe analyze`` draws the grids without running a
+    model.
 
     Example:
         >>> from probe.analyses.engine import analyze, attribution_grids
@@ -76,9 +83,10 @@ def attribution_grids(result: AnalysisResult, methods: Sequence[str] = GRID_METH
         >>> write_report(result, attribution_grids(result))              # doctest: +SKIP
     """
     out = AttributionGrids()
+    cache_root = None if result.out is None else Path(result.out) / "cache"
     for source, runs in readable_runs(result):
         try:
-            _source_grids(source, runs, methods, n, samples, result.config.get("device"), out)
+            _source_grids(source, runs, methods, n, samples, result.config.get("device"), out, cache_root)
         except Exception as exc:  # noqa: BLE001 - a grid that fails must not lose the report
             if strict:
                 raise
@@ -87,17 +95,40 @@ def attribution_grids(result: AnalysisResult, methods: Sequence[str] = GRID_METH
 
 
 def _source_grids(source: dict[str, Any], runs: list[Run], methods: Sequence[str], n: int, samples: str,
-                  device: str | None, out: AttributionGrids) -> None:
+                  device: str | None, out: AttributionGrids, cache_root: Path | None = None) -> None:
     runs = [r for r in runs if r.epochs]
     if not runs:
         return
     first_seed = min(r.seed for r in runs)
     runs = sorted((r for r in runs if r.seed == first_seed), key=lambda r: r.lr)
     dataset = runs[0].dataset()
-    probe_model = runs[0].model()
+    architecture = runs[0].build_model()  # which methods apply depends on the modules, not on the weights
+    cache = FileCache(None if cache_root is None else cache_root / source["label"])
     for method in methods:
-        if not method_applies(probe_model, method):
+        if not method_applies(architecture, method):
             out.notes.append(f"{method} does not apply to this model (no conv layer)")
             continue
-        rows = [attribute_run(r, None, method, samples=samples, n=n, dataset=dataset, device=device) for r in runs]
+        rows = [_grid_row(r, method, samples, n, dataset, device, cache) for r in runs]
         out.grids.append(AttributionGrid(source["label"], source["budget"], method, samples, first_seed, rows))
+
+
+def _grid_row(run: Run, method: str, samples: str, n: int, dataset: Any, device: str | None,
+              cache: FileCache) -> Attributions:
+    """:func:`attribute_run` of ``run`` at its last epoch, its attributions read from ``cache`` when an entry was
+    computed from the same epoch file (re-hashed against the manifest first), method, samples and device."""
+    epoch = run.epochs[-1]
+    entry = next(e for e in run.manifest["epochs"] if e.get("epoch") == epoch)
+    name = Path("grids") / run.name / f"epoch_{epoch:05d}_{method}_{samples}{n}.npy"
+    key = {"run": run.name, "epoch": int(epoch), "epoch_sha256": entry.get("sha256"), "method": method,
+           "samples": samples, "n": int(n), "seed": 0, "device": str(device), "format": GRID_CACHE_FORMAT}
+    values = cache.load_array(name, key)
+    if values is not None:
+        run.verify_bytes(epoch)  # the cache never answers for a changed file
+        try:
+            return attribute_run(run, epoch, method, samples=samples, n=n, dataset=dataset, device=device,
+                                 values=values)
+        except ProbeInputError:  # an entry of other samples (the dataset changed): compute it again
+            pass
+    row = attribute_run(run, epoch, method, samples=samples, n=n, dataset=dataset, device=device)
+    cache.store_array(name, row.values, key)
+    return row

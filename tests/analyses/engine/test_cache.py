@@ -117,3 +117,26 @@ def test_cache_never_answers_for_a_damaged_epoch(parity_sweep, tmp_path, countin
     assert second.failures.set_index("run").loc["lr0.1", "damaged_file"] == str(sweep / "lr0.1" / "epoch_00002.h5")
     assert "lr0.1" not in set(second.epochs["run"])
     assert set(second.epochs["run"]) == {"lr0.03", "lr0.3", "lr1"}
+
+
+def test_proposition_tables_are_cached_bit_for_bit(tiny_parity_run, tmp_path, monkeypatch):
+    """The R(alpha) curves and the scale / direction steps of a second analyze come from the cache, equal to the
+    first's in every value and dtype; another alpha grid recomputes them."""
+    import probe.analyses.proposition as proposition
+
+    out = tmp_path / "analysis"
+    first = analyze(tiny_parity_run, out=out, analyses=["proposition"], progress=False)
+    assert len(first.ratio_curves) and len(first.proposition_steps)
+
+    def no_tables(*args, **kwargs):
+        raise AssertionError("the proposition tables were recomputed although the cache holds them")
+
+    monkeypatch.setattr(proposition, "proposition_tables", no_tables)
+    second = analyze(tiny_parity_run, out=out, analyses=["proposition"], progress=False)
+    pd.testing.assert_frame_equal(second.ratio_curves, first.ratio_curves, check_exact=True)
+    pd.testing.assert_frame_equal(second.proposition_steps, first.proposition_steps, check_exact=True)
+    with pytest.raises(AssertionError, match="recomputed"):
+        analyze(tiny_parity_run, out=out, analyses=["proposition"], progress=False,
+                options={"alphas": [0.1, 0.3, 1, 3, 10, 30, 100]}, strict=True)
+    with pytest.raises(AssertionError, match="recomputed"):
+        analyze(tiny_parity_run, out=out, analyses=["proposition"], progress=False, use_cache=False, strict=True)
