@@ -5,16 +5,17 @@
   equally group-balanced subset (:func:`balanced_probe_split`).
 - ``dfr_wga``: worst-group test accuracy of a last layer retrained on group-balanced held-out data (Kirichenko,
   Izmailov, Wilson, "Last Layer Re-Training is Sufficient for Robustness to Spurious Correlations", ICLR 2023):
-  L1 logistic regression (liblinear, one-vs-rest for more than two classes) on standardised features; C chosen by
-  worst-group accuracy on one half of the held-out split after fitting on a group-balanced subsample of the other
-  half; then refit on ``num_retrains`` group-balanced subsamples of the whole held-out split and average the weights.
-  The worst group is taken over the test groups with at least ``min_group_size`` samples (default 20, the rule of
-  ``wga``: :func:`probe.analyses.groups.worst_group`); NaN when none has that many. ``dfr_min_group_n`` is the size
-  of the smallest group used and ``dfr_groups_excluded`` the number of non-empty test groups left out.
+  L1 logistic regression (liblinear's objective, one-vs-rest for more than two classes) on standardised features; C
+  chosen by worst-group accuracy on one half of the held-out split after fitting on a group-balanced subsample of the
+  other half; then refit on ``num_retrains`` group-balanced subsamples of the whole held-out split and average the
+  weights. The worst group is taken over the test groups with at least ``min_group_size`` samples (default 20, the
+  rule of ``wga``: :func:`probe.analyses.groups.worst_group`); NaN when none has that many. ``dfr_min_group_n`` is
+  the size of the smallest group used and ``dfr_groups_excluded`` the number of non-empty test groups left out.
 - ``n_probe_eval``: the number of samples the linear probes are scored on (the score subset).
 
-The fits run with one BLAS thread (:func:`one_blas_thread`): the solvers make many small matrix products, where
-OpenBLAS threads cost more than they save (``benchmarks/bench_probe_threads.py``).
+The fits are :mod:`probe.analyses.solvers` in torch (float64): the probes' L2 fits by L-BFGS to ``PROBE_TOL``, DFR's
+L1 fits batched (every C and class of the tuning step in one solve, every retrain in another) by proximal Newton to
+``DFR_TOL``. They run inside :func:`one_blas_thread`, which limits numpy's BLAS (the standardisation and scoring).
 """
 
 from __future__ import annotations
@@ -342,7 +343,7 @@ _DFR = "metrics-representations.md#deep-feature-reweighting-dfr_wga"
 @register_epoch_analysis(
     "probes",
     needs_model=True,
-    version=2,
+    version=3,
     options=(
         Option("probe_seed", "int", 0, "seed of the group-balanced probe split and of the DFR subsamples"),
         Option("dfr_retrains", "int", 20, "group-balanced subsamples whose DFR last layers are averaged (0: no DFR, "
