@@ -5,39 +5,42 @@
   equally group-balanced subset (:func:`balanced_probe_split`).
 - ``dfr_wga``: worst-group test accuracy of a last layer retrained on group-balanced held-out data (Kirichenko,
   Izmailov, Wilson, "Last Layer Re-Training is Sufficient for Robustness to Spurious Correlations", ICLR 2023):
-  L1 logistic regression (liblinear, one-vs-rest for more than two classes) on standardised features; C chosen by
-  worst-group accuracy on one half of the held-out split after fitting on a group-balanced subsample of the other
-  half; then refit on ``num_retrains`` group-balanced subsamples of the whole held-out split and average the weights.
-  The worst group is taken over the test groups with at least ``min_group_size`` samples (default 20, the rule of
-  ``wga``: :func:`probe.analyses.groups.worst_group`); NaN when none has that many. ``dfr_min_group_n`` is the size
-  of the smallest group used and ``dfr_groups_excluded`` the number of non-empty test groups left out.
+  L1 logistic regression (liblinear's objective, one-vs-rest for more than two classes) on standardised features; C
+  chosen by worst-group accuracy on one half of the held-out split after fitting on a group-balanced subsample of the
+  other half; then refit on ``num_retrains`` group-balanced subsamples of the whole held-out split and average the
+  weights. The worst group is taken over the test groups with at least ``min_group_size`` samples (default 20, the
+  rule of ``wga``: :func:`probe.analyses.groups.worst_group`); NaN when none has that many. ``dfr_min_group_n`` is
+  the size of the smallest group used and ``dfr_groups_excluded`` the number of non-empty test groups left out.
 - ``n_probe_eval``: the number of samples the linear probes are scored on (the score subset).
 
-The fits run with one BLAS thread (:func:`one_blas_thread`): the solvers make many small matrix products, where
-OpenBLAS threads cost more than they save (``benchmarks/bench_probe_threads.py``).
+The fits are :mod:`probe.analyses.solvers` in torch (float64): the probes' L2 fits by L-BFGS to ``PROBE_TOL``, DFR's
+L1 fits batched (every C and class of the tuning step in one solve, every retrain in another) by proximal Newton to
+``DFR_TOL``. They run inside :func:`one_blas_thread`, which limits numpy's BLAS (the standardisation and scoring).
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
+import torch
 from sklearn.metrics import balanced_accuracy_score
-from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from probe.analyses.base import AnalysisContext, EpochMetrics, Metric, Option, register_epoch_analysis
 from probe.analyses.features import BATCH_SIZE, EpochFeatures
 from probe.analyses.groups import DEFAULT_MIN_GROUP_SIZE, MIN_GROUP_SIZE, WorstGroup, worst_group
+from probe.analyses.solvers import l1_logistic, multinomial_l2
 from probe.errors import ProbeInputError
 
 #: C grid of the DFR reference implementation.
 DFR_C_GRID = (1.0, 0.7, 0.3, 0.1, 0.07, 0.03, 0.01)
+#: Tolerance of the probes' L2 fits: the largest gradient entry of objective / (C * n) (:func:`multinomial_l2`).
+PROBE_TOL = 1e-6
+#: Tolerance of DFR's L1 fits: the relative duality gap (:func:`l1_logistic`).
+DFR_TOL = 1e-5
 
 
 def one_blas_thread() -> threadpool_limits:
@@ -101,7 +104,9 @@ def balanced_probe_split(y, a, seed: int = 0, *, min_group_size: int = 2) -> tup
 
 
 def linear_probe(features, target, fit_idx, score_idx, *, C: float = 1.0, max_iter: int = 2000) -> float:
-    """Balanced accuracy on ``score_idx`` of ``StandardScaler + LogisticRegression(C)`` fit on ``fit_idx``.
+    """Balanced accuracy on ``score_idx`` of a standardised L2 logistic regression fit on ``fit_idx``: scikit-learn's
+    ``StandardScaler + LogisticRegression(C)`` objective (multinomial, lbfgs), solved by
+    :func:`probe.analyses.solvers.multinomial_l2` to ``PROBE_TOL`` (at most ``max_iter`` L-BFGS iterations).
 
     Balanced accuracy = mean over the target values present in the score set of the recall of that value
     (``sklearn.metrics.balanced_accuracy_score``); chance is ``1 / #values``.
@@ -115,11 +120,16 @@ def linear_probe(features, target, fit_idx, score_idx, *, C: float = 1.0, max_it
         raise ProbeInputError("the probe's fit set holds a single target value; nothing to decode")
     if len(score_idx) == 0:
         raise ProbeInputError("the probe's score set is empty")
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
-    with warnings.catch_warnings(), one_blas_thread():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(x[fit_idx], t[fit_idx])
-        predicted = model.predict(x[score_idx])
+    if not C > 0:
+        raise ProbeInputError(f"C must be > 0, got {C}")
+    scaler = StandardScaler().fit(x[fit_idx])
+    values, fit_labels = np.unique(t[fit_idx], return_inverse=True)
+    with one_blas_thread():
+        fit = multinomial_l2(torch.from_numpy(scaler.transform(x[fit_idx])), torch.from_numpy(fit_labels), C,
+                             tol=PROBE_TOL, max_iter=max_iter)
+        scores = torch.from_numpy(scaler.transform(x[score_idx])) @ fit.coef.T + fit.intercept
+    index = (scores[:, 0] > 0).long() if len(values) == 2 else scores.argmax(1)
+    predicted = values[index.numpy()]
     return float(balanced_accuracy_score(t[score_idx], predicted))
 
 
@@ -161,20 +171,39 @@ class DFRLastLayer:
         return self.classes_[np.argmax(scores, axis=1)]
 
 
-def _fit_l1(x: np.ndarray, y: np.ndarray, classes: np.ndarray, C: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """L1 logistic regression (liblinear); one-vs-rest over ``classes`` when there are more than two."""
-    targets = [y == classes[1]] if len(classes) == 2 else [y == c for c in classes]
-    coefs, intercepts = [], []
-    with warnings.catch_warnings(), one_blas_thread():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        for t in targets:
-            if t.all() or not t.any():
-                raise ProbeInputError("a DFR fit set lacks a class; the held-out split is too small for DFR")
-            clf = LogisticRegression(l1_ratio=1.0, C=C, solver="liblinear", random_state=seed)
-            clf.fit(x, t.astype(np.int64))
-            coefs.append(clf.coef_[0])
-            intercepts.append(clf.intercept_[0])
-    return np.array(coefs), np.array(intercepts)
+def _l1_targets(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """``(..., R, n)`` booleans: ``y == classes[1]`` for two classes, else one row per class (one-vs-rest)."""
+    targets = y[..., None, :] == (classes[1:2] if len(classes) == 2 else classes)[:, None]
+    if targets.all(-1).any() or not targets.any(-1).all():
+        raise ProbeInputError("a DFR fit set lacks a class; the held-out split is too small for DFR")
+    return targets
+
+
+def _fit_l1_batch(x: np.ndarray, y: np.ndarray, classes: np.ndarray, Cs: Sequence[float],
+                  init: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """L1 logistic regressions (liblinear's objective, :func:`probe.analyses.solvers.l1_logistic` to ``DFR_TOL``)
+    for every C in ``Cs`` and every one-vs-rest target, in one batched solve.
+
+    ``x``: ``(n, F)`` with ``y`` ``(n,)``, or ``(G, n, F)`` with ``y`` ``(G, n)`` (G fit sets of equal size).
+    Returns ``coef`` ``(G?, len(Cs), R, F)`` and ``intercept`` ``(G?, len(Cs), R)`` (no G axis for 2-d ``x``)."""
+    targets = _l1_targets(y, classes)  # (G?, R, n)
+    batch = targets.shape[:-2] + (len(Cs),) + targets.shape[-2:]
+    targets = np.broadcast_to(targets[..., None, :, :], batch)
+    C = np.broadcast_to(np.asarray(Cs, dtype=np.float64)[:, None], batch[-3:-1])
+    flat = (-1,) + targets.shape[-1:] if x.ndim == 2 else (x.shape[0], -1, targets.shape[-1])
+    with one_blas_thread():
+        fit = l1_logistic(torch.from_numpy(x), torch.tensor(targets.reshape(flat)),
+                          torch.tensor(C.reshape(-1)), tol=DFR_TOL,
+                          init=None if init is None else tuple(torch.from_numpy(np.asarray(v)) for v in init))
+    return fit.coef.reshape(batch[:-1] + x.shape[-1:]).numpy(), fit.intercept.reshape(batch[:-1]).numpy()
+
+
+def _fit_l1(x: np.ndarray, y: np.ndarray, classes: np.ndarray, C: float, seed: int = 0
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """L1 logistic regression with liblinear's objective (penalised intercept); one-vs-rest over ``classes`` when
+    there are more than two. ``seed`` is kept for the signature: the solver is deterministic."""
+    coef, intercept = _fit_l1_batch(x, y, classes, [C])
+    return coef[0], intercept[0]
 
 
 def _balanced_subsample(groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -237,7 +266,7 @@ def dfr_last_layer(
         raise ProbeInputError("DFR needs at least two classes in the held-out split")
     rng = np.random.default_rng(seed)
 
-    # choose C: fit on a balanced subsample of one half, worst-group accuracy on the other half
+    # choose C: fit on a balanced subsample of one half, worst-group accuracy on the other half (every C at once)
     totals = np.zeros(len(c_grid))
     for _ in range(tune_retrains):
         order = rng.permutation(len(x))
@@ -245,22 +274,20 @@ def dfr_last_layer(
         fit_half = fit_half[_balanced_subsample(groups[fit_half], rng)]
         scaler = StandardScaler().fit(x[fit_half])
         x_fit, x_score = scaler.transform(x[fit_half]), scaler.transform(x[score_half])
+        coefs, intercepts = _fit_l1_batch(x_fit, y[fit_half], classes, c_grid)
         for i, C in enumerate(c_grid):
-            coef, intercept = _fit_l1(x_fit, y[fit_half], classes, C, seed)
-            layer = DFRLastLayer(C, classes, np.zeros(x.shape[1]), np.ones(x.shape[1]), coef, intercept)
+            layer = DFRLastLayer(C, classes, np.zeros(x.shape[1]), np.ones(x.shape[1]), coefs[i], intercepts[i])
             totals[i] += worst_group_accuracy(layer.predict(x_score), y[score_half], groups[score_half])
-    best_c = float(c_grid[int(np.argmax(totals))])
+    best = int(np.argmax(totals))
+    best_c = float(c_grid[best])
 
-    # final layer: standardise with the whole held-out split, average weights over balanced resamples
+    # final layer: standardise with the whole held-out split, average weights over balanced resamples (all at once,
+    # started from the tuning fit at the chosen C); the resamples all have the same size
     scaler = StandardScaler().fit(x)
     xs = scaler.transform(x)
-    coefs, intercepts = [], []
-    for _ in range(num_retrains):
-        idx = _balanced_subsample(groups, rng)
-        coef, intercept = _fit_l1(xs[idx], y[idx], classes, best_c, seed)
-        coefs.append(coef)
-        intercepts.append(intercept)
-    return DFRLastLayer(best_c, classes, scaler.mean_, scaler.scale_, np.mean(coefs, 0), np.mean(intercepts, 0))
+    draws = np.stack([_balanced_subsample(groups, rng) for _ in range(num_retrains)])
+    coefs, intercepts = _fit_l1_batch(xs[draws], y[draws], classes, [best_c], init=(coefs[best], intercepts[best]))
+    return DFRLastLayer(best_c, classes, scaler.mean_, scaler.scale_, coefs[:, 0].mean(0), intercepts[:, 0].mean(0))
 
 
 def dfr_worst_group(
@@ -316,7 +343,7 @@ _DFR = "metrics-representations.md#deep-feature-reweighting-dfr_wga"
 @register_epoch_analysis(
     "probes",
     needs_model=True,
-    version=2,
+    version=3,
     options=(
         Option("probe_seed", "int", 0, "seed of the group-balanced probe split and of the DFR subsamples"),
         Option("dfr_retrains", "int", 20, "group-balanced subsamples whose DFR last layers are averaged (0: no DFR, "

@@ -185,3 +185,37 @@ def test_no_dfr_with_zero_retrains(tiny_colored_sweep):
     with_dfr, without = measured(1), measured(0)
     assert "dfr_wga" in with_dfr.get("test", {}) and "test" not in without
     assert without["val"]["probe_core"] == with_dfr["val"]["probe_core"]
+
+
+def test_linear_probe_agrees_with_the_sklearn_pipeline():
+    """The torch L2 fit reaches scikit-learn's optimum: the same balanced accuracy as a tightly solved
+    ``StandardScaler + LogisticRegression(C)``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    y, a, rng = _independent_labels(800, 3, 2, seed=7)
+    features = np.hstack([0.7 * _one_hot(y, 3) + rng.normal(size=(len(y), 3)), rng.normal(size=(len(y), 5))])
+    fit, score = balanced_probe_split(y, a, seed=0)
+    for C in (0.05, 1.0):
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=C, tol=1e-10, max_iter=10000))
+        expected = balanced_accuracy_score(y[score], model.fit(features[fit], y[fit]).predict(features[score]))
+        assert linear_probe(features, y, fit, score, C=C) == pytest.approx(expected)
+
+
+def test_dfr_l1_fit_matches_liblinear():
+    """``_fit_l1`` (one-vs-rest, liblinear's objective with the penalised intercept) against liblinear at a tight
+    tolerance."""
+    from sklearn.linear_model import LogisticRegression
+
+    from probe.analyses.probes import _fit_l1
+
+    x, y, _, _ = _spurious_data(600, 3, 0.5, 1.0, seed=3)
+    x = (x - x.mean(0)) / x.std(0)
+    coef, intercept = _fit_l1(x, y, np.arange(3), 0.1)
+    for c in range(3):
+        ref = LogisticRegression(l1_ratio=1.0, C=0.1, solver="liblinear", tol=1e-12, max_iter=100000)
+        ref.fit(x, (y == c).astype(np.int64))
+        assert np.abs(coef[c] - ref.coef_[0]).max() < 1e-3
+        assert intercept[c] == pytest.approx(ref.intercept_[0], abs=1e-3)

@@ -1,0 +1,471 @@
+"""Regularised logistic regression in torch: scikit-learn's objectives, solved in float64 to a stated tolerance.
+
+Two problems, on the device of the inputs:
+
+- :func:`multinomial_l2` — the objective of ``LogisticRegression(C)`` with solver ``lbfgs``::
+
+      C * sum_i s_i * CE(x_i @ W.T + b, y_i) + 0.5 * ||W||_F^2      (the intercept b is not penalised)
+
+  with one row of ``W`` per class (softmax cross-entropy) and, for two classes, scikit-learn's binary form: one row
+  ``w``, ``CE = log(1 + exp(-t_i (x_i @ w + b)))`` with ``t_i = +1`` for class 1, ``-1`` for class 0. Solved by
+  L-BFGS (``torch.optim.LBFGS``, strong-Wolfe line search) on the objective divided by ``C * sum_i s_i`` (the
+  scaling scikit-learn minimises); converged when the largest absolute gradient entry of that scaled objective is at
+  most ``tol``. The intercepts of more than two classes are centred (they are defined up to a common shift).
+
+- :func:`l1_logistic` — the objective of ``LogisticRegression(l1_ratio=1, solver="liblinear", C)`` for one binary
+  problem, with liblinear's penalised intercept (``intercept_scaling=1``: a constant feature 1 is appended to ``x``
+  and its weight ``b`` is penalised like every other)::
+
+      P(w, b) = C * sum_i s_i * log(1 + exp(-t_i (x_i @ w + b))) + ||w||_1 + |b|,     t_i in {-1, +1}
+
+  BATCHED: a batch of problems ``(G, P)`` — ``G`` feature matrices, each shared by ``P`` problems (C values,
+  one-vs-rest targets) — is solved at once. Per-sample weights ``s_i >= 0`` (0/1 masks for subsamples of different
+  sizes). Solved by FISTA (accelerated proximal gradient) with per-problem backtracking of the step and an adaptive
+  restart of the momentum when the objective rises. Converged when the relative duality gap
+  ``(P(w) - D(alpha)) / P(w) <= tol``, where ``alpha_i = r * C s_i sigmoid(-t_i (x_i @ w + b))`` scaled by
+  ``r = min(1, 1 / ||grad f(w)||_inf)`` to be dual-feasible and ``D(alpha) = sum_i C s_i H(alpha_i / (C s_i))``
+  (``H`` the binary entropy in nats); the gap bounds the distance of ``P(w)`` to the optimum.
+
+Both return a :class:`LogisticFit` that says whether every problem converged within ``max_iter``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from probe.errors import ProbeInputError
+
+#: Default tolerance of :func:`multinomial_l2`: the largest gradient entry of the objective / (C * sum of weights).
+L2_TOL = 1e-8
+#: Default tolerance of :func:`l1_logistic`: the relative duality gap.
+L1_TOL = 1e-6
+
+
+@dataclass(frozen=True)
+class LogisticFit:
+    """A solved batch of logistic regressions: ``scores = x @ coef.T + intercept`` per problem.
+
+    ``coef``: ``(..., R, F)`` (``R`` = 1 for a binary problem), ``intercept``: ``(..., R)``; ``objective``: the
+    objective at the solution, per problem; ``stop_value``: the stopping measure per problem (the scaled gradient's
+    largest entry, or the relative duality gap), ``converged`` where it is at most the tolerance; ``n_iter``: the
+    iterations run.
+    """
+
+    coef: torch.Tensor
+    intercept: torch.Tensor
+    objective: torch.Tensor
+    stop_value: torch.Tensor
+    converged: torch.Tensor
+    n_iter: int
+
+    @property
+    def all_converged(self) -> bool:
+        return bool(self.converged.all())
+
+
+def _check_features(x: torch.Tensor, ndims: tuple[int, ...]) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise ProbeInputError(f"features must be a torch tensor, got {type(x).__name__}")
+    if x.ndim not in ndims:
+        dims = " or ".join(map(str, ndims))
+        raise ProbeInputError(f"features must have {dims} dimensions, got shape {tuple(x.shape)}")
+    if x.shape[-2] == 0 or x.shape[-1] == 0:
+        raise ProbeInputError(f"features are empty (shape {tuple(x.shape)})")
+    x = x.to(torch.float64)
+    if not torch.isfinite(x).all():
+        raise ProbeInputError("features contain non-finite values")
+    return x
+
+
+def _check_settings(tol: float, max_iter: int) -> None:
+    if not tol > 0:
+        raise ProbeInputError(f"tol must be > 0, got {tol}")
+    if max_iter < 1:
+        raise ProbeInputError(f"max_iter must be >= 1, got {max_iter}")
+
+
+# -- multinomial (softmax) L2 ---------------------------------------------------------------------------------------
+
+
+def multinomial_l2_objective(x, labels, C: float, coef, intercept, sample_weight=None) -> torch.Tensor:
+    """``C * sum_i s_i CE_i + 0.5 ||coef||^2`` (see the module docstring; ``coef`` with one row for two classes)."""
+    x = x.to(torch.float64)
+    scores = x @ coef.to(torch.float64).T + intercept.to(torch.float64)
+    if scores.shape[1] == 1:
+        scores = torch.cat([torch.zeros_like(scores), scores], dim=1)
+    weight = torch.ones(len(x), dtype=torch.float64, device=x.device) if sample_weight is None else sample_weight
+    ce = torch.nn.functional.cross_entropy(scores, labels, reduction="none")
+    return C * (weight * ce).sum() + 0.5 * (coef.to(torch.float64) ** 2).sum()
+
+
+def multinomial_l2(
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    C: float = 1.0,
+    *,
+    sample_weight: torch.Tensor | None = None,
+    tol: float = L2_TOL,
+    max_iter: int = 1000,
+    history_size: int = 20,
+) -> LogisticFit:
+    """L2-regularised multinomial logistic regression, scikit-learn's ``LogisticRegression(C, solver="lbfgs")``.
+
+    Args:
+        x: ``(n, F)`` features. labels: ``(n,)`` class indices ``0 ... K-1``, each present at least once, ``K >= 2``.
+        C: inverse regularisation strength (> 0). sample_weight: ``(n,)`` non-negative weights (default 1).
+        tol: stop when the largest absolute gradient entry of objective / (C * sum of weights) is <= ``tol``.
+        max_iter: L-BFGS iterations at most. history_size: L-BFGS memory.
+
+    Returns:
+        :class:`LogisticFit` with ``coef`` ``(K, F)`` and ``intercept`` ``(K,)`` (summing to 0), or ``(1, F)`` and
+        ``(1,)`` for two classes (positive scores predict class 1).
+    """
+    x = _check_features(x, (2,))
+    _check_settings(tol, max_iter)
+    n, num_features = x.shape
+    labels = torch.as_tensor(labels, device=x.device)
+    if labels.shape != (n,) or labels.dtype.is_floating_point:
+        raise ProbeInputError(f"labels must be ({n},) integers, got {tuple(labels.shape)} {labels.dtype}")
+    labels = labels.to(torch.int64)
+    if not C > 0:
+        raise ProbeInputError(f"C must be > 0, got {C}")
+    if labels.min() < 0:
+        raise ProbeInputError("labels must be non-negative class indices")
+    num_classes = int(labels.max()) + 1
+    if num_classes < 2 or (torch.bincount(labels, minlength=num_classes) == 0).any():
+        raise ProbeInputError("labels must hold every class 0 ... K-1 and at least two classes")
+    weight = _sample_weight(sample_weight, (n,), x)
+    rows = 1 if num_classes == 2 else num_classes
+    params = torch.zeros(rows, num_features + 1, dtype=torch.float64, device=x.device, requires_grad=True)
+    scale = 1.0 / (C * float(weight.sum()))
+
+    def scaled_objective() -> torch.Tensor:
+        coef, intercept = params[:, :num_features], params[:, num_features]
+        scores = torch.addmm(intercept, x, coef.T)
+        if rows == 1:
+            scores = torch.cat([torch.zeros_like(scores), scores], dim=1)
+        ce = torch.nn.functional.cross_entropy(scores, labels, reduction="none")
+        return (weight * ce).sum() / float(weight.sum()) + 0.5 * scale * (coef**2).sum()
+
+    optimizer = torch.optim.LBFGS([params], lr=1.0, max_iter=max_iter, max_eval=4 * max_iter,
+                                  tolerance_grad=tol, tolerance_change=0.0, history_size=history_size,
+                                  line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        value = scaled_objective()
+        value.backward()
+        return value
+
+    optimizer.step(closure)
+    n_iter = int(optimizer.state[optimizer.param_groups[0]["params"][0]].get("n_iter", 0))
+    value = closure()
+    grad_max = params.grad.abs().max().detach()
+    coef, intercept = params.detach()[:, :num_features].clone(), params.detach()[:, num_features].clone()
+    if rows > 1:
+        intercept -= intercept.mean()
+    return LogisticFit(coef, intercept, value.detach() / scale, grad_max, grad_max <= tol, n_iter)
+
+
+# -- L1, liblinear's objective, batched ------------------------------------------------------------------------------
+
+
+def _sample_weight(sample_weight, shape: tuple[int, ...], x: torch.Tensor) -> torch.Tensor:
+    if sample_weight is None:
+        return torch.ones(shape, dtype=torch.float64, device=x.device)
+    weight = torch.as_tensor(sample_weight, device=x.device).to(torch.float64)
+    try:
+        weight = weight.broadcast_to(shape)
+    except RuntimeError:
+        raise ProbeInputError(f"sample_weight of shape {tuple(weight.shape)} does not fit {shape}") from None
+    if not torch.isfinite(weight).all() or (weight < 0).any():
+        raise ProbeInputError("sample_weight must be finite and non-negative")
+    return weight
+
+
+def l1_objective(x, targets, C, coef, intercept, sample_weight=None) -> torch.Tensor:
+    """liblinear's L1 objective ``P(w, b)`` per problem (module docstring); shapes as in :func:`l1_logistic`."""
+    x = x.to(torch.float64)
+    x = x.unsqueeze(0) if x.ndim == 2 else x
+    signs = torch.as_tensor(targets, device=x.device).to(torch.float64) * 2 - 1
+    signs = signs.reshape(x.shape[0], -1, x.shape[1])
+    coef = coef.reshape(signs.shape[0], signs.shape[1], -1).to(torch.float64)
+    intercept = intercept.reshape(signs.shape[:2]).to(torch.float64)
+    C = torch.as_tensor(C, dtype=torch.float64, device=x.device).broadcast_to(signs.shape[:2])
+    weight = _sample_weight(sample_weight, signs.shape, x)
+    margins = signs * (torch.bmm(coef, x.transpose(1, 2)) + intercept[..., None])
+    loss = (weight * torch.nn.functional.softplus(-margins)).sum(-1)
+    return C * loss + coef.abs().sum(-1) + intercept.abs()
+
+
+def l1_logistic(
+    x: torch.Tensor,
+    targets: torch.Tensor,
+    C,
+    *,
+    sample_weight: torch.Tensor | None = None,
+    tol: float = L1_TOL,
+    max_iter: int | None = None,
+    check_every: int = 10,
+    init: tuple[torch.Tensor, torch.Tensor] | None = None,
+    method: str = "newton",
+) -> LogisticFit:
+    """L1-regularised binary logistic regressions with liblinear's objective, many at once (module docstring).
+
+    Args:
+        x: ``(n, F)`` features shared by every problem, or ``(G, n, F)``: one matrix per group of problems.
+        targets: ``(P, n)`` (with ``(n, F)`` features) or ``(G, P, n)`` booleans: the positive class of each problem.
+        C: inverse regularisation strength (> 0), a number or one per problem (broadcast to ``(G, P)`` / ``(P,)``).
+        sample_weight: non-negative weights broadcast to the targets' shape (0 drops a sample; default 1).
+        tol: stop a problem when its relative duality gap is <= ``tol``.
+        max_iter: outer iterations at most (default 200 proximal Newton, 20000 FISTA iterations); a problem whose
+            line search finds no decrease (the gap's floating-point floor, about 1e-9) also stops, not converged.
+        check_every: FISTA iterations between duality-gap checks.
+        init: ``(coef, intercept)`` to start from (a warm start), broadcast to the result's shapes; default zeros.
+        method: ``"newton"`` (proximal Newton on a working set, default) or ``"fista"``; both stop on the gap.
+
+    Returns:
+        :class:`LogisticFit` with ``coef`` of shape ``targets.shape[:-1] + (F,)`` and ``intercept``
+        ``targets.shape[:-1]``; ``stop_value`` is the relative duality gap.
+    """
+    x = _check_features(x, (2, 3))
+    max_iter = max_iter if max_iter is not None else 200 if method == "newton" else 20000
+    _check_settings(tol, max_iter)
+    shared = x.ndim == 2
+    xg = x.unsqueeze(0) if shared else x
+    groups, n, num_features = xg.shape
+    targets = torch.as_tensor(targets, device=x.device)
+    expected = 2 if shared else 3
+    if targets.ndim != expected or targets.shape[-1] != n or (not shared and targets.shape[0] != groups):
+        raise ProbeInputError(f"targets must have shape {'(P, n)' if shared else '(G, P, n)'} with n = {n}"
+                              f"{'' if shared else f' and G = {groups}'}, got {tuple(targets.shape)}")
+    if targets.dtype != torch.bool:
+        if targets.dtype.is_floating_point or ((targets != 0) & (targets != 1)).any():
+            raise ProbeInputError("targets must be booleans (or 0/1)")
+        targets = targets.to(torch.bool)
+    out_shape = targets.shape[:-1]
+    targets = targets.reshape(groups, -1, n)
+    problems = targets.shape[1]
+    weight = _sample_weight(sample_weight, out_shape + (n,), x).reshape(groups, problems, n)
+    try:
+        C = torch.as_tensor(C, dtype=torch.float64, device=x.device).broadcast_to(out_shape).reshape(groups, problems)
+    except RuntimeError:
+        raise ProbeInputError(f"C does not broadcast to the problems' shape {tuple(out_shape)}") from None
+    if not (C > 0).all() or not torch.isfinite(C).all():
+        raise ProbeInputError("C must be finite and > 0")
+    used = weight > 0
+    if ((targets & used).sum(-1) == 0).any() or ((~targets & used).sum(-1) == 0).any():
+        raise ProbeInputError("every L1 problem needs both classes among its weighted samples")
+
+    # augmented features [x, 1] (liblinear's intercept_scaling = 1), per-sample weights c_i = C s_i, signs t_i
+    xa = torch.cat([xg, torch.ones(groups, n, 1, dtype=torch.float64, device=x.device)], dim=2)
+    problem = _L1Problem(xa, C[..., None] * weight, targets.to(torch.float64) * 2 - 1)
+    w = torch.zeros(groups, problems, num_features + 1, dtype=torch.float64, device=x.device)
+    if init is not None:
+        try:
+            w[..., :num_features] = torch.as_tensor(init[0], device=x.device).to(torch.float64).broadcast_to(
+                out_shape + (num_features,)).reshape(groups, problems, num_features)
+            w[..., num_features] = torch.as_tensor(init[1], device=x.device).to(torch.float64).broadcast_to(
+                out_shape).reshape(groups, problems)
+        except RuntimeError:
+            raise ProbeInputError(f"init does not broadcast to coef {tuple(out_shape) + (num_features,)} and "
+                                  f"intercept {tuple(out_shape)}") from None
+    if method == "newton":
+        w, obj, gap, iteration = _prox_newton(problem, w, tol, max_iter)
+    elif method == "fista":
+        w, obj, gap, iteration = _fista(problem, w, tol, max_iter, check_every)
+    else:
+        raise ProbeInputError(f"method must be 'newton' or 'fista', got {method!r}")
+    coef, intercept = w[..., :num_features], w[..., num_features]
+    return LogisticFit(coef.reshape(out_shape + (num_features,)), intercept.reshape(out_shape),
+                       obj.reshape(out_shape), gap.reshape(out_shape), (gap <= tol).reshape(out_shape), iteration)
+
+
+@dataclass(frozen=True)
+class _L1Problem:
+    """A batch ``(G, P)`` of L1 problems: augmented features ``xa`` ``(G, n, D)``, weights ``cw = C s`` and signs
+    ``(G, P, n)``. Iterates ``w`` are ``(G, P, D)`` (the intercept last), scores ``z = xa @ w`` ``(G, P, n)``."""
+
+    xa: torch.Tensor
+    cw: torch.Tensor
+    signs: torch.Tensor
+
+    def scores(self, w: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(w, self.xa.transpose(1, 2))
+
+    def smooth(self, z: torch.Tensor) -> torch.Tensor:
+        return (self.cw * torch.nn.functional.softplus(-self.signs * z)).sum(-1)
+
+    def gradient(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(-self.cw * self.signs * torch.sigmoid(-self.signs * z), self.xa)
+
+    def relative_gap(self, w: torch.Tensor, z: torch.Tensor, primal: torch.Tensor) -> torch.Tensor:
+        """``(P(w) - D(alpha)) / P(w)`` with the dual point of the module docstring."""
+        ratio = 1 / torch.clamp(self.gradient(z).abs().amax(-1), min=1.0)
+        q = ratio[..., None] * torch.sigmoid(-self.signs * z)
+        dual = (self.cw * (torch.special.entr(q) + torch.special.entr(1 - q))).sum(-1)
+        return (primal - dual) / primal
+
+
+def _fista(problem: _L1Problem, w: torch.Tensor, tol: float, max_iter: int, check_every: int):
+    """FISTA with per-problem backtracking and adaptive restart; returns ``(w, objective, gap, iterations)``."""
+    xa, cw = problem.xa, problem.cw
+    # step: 1 / L with L from a few power iterations on C/4 * X^T diag(s) X, corrected upward by backtracking
+    v = torch.ones_like(w)
+    for _ in range(8):
+        v = torch.bmm(cw * problem.scores(v), xa)
+        v = v / v.norm(dim=-1, keepdim=True)
+    lipschitz = (torch.bmm(cw * problem.scores(v), xa) * v).sum(-1) / 4
+    z = problem.scores(w)
+    obj = problem.smooth(z) + w.abs().sum(-1)
+    y_w, y_z, momentum = w, z, torch.ones_like(obj)
+    done = torch.zeros_like(obj, dtype=torch.bool)
+    gap = torch.full_like(obj, float("inf"))
+    iteration = 0
+    for iteration in range(1, max_iter + 1):
+        f_y = problem.smooth(y_z)
+        g_y = problem.gradient(y_z)
+        while True:
+            step = (1 / lipschitz)[..., None]
+            v = y_w - step * g_y
+            new_w = torch.sign(v) * torch.clamp(v.abs() - step, min=0)
+            new_z = problem.scores(new_w)
+            diff = new_w - y_w
+            f_new = problem.smooth(new_z)
+            bound = f_y + (g_y * diff).sum(-1) + 0.5 * lipschitz * (diff**2).sum(-1)
+            too_long = (f_new > bound + 1e-12 * f_y.abs()) & ~done
+            if not too_long.any():
+                break
+            lipschitz = torch.where(too_long, 2 * lipschitz, lipschitz)
+        new_obj = f_new + new_w.abs().sum(-1)
+        # adaptive restart (O'Donoghue and Candes, gradient scheme): drop the momentum when the step from the
+        # extrapolated point y points back against the last move; converged problems stay where they are
+        restart = ((y_w - new_w) * (new_w - w)).sum(-1) > 0
+        next_momentum = torch.where(restart, 1.0, (1 + torch.sqrt(1 + 4 * momentum**2)) / 2)
+        beta = torch.where(restart, 0.0, (momentum - 1) / next_momentum)[..., None]
+        keep = done[..., None]
+        new_w = torch.where(keep, w, new_w)
+        new_z = torch.where(keep, z, new_z)
+        new_obj = torch.where(done, obj, new_obj)
+        y_w = new_w + beta * (new_w - w)
+        y_z = new_z + beta * (new_z - z)
+        momentum = next_momentum
+        w, z, obj = new_w, new_z, new_obj
+        lipschitz = torch.where(done, lipschitz, lipschitz * 0.95)
+        if iteration % check_every == 0 or iteration == max_iter:
+            gap = torch.where(done, gap, problem.relative_gap(w, z, obj))
+            done = gap <= tol
+            if done.all():
+                break
+    return w, obj, gap, iteration
+
+
+def _min_norm_subgradient(w: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """The smallest element of ``grad + d||w||_1``: ``grad + sign(w)`` where ``w != 0``, else ``grad`` shrunk by 1."""
+    shrunk = torch.sign(grad) * torch.clamp(grad.abs() - 1, min=0)
+    return torch.where(w != 0, grad + torch.sign(w), shrunk)
+
+
+def _prox_newton(problem: _L1Problem, w: torch.Tensor, tol: float, max_iter: int, inner_max: int = 300,
+                 chunk_elements: int = 2**23):
+    """Proximal Newton on a working set (as liblinear's newGLMNET); returns ``(w, objective, gap, iterations)``.
+
+    Each outer iteration: the gradient ``g`` and curvature ``h_i = c_i p_i (1 - p_i)`` at ``w``; a working set per
+    problem of the non-zero weights and as many (16 at least) of the zero weights with ``|g_j| >= 1 - 1e-3``, the
+    largest first (padded to a common size with the next largest ``|g_j|``); the quadratic model
+    ``g.d + d.H d / 2 + ||w + d||_1`` over the working set (``H = X_W^T diag(h) X_W``) solved by FISTA with
+    restart to a tenth of the outer KKT violation; then a backtracking (Armijo) line search on the true objective
+    along ``d``. Converged problems drop out of the batch.
+    """
+    xa, cw, signs = problem.xa, problem.cw, problem.signs
+    groups, problems, dims = w.shape
+    z = problem.scores(w)
+    obj = problem.smooth(z) + w.abs().sum(-1)
+    done = torch.zeros_like(obj, dtype=torch.bool)
+    stalled = torch.zeros_like(done)
+    gap = torch.full_like(obj, float("inf"))
+    group_of = torch.arange(groups, device=w.device)[:, None].expand(groups, problems).reshape(-1)
+    iteration = 0
+    while iteration < max_iter:
+        iteration += 1
+        p = torch.sigmoid(-signs * z)
+        grad = torch.bmm(-cw * signs * p, xa)
+        gap = torch.where(done, gap, problem.relative_gap(w, z, obj))
+        done = (gap <= tol) | stalled
+        if done.all():
+            break
+        violation = _min_norm_subgradient(w, grad).abs().amax(-1)
+        # working set: non-zero weights, the intercept, and zero weights whose gradient (nearly) violates |g| <= 1
+        score = torch.where(w != 0, torch.inf, grad.abs())
+        score[..., -1] = torch.inf
+        # at most as many new zero weights as non-zero ones (16 at least): the set grows while the support does
+        support = (w != 0).sum(-1)
+        violators = ((score >= 1 - 1e-3) & (w == 0)).sum(-1)
+        wanted = torch.where(done, 0, support + torch.minimum(violators, torch.clamp(support, min=16)))
+        k = min(max(int(wanted.max()), 1), dims)
+        active = torch.nonzero(~done.reshape(-1)).reshape(-1)  # the problems not yet converged
+        ws = torch.topk(score.reshape(-1, dims)[active], k, dim=-1).indices  # (A, k)
+        flat_w, flat_g = w.reshape(-1, dims)[active], grad.reshape(-1, dims)[active]
+        curvature = (cw * p * (1 - p)).reshape(-1, z.shape[-1])[active]
+        hessian = torch.empty(len(active), k, k, dtype=w.dtype, device=w.device)
+        step = max(1, chunk_elements // (k * z.shape[-1]))
+        xa_t = xa.transpose(1, 2)
+        for lo in range(0, len(active), step):
+            sl = slice(lo, lo + step)
+            cols = xa_t[group_of[active[sl], None], ws[sl]]  # (c, k, n)
+            hessian[sl] = torch.bmm(cols * curvature[sl, None, :], cols.transpose(1, 2))
+        w_ws, g_ws = flat_w.gather(1, ws), flat_g.gather(1, ws)
+        u = _quadratic_l1(hessian, g_ws, w_ws, 0.1 * violation.reshape(-1)[active], inner_max)
+        direction = torch.zeros(groups * problems, dims, dtype=w.dtype, device=w.device)
+        direction[active] = torch.zeros_like(flat_w).scatter_(1, ws, u - w_ws)
+        direction = direction.reshape(w.shape)
+        # Armijo: P(w + t d) <= P(w) + 0.01 t (g.d + ||w + d||_1 - ||w||_1), t = 1, 1/2, ...
+        decrease = (grad * direction).sum(-1) + (w + direction).abs().sum(-1) - w.abs().sum(-1)
+        dz = problem.scores(direction)
+        t = torch.ones_like(obj)
+        no_descent = ~done & (decrease >= 0)
+        accepted = done | no_descent
+        for _ in range(40):
+            trial_w = w + t[..., None] * direction
+            trial_obj = problem.smooth(z + t[..., None] * dz) + trial_w.abs().sum(-1)
+            ok = (trial_obj <= obj + 0.01 * t * decrease) & ~accepted
+            w = torch.where(ok[..., None], trial_w, w)
+            z = torch.where(ok[..., None], z + t[..., None] * dz, z)
+            obj = torch.where(ok, trial_obj, obj)
+            accepted = accepted | ok
+            if accepted.all():
+                break
+            t = torch.where(accepted, t, t / 2)
+        # no step lowers the objective any more (the gap's floating-point floor): stop, not converged
+        stalled = stalled | ~accepted | no_descent
+        if (done | stalled).all():
+            break
+    return w, obj, gap, iteration
+
+
+def _quadratic_l1(hessian: torch.Tensor, grad: torch.Tensor, w: torch.Tensor, target: torch.Tensor,
+                  max_iter: int) -> torch.Tensor:
+    """``argmin_u g.(u - w) + (u - w).H (u - w) / 2 + ||u||_1`` per row by FISTA with restart, until the KKT
+    violation of every row is at most ``target`` (or ``max_iter``)."""
+    v = torch.ones_like(w)
+    for _ in range(30):
+        v = torch.bmm(hessian, v[..., None])[..., 0]
+        v = v / v.norm(dim=-1, keepdim=True).clamp(min=1e-300)
+    lipschitz = 1.05 * (torch.bmm(hessian, v[..., None])[..., 0] * v).sum(-1, keepdim=True) + 1e-12
+    u, y, momentum = w, w, torch.ones_like(lipschitz)
+    for iteration in range(max_iter):
+        g_y = grad + torch.bmm(hessian, (y - w)[..., None])[..., 0]
+        v = y - g_y / lipschitz
+        new_u = torch.sign(v) * torch.clamp(v.abs() - 1 / lipschitz, min=0)
+        restart = ((y - new_u) * (new_u - u)).sum(-1, keepdim=True) > 0
+        next_momentum = torch.where(restart, 1.0, (1 + torch.sqrt(1 + 4 * momentum**2)) / 2)
+        beta = torch.where(restart, 0.0, (momentum - 1) / next_momentum)
+        y = new_u + beta * (new_u - u)
+        u, momentum = new_u, next_momentum
+        if iteration % 10 == 9:
+            g_u = grad + torch.bmm(hessian, (u - w)[..., None])[..., 0]
+            if (_min_norm_subgradient(u, g_u).abs().amax(-1) <= target).all():
+                break
+    return u
