@@ -22,7 +22,6 @@ from probe.train import TrainConfig, train
 NUM_CLASSES = 100
 
 
-@probe.register_dataset("hundred-classes")
 def hundred_classes(seed: int = 0, n_train: int = 600, n_test: int = 300) -> SpuriousDataset:
     """100 Gaussian classes in 16 dimensions and a spurious bit (feature 16) that agrees with ``y % 2`` for 90% of the
     training samples and half of the test samples; BC iff ``a != y % 2``."""
@@ -41,6 +40,11 @@ def hundred_classes(seed: int = 0, n_train: int = 600, n_test: int = 300) -> Spu
                            options=dict(seed=seed, n_train=n_train, n_test=n_test))
 
 
+def run_of(cfg: TrainConfig, out) -> probe.Run:
+    """Train ``cfg`` on :func:`hundred_classes` (given as a dataset object: nothing is registered)."""
+    return probe.open_run(train(cfg, out, dataset=hundred_classes(**cfg.dataset_options)).run_dir)
+
+
 def config(**overrides) -> TrainConfig:
     base = dict(dataset="hundred-classes", model="mlp", model_options={"width": 64}, lr=0.5, epochs=6,
                 batch_size=50, device="cpu", seed=3)
@@ -50,10 +54,8 @@ def config(**overrides) -> TrainConfig:
 @pytest.fixture(scope="module")
 def full_and_topk(tmp_path_factory):
     root = tmp_path_factory.mktemp("topk")
-    full = train(config(), root / "full")
-    topk = train(config(record_logits="topk:5"), root / "topk")
-    half = train(config(logits_dtype="float16"), root / "half")
-    return probe.open_run(full.run_dir), probe.open_run(topk.run_dir), probe.open_run(half.run_dir)
+    return (run_of(config(), root / "full"), run_of(config(record_logits="topk:5"), root / "topk"),
+            run_of(config(logits_dtype="float16"), root / "half"))
 
 
 #: the record-level analyses whose every metric the summary must reproduce.
@@ -109,8 +111,7 @@ def test_the_subset_keeps_every_group_in_proportion():
 
 
 def test_a_topk_run_with_a_small_subset_runs_the_proposition_on_it(tmp_path):
-    run = probe.open_run(train(config(record_logits="topk:3", full_logits_subset=64, epochs=2),
-                               tmp_path / "run").run_dir)
+    run = run_of(config(record_logits="topk:3", full_logits_subset=64, epochs=2), tmp_path / "run")
     rec = run.records("train", 2)
     sub = rec.with_full_logits()
     assert len(sub) < len(rec) and sub.logits.shape == (len(sub), NUM_CLASSES)
