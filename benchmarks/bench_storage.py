@@ -1,10 +1,10 @@
 """Bytes on disk per epoch and per run, next to what they hold.
 
-1. ResNet-50 (23.5M parameters with a 2-class head) on a Waterbirds-size training split (4795 samples, 2 classes): the bytes of one epoch
-   file (weights and per-sample records) against its float32 weights plus the records' arrays (target <= 1.05x),
-   the bytes of the resume file with SGD momentum and with AdamW's two moments, and what a 5-rate x 3-seed sweep
-   recording 100 epochs costs in schema 1 (every epoch file with optimizer state) against schema 2 with
-   ``--keep-weights all`` and ``--keep-weights log:10``.
+1. ResNet-50 (23.5M parameters with a 2-class head) on a Waterbirds-size training split (4795 samples): the bytes
+   of one epoch file (weights and per-sample records) against its float32 weights plus the records' arrays (target
+   <= 1.05x), the bytes of the resume file with SGD momentum and with AdamW's two moments, and what a 5-rate x
+   3-seed sweep recording 100 epochs costs in schema 1 (every epoch file with optimizer state) against schema 2
+   with ``--keep-weights all`` and ``--keep-weights log:10``.
 2. Logits of 1000 classes: bytes per sample of the logit fields in full (float32, float16) and as ``topk:5``, from
    arrays encoded the way the trainer encodes them, and per epoch of an ImageNet-size split (1.28M samples).
 

@@ -20,6 +20,7 @@ L1 fits batched (every C and class of the tuning step in one solve, every retrai
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,6 +40,12 @@ from probe.errors import ProbeInputError
 DFR_C_GRID = (1.0, 0.7, 0.3, 0.1, 0.07, 0.03, 0.01)
 #: Tolerance of the probes' L2 fits: the largest gradient entry of objective / (C * n) (:func:`multinomial_l2`).
 PROBE_TOL = 1e-6
+#: the fits' solvers: ``sklearn`` (lbfgs for the probes, one liblinear fit per C, class and retrain for DFR) or
+#: ``torch`` (:mod:`probe.analyses.solvers`: the same objectives, batched). On the CPU scikit-learn's are faster at
+#: the demo's size (``benchmarks/bench_solvers.py``): they are the default; the torch ones batch every fit of a DFR
+#: call into two solves, for accelerators.
+SOLVERS = ("sklearn", "torch")
+DEFAULT_SOLVER = "sklearn"
 #: Tolerance of DFR's L1 fits: the relative duality gap (:func:`l1_logistic`).
 DFR_TOL = 1e-5
 
@@ -103,10 +110,12 @@ def balanced_probe_split(y, a, seed: int = 0, *, min_group_size: int = 2) -> tup
     return np.sort(np.concatenate(fit)), np.sort(np.concatenate(score))
 
 
-def linear_probe(features, target, fit_idx, score_idx, *, C: float = 1.0, max_iter: int = 2000) -> float:
+def linear_probe(features, target, fit_idx, score_idx, *, C: float = 1.0, max_iter: int = 2000,
+                 solver: str | None = None) -> float:
     """Balanced accuracy on ``score_idx`` of a standardised L2 logistic regression fit on ``fit_idx``: scikit-learn's
-    ``StandardScaler + LogisticRegression(C)`` objective (multinomial, lbfgs), solved by
-    :func:`probe.analyses.solvers.multinomial_l2` to ``PROBE_TOL`` (at most ``max_iter`` L-BFGS iterations).
+    ``StandardScaler + LogisticRegression(C)`` (multinomial, lbfgs), or with ``solver="torch"`` the same objective
+    solved by :func:`probe.analyses.solvers.multinomial_l2` to ``PROBE_TOL`` (at most ``max_iter`` iterations);
+    ``solver`` None: :data:`DEFAULT_SOLVER`.
 
     Balanced accuracy = mean over the target values present in the score set of the recall of that value
     (``sklearn.metrics.balanced_accuracy_score``); chance is ``1 / #values``.
@@ -122,6 +131,17 @@ def linear_probe(features, target, fit_idx, score_idx, *, C: float = 1.0, max_it
         raise ProbeInputError("the probe's score set is empty")
     if not C > 0:
         raise ProbeInputError(f"C must be > 0, got {C}")
+    if _solver(solver) == "sklearn":
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
+        with warnings.catch_warnings(), one_blas_thread():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(x[fit_idx], t[fit_idx])
+            predicted = model.predict(x[score_idx])
+        return float(balanced_accuracy_score(t[score_idx], predicted))
     scaler = StandardScaler().fit(x[fit_idx])
     values, fit_labels = np.unique(t[fit_idx], return_inverse=True)
     with one_blas_thread():
@@ -179,13 +199,24 @@ def _l1_targets(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
     return targets
 
 
+def _solver(solver: str | None) -> str:
+    solver = DEFAULT_SOLVER if solver is None else solver
+    if solver not in SOLVERS:
+        raise ProbeInputError(f"unknown solver {solver!r}; known: {', '.join(SOLVERS)}")
+    return solver
+
+
 def _fit_l1_batch(x: np.ndarray, y: np.ndarray, classes: np.ndarray, Cs: Sequence[float],
-                  init: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """L1 logistic regressions (liblinear's objective, :func:`probe.analyses.solvers.l1_logistic` to ``DFR_TOL``)
-    for every C in ``Cs`` and every one-vs-rest target, in one batched solve.
+                  init: tuple[np.ndarray, np.ndarray] | None = None, solver: str | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """L1 logistic regressions (liblinear's objective) for every C in ``Cs`` and every one-vs-rest target: one
+    liblinear fit each (``solver="sklearn"``), or one batched solve of :func:`probe.analyses.solvers.l1_logistic` to
+    ``DFR_TOL`` (``"torch"``, started from ``init``).
 
     ``x``: ``(n, F)`` with ``y`` ``(n,)``, or ``(G, n, F)`` with ``y`` ``(G, n)`` (G fit sets of equal size).
     Returns ``coef`` ``(G?, len(Cs), R, F)`` and ``intercept`` ``(G?, len(Cs), R)`` (no G axis for 2-d ``x``)."""
+    if _solver(solver) == "sklearn":
+        return _fit_l1_liblinear(x, y, classes, Cs)
     targets = _l1_targets(y, classes)  # (G?, R, n)
     batch = targets.shape[:-2] + (len(Cs),) + targets.shape[-2:]
     targets = np.broadcast_to(targets[..., None, :, :], batch)
@@ -198,11 +229,33 @@ def _fit_l1_batch(x: np.ndarray, y: np.ndarray, classes: np.ndarray, Cs: Sequenc
     return fit.coef.reshape(batch[:-1] + x.shape[-1:]).numpy(), fit.intercept.reshape(batch[:-1]).numpy()
 
 
-def _fit_l1(x: np.ndarray, y: np.ndarray, classes: np.ndarray, C: float, seed: int = 0
-            ) -> tuple[np.ndarray, np.ndarray]:
+def _fit_l1_liblinear(x: np.ndarray, y: np.ndarray, classes: np.ndarray, Cs: Sequence[float]
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_fit_l1_batch` with one liblinear fit per fit set, C and one-vs-rest target."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    if x.ndim == 3:
+        parts = [_fit_l1_liblinear(x[g], y[g], classes, Cs) for g in range(len(x))]
+        return np.stack([p[0] for p in parts]), np.stack([p[1] for p in parts])
+    targets = _l1_targets(y, classes)  # (R, n)
+    coef = np.zeros((len(Cs), len(targets), x.shape[1]))
+    intercept = np.zeros((len(Cs), len(targets)))
+    with warnings.catch_warnings(), one_blas_thread():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for i, C in enumerate(Cs):
+            for r, t in enumerate(targets):
+                clf = LogisticRegression(l1_ratio=1.0, C=float(C), solver="liblinear", tol=DFR_TOL,
+                                         max_iter=1000).fit(x, np.asarray(t, dtype=np.int64))
+                coef[i, r], intercept[i, r] = clf.coef_[0], clf.intercept_[0]
+    return coef, intercept
+
+
+def _fit_l1(x: np.ndarray, y: np.ndarray, classes: np.ndarray, C: float, seed: int = 0,
+            solver: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """L1 logistic regression with liblinear's objective (penalised intercept); one-vs-rest over ``classes`` when
-    there are more than two. ``seed`` is kept for the signature: the solver is deterministic."""
-    coef, intercept = _fit_l1_batch(x, y, classes, [C])
+    there are more than two. ``seed`` is kept for the signature: both solvers are deterministic."""
+    coef, intercept = _fit_l1_batch(x, y, classes, [C], solver=solver)
     return coef[0], intercept[0]
 
 
@@ -243,6 +296,7 @@ def dfr_last_layer(
     num_retrains: int = 20,
     tune_retrains: int = 1,
     seed: int = 0,
+    solver: str | None = None,
 ) -> DFRLastLayer:
     """Retrain the last layer on held-out ``features`` per the DFR protocol (see the module docstring).
 
@@ -253,10 +307,12 @@ def dfr_last_layer(
         num_retrains: group-balanced resamples whose weights are averaged (default 20).
         tune_retrains: random halvings whose worst-group accuracies are summed per C when tuning (default 1).
         seed: seed of every draw.
+        solver: ``sklearn`` (liblinear) or ``torch`` (batched); None: :data:`DEFAULT_SOLVER`.
     """
     x = _as_features(features)
     y = _as_labels(y, len(x), "y")
     groups = _as_labels(groups, len(x), "groups")
+    solver = _solver(solver)
     if num_retrains < 1 or tune_retrains < 1:
         raise ProbeInputError("num_retrains and tune_retrains must be >= 1")
     if not c_grid:
@@ -274,7 +330,7 @@ def dfr_last_layer(
         fit_half = fit_half[_balanced_subsample(groups[fit_half], rng)]
         scaler = StandardScaler().fit(x[fit_half])
         x_fit, x_score = scaler.transform(x[fit_half]), scaler.transform(x[score_half])
-        coefs, intercepts = _fit_l1_batch(x_fit, y[fit_half], classes, c_grid)
+        coefs, intercepts = _fit_l1_batch(x_fit, y[fit_half], classes, c_grid, solver=solver)
         for i, C in enumerate(c_grid):
             layer = DFRLastLayer(C, classes, np.zeros(x.shape[1]), np.ones(x.shape[1]), coefs[i], intercepts[i])
             totals[i] += worst_group_accuracy(layer.predict(x_score), y[score_half], groups[score_half])
@@ -286,7 +342,8 @@ def dfr_last_layer(
     scaler = StandardScaler().fit(x)
     xs = scaler.transform(x)
     draws = np.stack([_balanced_subsample(groups, rng) for _ in range(num_retrains)])
-    coefs, intercepts = _fit_l1_batch(xs[draws], y[draws], classes, [best_c], init=(coefs[best], intercepts[best]))
+    coefs, intercepts = _fit_l1_batch(xs[draws], y[draws], classes, [best_c], init=(coefs[best], intercepts[best]),
+                                      solver=solver)
     return DFRLastLayer(best_c, classes, scaler.mean_, scaler.scale_, coefs[:, 0].mean(0), intercepts[:, 0].mean(0))
 
 
