@@ -292,12 +292,15 @@ class AnalysisContext:
         cache_dir: folder for reusable intermediate results (features), or None for no caching.
         options: analysis option values by name (as given, or as :func:`resolve_options` returns them); analyses
             read them through :meth:`option`, which applies the declared kind and default.
+        shared: what the analyses of this context share, by name (the model of the epoch being analysed and its
+            forward passes: :func:`probe.analyses.features.model_epoch`).
     """
 
     run: Run
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     cache_dir: Path | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    shared: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @cached_property
     def dataset(self) -> SpuriousDataset:

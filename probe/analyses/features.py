@@ -352,17 +352,16 @@ class ModelEpoch:
         return self.outputs(split).features
 
 
-_MODEL_EPOCH = "_probe_model_epoch"
+_MODEL_EPOCH = "model_epoch"
 
 
 def model_epoch(ctx: AnalysisContext, epoch: int) -> ModelEpoch:
     """The :class:`ModelEpoch` of ``ctx``'s run at ``epoch``, shared by every analysis that runs on that context:
     the context keeps the one of the epoch last asked for (so memory holds one epoch's model and outputs), and a new
     one is made when the epoch or the option ``batch_size`` changes."""
-    held = getattr(ctx, _MODEL_EPOCH, None)
+    held = ctx.shared.get(_MODEL_EPOCH)
     if held is None or held.epoch != int(epoch) or held.batch_size != int(ctx.option(BATCH_SIZE)):
-        held = ModelEpoch(ctx, epoch)
-        setattr(ctx, _MODEL_EPOCH, held)
+        held = ctx.shared[_MODEL_EPOCH] = ModelEpoch(ctx, epoch)
     return held
 
 

@@ -62,11 +62,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    """Validate, :func:`probe.analyses.engine.analyze`, :func:`probe.report.write_report` (which computes the
-    attribution grids only when its figure cache does not hold them for the same inputs), the summary."""
-    from probe.analyses.engine import analyze, summary_text, write_tables
+    """Validate, :func:`probe.analyses.engine.analyze`, the attribution grids, :func:`probe.report.write_report`,
+    the summary."""
+    from probe.analyses.engine import analyze, attribution_grids, summary_text, write_tables
     from probe.cli.options import parse_options
-    from probe.report import GridRequest, write_report
+    from probe.report import write_report
 
     result = analyze(
         args.path, out=args.out, epochs=_epochs_arg(args.epochs, "--epochs"),
@@ -75,7 +75,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         analyses=args.analyses, strict=args.strict, use_cache=not args.no_cache,
     )
     if not args.no_report:
-        grids = None if args.no_attribution_grids else GridRequest(strict=args.strict)
+        grids = None if args.no_attribution_grids else attribution_grids(result, strict=args.strict)
         errors = len(result.errors)
         write_report(result, grids, strict=args.strict, use_cache=not args.no_cache)
         if len(result.errors) != errors:

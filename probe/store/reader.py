@@ -82,10 +82,6 @@ class Records:
         :func:`probe.analyses.logits.margins`, ``max_softmax``, ``logit_metrics`` and ``cmr`` accept."""
         return self.summary if self.summary is not None else self.logits
 
-    @property
-    def has_full_logits(self) -> bool:
-        return self.logits is not None
-
     def with_full_logits(self) -> Records:
         """These records where every logit is kept: all of them, or for a ``topk`` run the fixed subset with full
         logits (``full_positions``; :func:`~probe.store.logit_records.full_logits_subset`). Raises

@@ -386,7 +386,6 @@ class Trainer:
         self._committer.wait()  # the previous commit is done with the snapshot model
         keep = epoch in self.weight_epochs
         optimizer_state = copy.deepcopy(optimizer.state_dict())
-        sgd_fields = None if sgd is None else self._encode(sgd, subset=False)
         if self.overlap_eval:
             snapshot = self._snapshot_of(model)
             model_state = {k: v.detach() for k, v in snapshot.state_dict().items()}
@@ -415,13 +414,14 @@ class Trainer:
         def build() -> tuple[EpochPayload, ResumePayload]:
             payload = EpochPayload(
                 epoch=epoch, global_step=global_step, lr=float(lr), model_state=model_state if keep else None,
-                records={name: self._encode(fields) for name, fields in evaluate().items()}, sgd=sgd_fields,
+                records={name: self._encode(fields) for name, fields in evaluate().items()},
+                sgd=None if sgd is None else self._encode(sgd, subset=False),
                 data_pass=data_pass, pass_complete=pass_complete, pass_batches_done=batches_done)
             resume = ResumePayload(epoch=epoch, global_step=global_step, optimizer_state=optimizer_state,
                                    rng_states=rng, model_state=None if keep else model_state)
             return payload, resume
 
-        self._committer.submit_job(build)
+        self._committer.submit(build)
 
     def _evaluate(self, model, eval_splits) -> dict[str, dict[str, np.ndarray]]:
         return {name: evaluate_split(model, split, self.device, self.cfg.eval_batch_size, self._autocast,
@@ -475,8 +475,7 @@ class Trainer:
         if not complete:
             if "shuffle_pass_start" not in rng:
                 raise DamagedFileError(f"{run.path}: resume state of epoch {last} lacks /rng/shuffle_pass_start; the "
-                                       "record lies "
-                                       "inside a data pass and cannot be resumed without it")
+                                       "record lies inside a data pass and cannot be resumed without it")
             done = step - (data_pass - 1) * self.steps_per_pass
             if not 0 < done < self.steps_per_pass:
                 raise DamagedFileError(f"{run.path}: epoch {last} at step {step} does not lie inside data pass "
@@ -531,7 +530,8 @@ class _SgdBuffers:
 
 
 class BackgroundCommitter:
-    """Writes epoch files on one background thread while the next epoch trains.
+    """Commits epochs (evaluating the recorded splits first when they overlap training) on one background thread
+    while the next steps train.
 
     At most one commit is pending: :meth:`submit` first waits for the previous one, so epochs are committed in
     order and memory holds at most one snapshot. A failed commit re-raises in the training thread.
@@ -542,10 +542,7 @@ class BackgroundCommitter:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe-commit")
         self._pending: Future | None = None
 
-    def submit(self, payload: EpochPayload, resume: ResumePayload | None = None) -> None:
-        self.submit_job(lambda: (payload, resume))
-
-    def submit_job(self, build) -> None:
+    def submit(self, build) -> None:
         """Commit ``build()``'s ``(payload, resume)``, calling it on the committer's thread (after the previous
         commit)."""
         self.wait()

@@ -14,7 +14,7 @@ import pytest
 import probe.analyses.engine.grids as engine_grids
 import probe.report.write as report_writer
 from probe.analyses.engine import analyze
-from probe.report import GridRequest, write_report
+from probe.report import write_report
 from probe.report.figcache import FigureCache, data_digest
 
 DRAWERS = ("sweep_overview", "claims_forest", "chain_figure", "dynamics", "proposition_panels")
@@ -101,47 +101,14 @@ def test_a_damaged_cached_png_is_redrawn_never_shown(analysed, tmp_path, calls):
 
 def test_cached_page_equals_a_fresh_render_byte_for_byte(analysed, tmp_path):
     result = _fresh(analysed, tmp_path)
-    fresh = write_report(result, GridRequest(), use_cache=False).read_bytes()
+    grids = engine_grids.attribution_grids(result)
+    fresh = write_report(result, grids, use_cache=False).read_bytes()
     assert report_writer.LAST_CACHE.reused == []
-    cached = write_report(result, GridRequest()).read_bytes()
+    cached = write_report(result, engine_grids.attribution_grids(result)).read_bytes()
     assert report_writer.LAST_CACHE.drawn == [] and len(report_writer.LAST_CACHE.reused) >= 6
     assert cached == fresh
     shutil.rmtree(result.out.joinpath(*CACHE))  # and the same page drawn into an empty cache
-    assert write_report(result, GridRequest()).read_bytes() == fresh
-
-
-def test_requested_grids_are_computed_only_when_their_inputs_change(analysed, tmp_path, monkeypatch):
-    result = _fresh(analysed, tmp_path)
-    computed = []
-    original = engine_grids.attribution_grids
-
-    def counted(*args, **kwargs):
-        computed.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(engine_grids, "attribution_grids", counted)
-    given = write_report(result, original(result)).read_bytes()  # grids computed by the caller
-    requested = write_report(result, GridRequest()).read_bytes()  # figures reused, grids computed once
-    assert len(computed) == 1 and requested == given
-    assert report_writer.LAST_CACHE.drawn == []
-    write_report(result, GridRequest())
-    assert len(computed) == 1 and report_writer.LAST_CACHE.drawn == []
-    # another sample count: other inputs, computed again
-    write_report(result, GridRequest(n=3))
-    assert len(computed) == 2
-    assert {"attribution_ig_colored", "attribution_saliency_colored"} <= set(report_writer.LAST_CACHE.drawn)
-    # a damaged grid figure: the grids are computed and drawn again, never shown damaged
-    entry = result.out.joinpath(*CACHE, "attribution_ig_colored.png")
-    entry.write_bytes(entry.read_bytes()[:-10])
-    write_report(result, GridRequest(n=3))
-    assert len(computed) == 3 and report_writer.LAST_CACHE.drawn == ["attribution_ig_colored"]
-
-
-def test_grid_key_follows_the_epoch_files_and_the_request(analysed):
-    key = report_writer.grid_inputs_key(analysed, GridRequest())
-    assert key == report_writer.grid_inputs_key(analysed, GridRequest())
-    assert key != report_writer.grid_inputs_key(analysed, GridRequest(methods=("ig",)))
-    assert key != report_writer.grid_inputs_key(analysed, GridRequest(samples="ba"))
+    assert write_report(result, grids).read_bytes() == fresh
 
 
 def test_data_digest_is_exact():

@@ -76,10 +76,12 @@ def _open_sweep_runs(sweep: Sweep) -> tuple[list[Run], list[UnreadableRun]]:
 
 
 def _source(target: Run | Sweep, label: str | None = None) -> Source:
+    # the folder's own name, also for a path given as "sweep/.." or "."; it names the source's cache folders
+    label = label or Path(os.path.normpath(os.path.abspath(target.path))).name
     if isinstance(target, Sweep):
         runs, unreadable = _open_sweep_runs(target)
-        return Source(label or target.name, target.path, target.budget, runs, "sweep", unreadable)
-    return Source(label or target.name, target.path, str(target.config.get("budget", "fixed")), [target], "run")
+        return Source(label, target.path, target.budget, runs, "sweep", unreadable)
+    return Source(label, target.path, str(target.config.get("budget", "fixed")), [target], "run")
 
 
 def resolve_sources(path: str | os.PathLike, control: str | os.PathLike | None = None) -> tuple[str, list[Source]]:

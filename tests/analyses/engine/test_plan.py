@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from probe.analyses.engine.plan import default_model_epochs, early_epoch, plan_run, resolve_sources, select_epochs
@@ -76,3 +78,13 @@ def test_early_epoch_is_a_fraction_of_the_distance_budget(tiny_parity_run, tmp_p
         assert row["distance_budget"] == budget and row["early_distance"] == pytest.approx(0.1 * 8 * early)
     old = plan_with(None)
     assert old.total_steps == 24 and old.distance_budget == pytest.approx(2.4) and old.early == 1
+
+
+def test_a_source_given_through_dot_dot_is_labelled_by_its_own_folder(tiny_parity_run, tmp_path):
+    """The label names the source's cache folders: a path such as ``run/sub/..`` must not make it ``..``."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_parity_run, run)
+    (run / "sub").mkdir()
+    for path in (run / ".", run / "sub" / ".."):
+        _, sources = resolve_sources(str(path))
+        assert [s.label for s in sources] == ["run"]
