@@ -128,8 +128,10 @@ def _run(plan: DemoPlan, ckpt: Path, report_dir: Path, overwrite: bool, progress
     say("probe demo: analysing both sweeps")
     result = analyze(ckpt, out=report_dir, model_epochs=plan.model_epochs, progress=progress,
                      options={"dfr_retrains": plan.dfr_retrains, "attr_n": plan.attr_n})
+    errors = len(result.errors)
     write_report(result, attribution_grids(result))
-    write_tables(result)  # again: metrics.json lists the figures that failed, if any
+    if len(result.errors) != errors:
+        write_tables(result)  # again: metrics.json lists the figures that failed
     if echo:
         print(summary_text(result))
         print(f"probe demo: trained in {trained:.0f} s, analysed in {time.perf_counter() - started - trained:.0f} s")

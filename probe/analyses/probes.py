@@ -26,8 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.metrics import balanced_accuracy_score
-from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from probe.analyses.base import AnalysisContext, EpochMetrics, Metric, Option, register_epoch_analysis
@@ -131,6 +129,9 @@ def linear_probe(features, target, fit_idx, score_idx, *, C: float = 1.0, max_it
         raise ProbeInputError("the probe's score set is empty")
     if not C > 0:
         raise ProbeInputError(f"C must be > 0, got {C}")
+    from sklearn.metrics import balanced_accuracy_score  # scikit-learn loads only when a probe is fit
+    from sklearn.preprocessing import StandardScaler
+
     if _solver(solver) == "sklearn":
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.linear_model import LogisticRegression
@@ -309,6 +310,8 @@ def dfr_last_layer(
         seed: seed of every draw.
         solver: ``sklearn`` (liblinear) or ``torch`` (batched); None: :data:`DEFAULT_SOLVER`.
     """
+    from sklearn.preprocessing import StandardScaler
+
     x = _as_features(features)
     y = _as_labels(y, len(x), "y")
     groups = _as_labels(groups, len(x), "groups")

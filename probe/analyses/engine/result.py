@@ -316,7 +316,8 @@ def write_tables(result: AnalysisResult) -> None:
         getattr(result, attribute).to_csv(out / name, index=False)
         result.files[name] = out / name
     path = out / "metrics.json"
-    atomic_write_bytes(path, json.dumps(metrics_payload(result), indent=1, allow_nan=False).encode())
+    # one line: json's C encoder (an indented dump goes through the pure-Python one, about 10x slower)
+    atomic_write_bytes(path, json.dumps(metrics_payload(result), allow_nan=False).encode())
     result.files["metrics.json"] = path
 
 
