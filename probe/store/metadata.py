@@ -17,9 +17,15 @@ from probe.store.schema import check_schema
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
+#: ``run.json``'s ``status`` values: written by the trainer (``running`` until it stops, then ``complete``,
+#: ``diverged``, ``failed`` or ``interrupted``) or by ``probe import`` (``imported``: epochs evaluated from checkpoints
+#: trained elsewhere, with no minibatch records).
+RUN_STATUSES = ("running", "complete", "diverged", "failed", "interrupted", "imported")
+
 
 def check_run_info(info: Any, path: Path) -> dict[str, Any]:
-    """``run.json``: schema version, the config keys readers use, and the dataset summary."""
+    """``run.json``: schema version, the config keys readers use, the dataset summary, the status (one of
+    :data:`RUN_STATUSES`) and, for an imported run, ``imported`` (source folder and files)."""
     _require(isinstance(info, dict), path, "is not a JSON object")
     check_schema(info.get("schema_version"), str(path))
     config = _key(info, "config", dict, path)
@@ -42,7 +48,15 @@ def check_run_info(info: Any, path: Path) -> dict[str, Any]:
     splits = info.get("recorded_splits", [])
     _require(isinstance(splits, list) and all(isinstance(s, str) for s in splits), path,
              "recorded_splits must be a list of split names")
-    _key(info, "status", str, path)
+    status = _key(info, "status", str, path)
+    _require(status in RUN_STATUSES, path, f"status must be one of {', '.join(RUN_STATUSES)}, got {status!r}"[:300])
+    if "imported" in info:
+        imported = _key(info, "imported", dict, path)
+        _key(imported, "source", str, path, "imported.source")
+        for i, entry in enumerate(_key(imported, "files", list, path, "imported.files")):
+            _require(isinstance(entry, dict), path, f"imported.files[{i}] is not a JSON object")
+            _key(entry, "epoch", int, path, f"imported.files[{i}].epoch")
+            _key(entry, "file", str, path, f"imported.files[{i}].file")
     return info
 
 

@@ -236,7 +236,8 @@ class Run:
     @property
     def status(self) -> str:
         """``running``, ``complete``, ``diverged``, ``failed`` (an error stopped training; ``run.json``'s ``error``
-        says which) or ``interrupted`` (stopped by the user, or a ``running`` run whose writer is gone)."""
+        says which), ``interrupted`` (stopped by the user, or a ``running`` run whose writer is gone) or ``imported``
+        (built by ``probe import`` from checkpoints trained elsewhere)."""
         status = self.info_json.get("status", "unknown")
         if status == "running" and not is_locked(self.path):
             return "interrupted"
@@ -441,9 +442,10 @@ class Run:
 
     def sgd_records(self, epoch: int) -> Records:
         """Every sample of every minibatch SGD trained on during ``epoch`` (losses and logits as seen in training);
-        empty at epoch 0, before training (every later epoch file holds ``/sgd``)."""
+        empty at epoch 0, before training (every later epoch file holds ``/sgd``), and at every epoch of an imported
+        run (``run.json``'s ``imported``: checkpoints trained elsewhere, whose minibatches are unknown)."""
         with self._reading(epoch) as ep:
-            if "sgd" not in ep.file and epoch == 0:
+            if "sgd" not in ep.file and (epoch == 0 or "imported" in ep.info):
                 empty = np.zeros(0)
                 return Records(empty.astype(np.int64), empty.astype(np.int64), empty.astype(np.int64),
                                empty.astype(np.int64), empty.astype(bool),
