@@ -17,12 +17,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from probe.cli import analyze, attribute, data, demo, info, sweep, train, verify
+from probe.cli import analyze, attribute, data, demo, export, import_, info, sweep, train, verify
 from probe.errors import EXIT_BAD_INPUT, EXIT_IO_ERROR, ProbeError, ProbeInputError
 from probe.plugins import import_plugins, load_entry_point_plugins
 
 #: sub-command modules in the order ``probe --help`` lists them.
-COMMANDS = (train, sweep, info, verify, data, analyze, attribute, demo)
+COMMANDS = (train, sweep, import_, info, verify, data, analyze, attribute, export, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
