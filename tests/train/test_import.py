@@ -4,6 +4,7 @@ metrics equal an independent computation from the same weights; bad folders are 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -151,3 +152,32 @@ def test_bad_folders_exit_2_naming_the_file_and_write_nothing(trained, tmp_path,
     (taken / "notes.txt").write_text("mine")
     assert main(["import", str(root / "pt"), "--out", str(taken), *ARGS]) == 2
     assert "taken" in capsys.readouterr().err and sorted(p.name for p in taken.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_config_file_fields_and_command_line_overrides(tmp_path, suffix):
+    from probe.cli import build_parser
+    from probe.cli.import_ import import_values
+
+    fields = {"dataset": "parity", "dataset_options": {"n_train": 64}, "model_options": {"width": 8}, "lr": 0.1,
+              "batch_size": 16}
+    config = tmp_path / f"import{suffix}"
+    if suffix == ".json":
+        config.write_text(json.dumps(fields))
+    else:
+        config.write_text("dataset: parity\ndataset_options: {n_train: 64}\nmodel_options: {width: 8}\nlr: 0.1\n"
+                          "batch_size: 16\n")
+    args = build_parser().parse_args(["import", "src", "--out", "o", "--config", str(config), "--lr", "0.3",
+                                      "--data-option", "n_val=32"])
+    values = import_values(args)
+    assert values == {**fields, "lr": 0.3, "dataset_options": {"n_train": 64, "n_val": 32}, "model": "mlp"}
+
+
+def test_a_config_file_with_an_unknown_field_exits_2(tmp_path, capsys):
+    config = tmp_path / "import.json"
+    config.write_text(json.dumps({"dataset": "parity", "lr": 0.1, "learning_rate": 0.1}))
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "epoch_0.pt").write_bytes(b"")
+    assert main(["import", str(src), "--out", str(tmp_path / "o"), "--config", str(config)]) == 2
+    assert "learning_rate" in capsys.readouterr().err and not (tmp_path / "o").exists()
