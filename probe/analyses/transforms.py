@@ -392,7 +392,7 @@ _CODE = "probe.analyses.transforms:transform_probe"
     options=(
         Option("transform_split", "str", "test", "split whose images the transform probes use",
                choices=("train", "val", "test")),
-        Option("transform_n", "int", 512, "images per epoch the transform probes use (a seeded random subset)", low=1),
+        Option("transform_n", "int", 256, "images per epoch the transform probes use (a seeded random subset)", low=1),
         Option("transform_seed", "int", 0, "seed of the subset, the patch permutations and the background partners"),
         Option("shuffle_grids", "list[int]", DEFAULT_GRIDS, "grids g of the patch shuffles (g x g patches)", low=1),
         Option("lowpass_sigma", "float", DEFAULT_SIGMA, "standard deviation in pixels of the Gaussian low-pass",
@@ -439,7 +439,7 @@ _CODE = "probe.analyses.transforms:transform_probe"
 def transforms_analysis(ctx: AnalysisContext, epoch: int) -> EpochMetrics:
     """``<transform_split>``: the ids of :func:`transform_probe` on a seeded subset of ``transform_n`` images
     (:func:`transform_positions`), with the core masks where the split has them; nothing for inputs that are not
-    images. Options: ``transform_split`` (default test), ``transform_n`` (512), ``transform_seed`` (0),
+    images. Options: ``transform_split`` (default test), ``transform_n`` (256), ``transform_seed`` (0),
     ``shuffle_grids`` (2, 4, 8), ``lowpass_sigma`` (1 pixel), ``centre_fraction`` (0.5), ``batch_size``."""
     dataset = ctx.dataset
     if not is_image_shape(dataset.input_shape):
