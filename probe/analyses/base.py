@@ -55,6 +55,7 @@ ANALYSIS_MODULES = (
     "probe.analyses.geometry",
     "probe.analyses.sparsity",
     "probe.analyses.pruning",
+    "probe.analyses.transforms",
     "probe.analyses.attribution",
 )
 

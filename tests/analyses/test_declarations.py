@@ -27,7 +27,8 @@ from probe.analyses.engine import analyze
 from probe.errors import ProbeInputError
 from probe.train import TrainConfig, train
 
-BUILT_IN = ("groups", "logits", "losses", "proposition", "probes", "geometry", "sparsity", "pruning", "attribution")
+BUILT_IN = ("groups", "logits", "losses", "proposition", "probes", "geometry", "sparsity", "pruning", "transforms",
+            "attribution")
 
 
 @pytest.fixture(autouse=True)
@@ -57,7 +58,8 @@ def test_every_declared_option_with_its_default():
     # every option an analysis reads is declared: the declared set is exactly the known one
     assert set(resolved) == {"cmr_taus", "alphas", "probe_seed", "dfr_retrains", "batch_size", "prune_sparsities",
                              "attr_methods", "attr_split", "attr_n", "attr_seed", "attr_method_options",
-                             "gradcam_layer", "min_group_size"}
+                             "gradcam_layer", "min_group_size", "transform_split", "transform_n", "transform_seed",
+                             "shuffle_grids", "lowpass_sigma", "centre_fraction"}
     assert resolved["gradcam_layer"] == ""
     assert resolved["min_group_size"] == 20
     resolved["attr_methods"].append("saliency")  # values are fresh copies, never the declared default
@@ -170,7 +172,8 @@ def test_options_key_changes_for_exactly_the_analysis_that_changed(registry):
     changed = _keys({**defaults, "cmr_taus": [0.9]})
     assert {n for n in BUILT_IN if changed[n] != before[n]} == {"losses"}
     changed = _keys(resolve_options({"batch_size": 128}))
-    assert {n for n in BUILT_IN if changed[n] != before[n]} == {"probes", "geometry", "sparsity", "pruning"}
+    assert {n for n in BUILT_IN if changed[n] != before[n]} == {"probes", "geometry", "sparsity", "pruning",
+                                                                "transforms"}
     changed = _keys(resolve_options({"attr_methods": "ig,saliency"}))
     assert {n for n in BUILT_IN if changed[n] != before[n]} == {"attribution"}
 
