@@ -260,7 +260,7 @@ def test_scores_are_not_measurable_at_chance():
 def test_background_swap_of_a_constructed_background_reader():
     """Object: a bright square (core mask); background: 1 for attribute 1, 0 for attribute 0; the label is the
     attribute and the model reads the mean of the image. Swapping in a background of the other attribute flips every
-    prediction: acc_bg_swap = 0, bg_flip_rate = 1, background_reliance = (1 - 0) / (1 - 1/2) = 2 (not clipped)."""
+    prediction: acc_bg_swap = 0, bg_flip_rate = 1, background_reliance = 1 - 0 = 1 (the plain drop)."""
     n = 12
     a = torch.arange(n) % 2
     x = a.view(n, 1, 1, 1).float().expand(n, 1, 8, 8).clone()
@@ -270,7 +270,7 @@ def test_background_swap_of_a_constructed_background_reader():
     model = TwoLogits(lambda t: t.mean(dim=(1, 2, 3)) - 0.5)
     m = transform_probe(model, x, a, grids=(2,), core=core, attrs=a).metrics
     assert m["acc_untransformed"] == 1.0 and m["n_bg_swapped"] == n
-    assert m["acc_bg_swap"] == 0.0 and m["bg_flip_rate"] == 1.0 and m["background_reliance"] == 2.0
+    assert m["acc_bg_swap"] == 0.0 and m["bg_flip_rate"] == 1.0 and m["background_reliance"] == 1.0
 
 
 # -- the epoch analysis ------------------------------------------------------------------------------------------------
