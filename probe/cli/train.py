@@ -147,7 +147,7 @@ def train_values(args: argparse.Namespace, *, sweep: bool) -> dict[str, Any]:
 
     given: dict[str, Any] = {name: getattr(args, name) for name in (*PRESET_FIELDS, *REGULARISER_FIELDS)}
     given["dataset_options"] = dataset_options_from(args)
-    axes = axis_values(args.axis) if sweep else {}
+    axes = axis_values(getattr(args, "axis", None)) if sweep else {}
     for name, swept in axes.items():
         own = "--seeds" if name == "seed" else "--" + name.replace("_", "-")
         if (args.seeds != [0] if name == "seed" else given.get(name) is not None):

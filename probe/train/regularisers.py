@@ -168,7 +168,8 @@ class SAM:
             return []
         scales = [(p.abs() + self.eta) if self.adaptive else None for p in with_grad]
         scaled = [p.grad if t is None else t * p.grad for p, t in zip(with_grad, scales)]
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(s.float()) for s in scaled]))
+        norm = torch.linalg.vector_norm(torch.stack([
+            torch.linalg.vector_norm(s, dtype=torch.promote_types(s.dtype, torch.float32)) for s in scaled]))
         factor = self.rho / (norm + SAM_NORM_EPS)
         return [(p, (s if t is None else t * s) * factor.to(s.dtype)) for p, s, t in zip(with_grad, scaled, scales)]
 
