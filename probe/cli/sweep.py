@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from probe.cli.train import (
+    SWEPT_FIELDS,
     _config_from,
     _prepare,
     _refuse_options_beside_resume,
@@ -37,9 +38,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             raise ProbeInputError("--budget matched needs --steps S (steps of the largest rate)")
         base = _config_from(args, sweep=True)
         axes: dict[str, list[Any]] = {"lr": values["lr"]}
-        for name, swept in (("seed", args.seeds), ("batch_size", values["batch_size"]),
-                            ("momentum", values["momentum"]), ("weight_decay", values["weight_decay"])):
-            if len(swept) > 1 or name == "seed":
+        by_axis = {name for name, *_ in args.axis or []}  # an --axis is an axis even with one value
+        for name in SWEPT_FIELDS[1:]:
+            swept = values.get(name)
+            if swept is not None and (len(swept) > 1 or name == "seed" or name in by_axis):
                 axes[name] = swept
         budget, steps = args.budget, args.steps
     if args.resume:  # the differences first: the plan may build the dataset the command names

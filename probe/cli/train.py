@@ -59,6 +59,7 @@ def add_train_arguments(p: argparse.ArgumentParser, *, sweep: bool) -> None:
     length = g.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=int, help="training length in epochs")
     length.add_argument("--steps", type=int, help="training length in optimiser steps")
+    _add_regulariser_arguments(p, sweep=sweep)
     g = p.add_argument_group("recording and hardware")
     g.add_argument("--record", default="all", help="recorded epochs: all, every:K or log:N (epoch 0 and the last "
                                                    "are always recorded; default: all)")
@@ -97,24 +98,61 @@ def add_train_arguments(p: argparse.ArgumentParser, *, sweep: bool) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _add_regulariser_arguments(p: argparse.ArgumentParser, *, sweep: bool) -> None:
+    g = p.add_argument_group("regularisation (docs/training.md; the recorded minibatch loss stays cross-entropy)")
+    g.add_argument("--l1", type=float, default=None, metavar="L1",
+                   help="L1 penalty: loss += L1 * sum |w| over Linear/Conv weights, no biases or norm parameters "
+                        "(default: 0)")
+    g.add_argument("--l2", type=float, default=None, metavar="L2",
+                   help="L2 penalty: loss += (L2/2) * sum w^2 over the same weights; separate from --weight-decay "
+                        "(default: 0)")
+    g.add_argument("--focal-gamma", type=float, default=None, metavar="G",
+                   help="focal loss -(1-p_t)^G log p_t, mean over the batch (default: 0, cross-entropy)")
+    g.add_argument("--label-smoothing", type=float, default=None, metavar="S",
+                   help="targets (1-S) onehot(y) + S/K, S in [0, 1) (default: 0)")
+    g.add_argument("--sam-rho", type=float, default=None, metavar="RHO",
+                   help="sharpness-aware minimisation of radius RHO > 0: the gradient at w + RHO g/||g||, applied "
+                        "at w by the optimiser (default: off)")
+    g.add_argument("--sam-adaptive", action="store_true", default=None,
+                   help="adaptive SAM (ASAM): perturbation RHO T^2 g/||T g||, T = |w| + 0.01 (needs --sam-rho)")
+    if sweep:
+        g.add_argument("--axis", nargs="+", action="append", metavar=("NAME", "V"),
+                       help="sweep the field NAME over the values V ... (repeatable; the runs are the product of all "
+                            "axes): lr, seed, batch_size, momentum, weight_decay, l1, l2, focal_gamma, sam_rho "
+                            "('off' for no SAM), label_smoothing")
+
+
 #: Options a preset may set, as TrainConfig fields (``dataset_options`` besides, from the data options).
 PRESET_FIELDS = ("dataset", "model", "optimizer", "momentum", "nesterov", "schedule", "warmup_steps", "weight_decay",
                  "batch_size", "epochs", "steps", "lr", "weights")
+#: Regularisation options (TrainConfig fields; docs/training.md).
+REGULARISER_FIELDS = ("l1", "l2", "focal_gamma", "label_smoothing", "sam_rho", "sam_adaptive")
 #: probe's own defaults of the options that default to None on the command line (so that a preset sees what was given).
 PROBE_DEFAULTS = {"model": "mlp", "optimizer": "sgd", "nesterov": False, "schedule": "constant", "warmup_steps": 0,
-                  "batch_size": 64, "momentum": 0.0, "weight_decay": 0.0}
-#: Options that take several values in a sweep.
-SWEPT_FIELDS = ("lr", "batch_size", "momentum", "weight_decay")
+                  "batch_size": 64, "momentum": 0.0, "weight_decay": 0.0, "l1": 0.0, "l2": 0.0, "focal_gamma": 0.0,
+                  "label_smoothing": 0.0, "sam_adaptive": False}
+#: Options that take several values in a sweep (``--axis NAME V ...``; ``--lr``, ``--seeds``, ``--batch-size``,
+#: ``--momentum`` and ``--weight-decay`` take several values themselves); probe.train.sweep.AXES names the same.
+SWEPT_FIELDS = ("lr", "seed", "batch_size", "momentum", "weight_decay", "l1", "l2", "focal_gamma", "sam_rho",
+                "label_smoothing")
+#: Swept fields whose values are integers (the others are numbers; ``sam_rho`` also takes ``off``).
+INTEGER_AXES = ("seed", "batch_size")
 
 
 def train_values(args: argparse.Namespace, *, sweep: bool) -> dict[str, Any]:
-    """The command's training values as TrainConfig fields: the options given, then ``--preset``'s values
-    (:func:`probe.train.presets.apply_preset`), then probe's defaults. In a sweep ``lr``, ``batch_size``,
-    ``momentum`` and ``weight_decay`` are lists."""
+    """The command's training values as TrainConfig fields: the options given (and, in a sweep, the ``--axis``
+    values), then ``--preset``'s values (:func:`probe.train.presets.apply_preset`), then probe's defaults. In a sweep
+    every field of :data:`SWEPT_FIELDS` that has a value is a list."""
     from probe.train.presets import apply_preset
 
-    given: dict[str, Any] = {name: getattr(args, name) for name in PRESET_FIELDS}
+    given: dict[str, Any] = {name: getattr(args, name) for name in (*PRESET_FIELDS, *REGULARISER_FIELDS)}
     given["dataset_options"] = dataset_options_from(args)
+    axes = axis_values(getattr(args, "axis", None)) if sweep else {}
+    for name, swept in axes.items():
+        own = "--seeds" if name == "seed" else "--" + name.replace("_", "-")
+        if (args.seeds != [0] if name == "seed" else given.get(name) is not None):
+            raise ProbeInputError(f"--axis {name} and {own} both give {name}: give it once")
+        given[name] = swept
     if args.preset is not None:
         values = apply_preset(args.preset, given)
     else:
@@ -122,10 +160,37 @@ def train_values(args: argparse.Namespace, *, sweep: bool) -> dict[str, Any]:
     for name, default in PROBE_DEFAULTS.items():
         values.setdefault(name, default)
     if sweep:
+        values.setdefault("seed", args.seeds)
         for name in SWEPT_FIELDS:
             if name in values and not isinstance(values[name], list):
                 values[name] = [values[name]]
     return values
+
+
+def axis_values(axis_args: list[list[str]] | None) -> dict[str, list[Any]]:
+    """``--axis NAME V [V ...]`` (repeatable) as ``{NAME: [values]}``, each value read as its field's type
+    (``off`` or ``none`` is ``sam_rho``'s "no SAM"); one-line :class:`ProbeInputError` for an unknown or repeated
+    NAME, a missing or unreadable value."""
+    axes: dict[str, list[Any]] = {}
+    for name, *texts in axis_args or []:
+        if name not in SWEPT_FIELDS:
+            raise ProbeInputError(f"--axis {name}: cannot sweep {name!r}; sweepable: {', '.join(SWEPT_FIELDS)}")
+        if name in axes:
+            raise ProbeInputError(f"--axis {name} is given twice: give its values once")
+        if not texts:
+            raise ProbeInputError(f"--axis {name} needs at least one value")
+        axes[name] = [_axis_value(name, text) for text in texts]
+    return axes
+
+
+def _axis_value(name: str, text: str) -> Any:
+    if name == "sam_rho" and text.lower() in ("off", "none"):
+        return None
+    try:
+        return int(text) if name in INTEGER_AXES else float(text)
+    except ValueError:
+        kind = "an integer" if name in INTEGER_AXES else "a number"
+        raise ProbeInputError(f"--axis {name}: {text!r} is not {kind}") from None
 
 
 def _config_from(args: argparse.Namespace, *, sweep: bool) -> TrainConfig:
@@ -164,13 +229,14 @@ def _config_from(args: argparse.Namespace, *, sweep: bool) -> TrainConfig:
         freeze=args.freeze,
         preset=args.preset,
     )
-    if sweep:
-        cfg = TrainConfig(lr=values["lr"][0], seed=args.seeds[0], batch_size=values["batch_size"][0],
-                          momentum=values["momentum"][0], weight_decay=values["weight_decay"][0], **common)
+    if sweep:  # the first value of every axis; plan_sweep sets the others
+        swept = {name: values[name][0] for name in SWEPT_FIELDS if name in values}
+        cfg = TrainConfig(**swept, sam_adaptive=values["sam_adaptive"], **common)
     else:
+        regularisers = {name: values[name] for name in REGULARISER_FIELDS if name in values}
         cfg = TrainConfig(lr=values["lr"], record_steps=parse_record_steps(args.record_steps),
                           seed=0 if args.seed is None else args.seed, batch_size=values["batch_size"],
-                          momentum=values["momentum"], weight_decay=values["weight_decay"], **common)
+                          momentum=values["momentum"], weight_decay=values["weight_decay"], **regularisers, **common)
     return cfg.validate()
 
 

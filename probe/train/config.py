@@ -72,6 +72,16 @@ class TrainConfig:
             ``weights``, and the model standardises its inputs with ImageNet's means and stds (``input_norm``).
         freeze: None, or ``features``: only the classifier head trains (the features keep their weights and their
             BatchNorm statistics).
+        l1, l2: explicit weight penalties added to the training loss, ``l1 * sum |w| + (l2 / 2) * sum w^2`` over
+            the weights of the Linear and Conv layers that train (no biases, no norm parameters); separate from
+            ``weight_decay``, which the optimiser applies (:mod:`probe.train.regularisers`).
+        focal_gamma: focal loss exponent: the training loss is ``-(1 - p_t)^gamma log p_t`` averaged over the
+            minibatch (0: cross-entropy; not the schedule's ``gamma``).
+        label_smoothing: ``s`` in ``[0, 1)``: targets ``(1 - s) onehot(y) + s / K``.
+        sam_rho: SAM's radius (> 0): each step takes the gradient at ``w + rho g / ||g||`` and applies it at ``w``;
+            None (the default) for ordinary steps.
+        sam_adaptive: adaptive SAM (ASAM): ``w + rho T^2 g / ||T g||`` with ``T = |w| + 0.01``; needs ``sam_rho``.
+            The recorded minibatch losses stay the plain cross-entropy whatever these options are.
         preset: the reference protocol (:mod:`probe.train.presets`) the values came from, None when none did; the
             values themselves are in the other fields.
 
@@ -117,6 +127,12 @@ class TrainConfig:
     weights: str | None = None
     freeze: str | None = None
     preset: str | None = None
+    l1: float = 0.0
+    l2: float = 0.0
+    focal_gamma: float = 0.0
+    label_smoothing: float = 0.0
+    sam_rho: float | None = None
+    sam_adaptive: bool = False
 
     def validate(self) -> TrainConfig:
         """Raise :class:`ProbeInputError` naming the first bad field; returns self."""
@@ -173,7 +189,24 @@ class TrainConfig:
             raise ProbeInputError(f"freeze (--freeze) must be {choices} or not given, got {self.freeze!r}")
         if self.preset is not None and not isinstance(self.preset, str):
             raise ProbeInputError(f"preset must be a preset name or None, got {self.preset!r}")
+        self._validate_regularisers()
         return self
+
+    def _validate_regularisers(self) -> None:
+        for name in ("l1", "l2", "focal_gamma"):
+            value = getattr(self, name)
+            if not (_is_number(value) and value >= 0):
+                raise ProbeInputError(f"{name} (--{name.replace('_', '-')}) must be a number >= 0, got {value!r}")
+        s = self.label_smoothing
+        if not (_is_number(s) and 0 <= s < 1):
+            raise ProbeInputError(f"label_smoothing (--label-smoothing) must lie in [0, 1), got {s!r}")
+        rho = self.sam_rho
+        if rho is not None and not (_is_number(rho) and rho > 0):
+            raise ProbeInputError(f"sam_rho (--sam-rho) must be a number > 0 (leave it out for no SAM), got {rho!r}")
+        if not isinstance(self.sam_adaptive, bool):
+            raise ProbeInputError(f"sam_adaptive (--sam-adaptive) must be true or false, got {self.sam_adaptive!r}")
+        if self.sam_adaptive and rho is None:
+            raise ProbeInputError("sam_adaptive (--sam-adaptive) needs sam_rho (--sam-rho)")
 
     def _validate_early(self) -> None:
         steps = self.record_steps
@@ -231,6 +264,11 @@ class TrainConfig:
 
 def _is_seed(value: Any) -> bool:
     return _is_int(value) and 0 <= value <= MAX_SEED
+
+
+def _is_number(value: Any) -> bool:
+    """A finite int or float (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _is_int(value: Any) -> bool:

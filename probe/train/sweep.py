@@ -38,11 +38,16 @@ from probe.train.trainer import plan_length, plugin_modules, train
 
 #: Swept axis name -> TrainConfig field.
 AXES = {"lr": "lr", "seed": "seed", "batch_size": "batch_size", "momentum": "momentum",
-        "weight_decay": "weight_decay"}
-_SHORT = {"lr": "lr", "seed": "seed", "batch_size": "bs", "momentum": "mom", "weight_decay": "wd"}
+        "weight_decay": "weight_decay", "l1": "l1", "l2": "l2", "focal_gamma": "focal_gamma", "sam_rho": "sam_rho",
+        "label_smoothing": "label_smoothing"}
+#: Axis name -> its prefix in run names (``lr0.1_seed0_l1pen1e-05``).
+_SHORT = {"lr": "lr", "seed": "seed", "batch_size": "bs", "momentum": "mom", "weight_decay": "wd", "l1": "l1pen",
+          "l2": "l2pen", "focal_gamma": "focal", "sam_rho": "sam", "label_smoothing": "ls"}
 
 
 def _fmt(value: Any) -> str:
+    if value is None:  # sam_rho's "no SAM"
+        return "off"
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 

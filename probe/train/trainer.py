@@ -50,6 +50,7 @@ from probe.store.logit_records import encode_logits, parse_record_logits
 from probe.store.reader import Run
 from probe.store.writer import RunWriter, check_new_run_dir
 from probe.train.config import TrainConfig
+from probe.train.regularisers import SAM, Objective, batchnorm_stats_frozen
 from probe.train.schedule import final_epoch_number, lr_at, recorded_epochs, weight_epochs
 
 #: ``probe train`` exit code for a run whose loss became non-finite.
@@ -229,6 +230,9 @@ class Trainer:
             check_new_run_dir(self.out, overwrite=overwrite)
         model = self._fresh_model(pretrained=not resume)
         optimizer = build_optimizer(model, cfg)
+        objective = Objective.from_config(cfg)
+        sam = None if cfg.sam_rho is None else SAM([p for g in optimizer.param_groups for p in g["params"]],
+                                                   cfg.sam_rho, adaptive=cfg.sam_adaptive)
         shuffle = torch.Generator().manual_seed(cfg.seed)
         train = self.dataset.train.to(self.device) if self.dataset.train.in_memory else self.dataset.train
         n_train = len(train)
@@ -298,13 +302,17 @@ class Trainer:
                         positions = positions.to(self.device)
                     if channels_last:
                         xb = xb.contiguous(memory_format=torch.channels_last)
-                    with self._autocast():
-                        logits = model(xb)
-                    logits = logits.float()
-                    loss_vec = F.cross_entropy(logits, y_train[positions], reduction="none")
-                    loss = loss_vec.mean()
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
+                    if objective.plain:
+                        with self._autocast():
+                            logits = model(xb)
+                        logits = logits.float()
+                        loss_vec = F.cross_entropy(logits, y_train[positions], reduction="none")
+                        loss = loss_vec.mean()
+                        optimizer.zero_grad(set_to_none=True)
+                        loss.backward()
+                    else:
+                        logits, loss_vec, loss = self._regularised_backward(model, optimizer, xb, y_train[positions],
+                                                                            objective, sam)
                     optimizer.step()
                     if keep:
                         buffers.add(positions, loss_vec.detach(), logits.detach() if cfg.sgd_logits else None,
@@ -372,6 +380,39 @@ class Trainer:
         finally:
             self._committer.close()
             writer.close()
+
+    def _regularised_backward(self, model, optimizer, xb, yb, objective: Objective,
+                              sam: SAM | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Leave the gradient of the training objective (:mod:`probe.train.regularisers`) in the parameters' grads:
+        the data term's (focal loss, smoothed targets) at ``w`` or, with ``sam``, at SAM's ``w + e``, plus the weight
+        penalty's at ``w``. Returns the logits at ``w``, their per-sample cross-entropy (what probe records) and the
+        objective's value at ``w``."""
+        with self._autocast():
+            logits = model(xb)
+        logits = logits.float()
+        if objective.plain_loss:
+            loss_vec = F.cross_entropy(logits, yb, reduction="none")
+            data = loss_vec.mean()
+        else:
+            data = objective.sample_losses(logits, yb).mean()
+            loss_vec = F.cross_entropy(logits.detach(), yb, reduction="none")
+        optimizer.zero_grad(set_to_none=True)
+        if sam is not None:
+            data.backward()
+            sam.ascend()
+            optimizer.zero_grad(set_to_none=True)
+            with batchnorm_stats_frozen(model), self._autocast():
+                perturbed = model(xb)
+            objective.sample_losses(perturbed.float(), yb).mean().backward()
+            sam.descend()
+            data = data.detach()
+        penalty = objective.penalty(model)
+        loss = data if penalty is None else data + penalty
+        if sam is None:
+            loss.backward()
+        elif penalty is not None:
+            penalty.backward()
+        return logits, loss_vec, loss.detach()
 
     def _commit(self, model, optimizer, shuffle, eval_splits, *, epoch, global_step, sgd, lr, data_pass,
                 pass_complete, batches_done, pass_start_state=None) -> None:
