@@ -80,6 +80,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.resume and args.overwrite:
         raise ProbeInputError("--resume and --overwrite exclude each other")
     resources = _check_execution_options(args)
+    if args.launcher == "submitit":
+        from probe.train.cluster import import_submitit
+
+        import_submitit()  # before anything is written
     _set_threads(args)
     base, axes, budget, steps = _sweep_arguments(args)
     if args.resume:  # the differences first: the plan may build the dataset the command names
@@ -129,7 +133,7 @@ def _submit(args: argparse.Namespace, resources: dict[str, Any]) -> int:
     sweep = str(Path(args.out).resolve())
     then = (analyze_job, (sweep,)) if args.then_analyze else None
     record = submit_sweep(args.out, resources=resources, cluster=args.cluster, folder=args.log_folder,
-                          threads=args.threads, then=then)
+                          threads=args.threads, then=then).record
     if not record["runs"]:
         print(f"{args.out}: every planned run has finished; no job submitted")
     for job in record["runs"]:

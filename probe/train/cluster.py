@@ -20,6 +20,16 @@ from probe.store.writer import now_iso
 from probe.train.sweep import stored_plan
 
 
+@dataclass
+class Submission:
+    """What :func:`submit_sweep` submitted: its entry in ``sweep.json``'s ``jobs`` (``record``), the submitit job of
+    each run (``jobs``, in ``record["runs"]`` order) and the job submitted after them (``then``) or None."""
+
+    record: dict[str, Any]
+    jobs: list[Any]
+    then: Any = None
+
+
 @dataclass(frozen=True)
 class Resource:
     """A job resource: its command-line option ``--<flag>``, the submitit executor parameter it sets
@@ -91,9 +101,10 @@ def unfinished_indices(sweep: str | Path) -> list[int]:
 def submit_sweep(sweep: str | Path, *, resources: dict[str, Any] | None = None, cluster: str | None = None,
                  folder: str | Path | None = None, indices: Sequence[int] | None = None,
                  threads: int | None = None, then: tuple[Callable[..., Any], tuple[Any, ...]] | None = None,
-                 executor: Any = None) -> dict[str, Any]:
+                 executor: Any = None) -> Submission:
     """Submit the runs ``indices`` (default: every unfinished one) of the sweep planned in ``sweep`` as one submitit
-    job array; return the submission as recorded in ``sweep.json``'s ``jobs`` list (job ids, folder, cluster).
+    job array; return the :class:`Submission`, whose ``record`` (job ids, folder, cluster, resources) is appended to
+    ``sweep.json``'s ``jobs`` list.
 
     ``cluster`` is submitit's (``slurm``, ``local``, ``debug``; None: Slurm where ``sbatch`` exists, else local);
     ``resources`` maps :data:`RESOURCES` flags to values. Each job is a
@@ -125,13 +136,15 @@ def submit_sweep(sweep: str | Path, *, resources: dict[str, Any] | None = None, 
         "submitted": now_iso(), "resources": params,
         "runs": [{"index": i, "name": plan[i][0], "job_id": str(job.job_id)} for i, job in zip(indices, jobs)],
     }
+    then_job = None
     if then is not None:
-        record["then_job_id"] = _submit_after(executor, jobs, then)
+        then_job = _submit_after(executor, jobs, then)
+        record["then_job_id"] = str(then_job.job_id)
     _record_submission(sweep, record)
-    return record
+    return Submission(record, jobs, then_job)
 
 
-def _submit_after(executor: Any, jobs: list[Any], then: tuple[Callable[..., Any], tuple[Any, ...]]) -> str:
+def _submit_after(executor: Any, jobs: list[Any], then: tuple[Callable[..., Any], tuple[Any, ...]]) -> Any:
     """Submit ``then`` once ``jobs`` have all succeeded: a Slurm ``afterok`` dependency on their arrays, else after
     waiting for them here."""
     function, args = then
@@ -148,7 +161,7 @@ def _submit_after(executor: Any, jobs: list[Any], then: tuple[Callable[..., Any]
         if failed:
             raise ProbeError(f"{len(failed)} run job(s) failed, so the job that follows was not submitted: "
                              + "; ".join(failed))
-    return str(executor.submit(function, *args).job_id)
+    return executor.submit(function, *args)
 
 
 def _record_submission(sweep: Path, record: dict[str, Any]) -> None:
