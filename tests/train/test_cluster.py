@@ -238,3 +238,103 @@ def test_a_submitit_job_array_with_a_preempted_job_equals_the_serial_sweep(seria
     assert int((run_dir / ".lock").read_text()) != writer_pid  # a second process finished the run ...
     assert committed and max(committed) < max(probe.open_run(run_dir).epochs)  # ... from where the first stopped
     assert isinstance(jobs[0].submission().function, PlannedRunJob)
+
+
+class FakeSlurmExecutor:
+    """Records what :func:`submit_sweep` asks of a submitit executor on Slurm; job ids ``77_<i>`` (one array)."""
+
+    cluster = "slurm"
+
+    def __init__(self):
+        self.parameters: dict = {}
+        self.updates: list[dict] = []
+        self.submitted: list[tuple] = []
+        self.in_batch = False
+
+    def update_parameters(self, **params):
+        self.updates.append(params)
+        self.parameters.update(params)
+
+    @contextmanager
+    def batch(self):
+        self.in_batch = True
+        yield
+        self.in_batch = False
+
+    def submit(self, function, *args):
+        job_id = f"77_{len(self.submitted)}" if self.in_batch else "78"
+        self.submitted.append((function, args, dict(self.parameters), self.in_batch))
+        return type("Job", (), {"job_id": job_id})()
+
+
+def test_submitit_resources_map_to_executor_parameters_and_the_analysis_waits_for_the_array(tmp_path):
+    """Each resource option sets its submitit parameter (names submitit itself accepts); every planned run is one job
+    of one array, a Checkpointable whose checkpoint() resubmits itself; the analysis job depends on the array
+    (afterok); sweep.json records the job ids."""
+    import submitit
+
+    from probe.cli.sweep import analyze_job
+    from probe.train.cluster import executor_parameters, submit_sweep
+    from probe.train.cluster_job import PlannedRunJob
+
+    resources = {"gpus": 1, "cpus": 4, "mem-gb": 16, "time": 90, "partition": "gpu"}
+    params = executor_parameters(resources)
+    assert params == {"gpus_per_node": 1, "cpus_per_task": 4, "mem_gb": 16.0, "timeout_min": 90,
+                      "slurm_partition": "gpu"}
+    submitit.AutoExecutor(folder=tmp_path / "logs", cluster="local").update_parameters(
+        **params, slurm_dependency="afterok:1")  # submitit validates every name, also the other cluster's
+    out = plan(tmp_path / "slurm")
+    executor = FakeSlurmExecutor()
+    submission = submit_sweep(out, resources=resources, threads=2, then=(analyze_job, (str(out),)),
+                              executor=executor)
+    runs, (then_fn, then_args, then_params, then_in_batch) = executor.submitted[:4], executor.submitted[4]
+    assert all(in_batch and params.items() <= p.items() for _, _, p, in_batch in runs)
+    jobs = [fn for fn, _, _, _ in runs]
+    assert [(j.sweep, j.index, j.threads) for j in jobs] == [(str(out.resolve()), i, 2) for i in range(4)]
+    assert all(isinstance(j, PlannedRunJob) and isinstance(j, submitit.helpers.Checkpointable) for j in jobs)
+    again = jobs[1].checkpoint()
+    assert isinstance(again, submitit.helpers.DelayedSubmission) and again.function is jobs[1]
+    assert (then_fn, then_args, then_in_batch) == (analyze_job, (str(out),), False)
+    assert then_params["slurm_dependency"] == "afterok:77"
+    assert sweep_json(out)["jobs"] == [submission.record]
+    assert [r["job_id"] for r in submission.record["runs"]] == ["77_0", "77_1", "77_2", "77_3"]
+    assert submission.record["then_job_id"] == "78" and submission.record["resources"] == params
+
+
+def test_submitting_again_submits_only_the_unfinished_runs(serial, tmp_path):
+    import shutil
+
+    from probe.train.cluster import submit_sweep
+
+    out = plan(tmp_path / "again")
+    shutil.copytree(serial / NAMES[2], out / NAMES[2])
+    executor = FakeSlurmExecutor()
+    record = submit_sweep(out, executor=executor).record
+    assert [r["index"] for r in record["runs"]] == [0, 1, 3]
+    assert "slurm_dependency" not in executor.parameters
+
+
+def test_probe_sweep_launcher_submitit_plans_submits_and_prints_the_job_ids(tmp_path, monkeypatch, capsys):
+    import submitit
+
+    made = []
+
+    def auto_executor(folder, cluster=None):
+        made.append((Path(folder), cluster))
+        executor = FakeSlurmExecutor()
+        made.append(executor)
+        return executor
+
+    monkeypatch.setattr(submitit, "AutoExecutor", auto_executor)
+    out = tmp_path / "cli"
+    with torch_threads(1):
+        assert main([*SWEEP, "--out", str(out), "--launcher", "submitit", "--partition", "gpu", "--time", "30",
+                     "--then-analyze"]) == 0
+    assert made[0] == (tmp_path / "cli.submitit", None)
+    assert made[1].updates[0] == {"name": "probe-cli", "timeout_min": 30, "slurm_partition": "gpu"}
+    printed = capsys.readouterr().out
+    for i, name in enumerate(NAMES):
+        assert f"{out}/{name}: job 77_{i}" in printed
+    assert f"probe analyze {out}: job 78" in printed
+    assert [r["name"] for r in sweep_json(out)["runs"]] == NAMES and len(sweep_json(out)["jobs"]) == 1
+    assert sorted(os.listdir(out)) == [".lock", "sweep.json"]  # nothing trained here
