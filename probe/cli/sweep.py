@@ -23,17 +23,14 @@ from probe.cli.train import (
 )
 from probe.errors import ProbeError, ProbeInputError
 
-#: Options of ``probe sweep`` that decide how the sweep is executed, never what it computes (accepted with --resume).
-EXECUTION_OPTIONS = ("plan_only", "launcher", "cluster", "log_folder", "then_analyze", "gpus", "cpus", "mem_gb",
-                     "time", "partition")
-
 
 def _sweep_arguments(args: argparse.Namespace) -> tuple[Any, dict[str, list[Any]], str, int | None]:
     """``(base config, axes, budget, steps)`` of the command, or of ``sweep.json`` for ``--resume`` alone."""
     from probe.train.sweep import stored_sweep
 
     if args.resume and args.dataset is None and args.preset is None:  # the sweep as sweep.json describes it
-        _refuse_options_beside_resume(_without_execution_options(args), sweep=True, source="sweep.json")
+        # the plan and cluster options decide how the sweep is executed, never what it computes: accepted here
+        _refuse_options_beside_resume(args, sweep=True, source="sweep.json")
         stored = stored_sweep(args.out)
         return stored["base"], stored["axes"], stored["budget"], stored["steps"]
     values = train_values(args, sweep=True)
@@ -48,10 +45,6 @@ def _sweep_arguments(args: argparse.Namespace) -> tuple[Any, dict[str, list[Any]
         if len(swept) > 1 or name == "seed":
             axes[name] = swept
     return base, axes, args.budget, args.steps
-
-
-def _without_execution_options(args: argparse.Namespace) -> argparse.Namespace:
-    return argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in EXECUTION_OPTIONS})
 
 
 def _check_execution_options(args: argparse.Namespace) -> dict[str, Any]:

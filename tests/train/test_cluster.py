@@ -338,3 +338,5 @@ def test_probe_sweep_launcher_submitit_plans_submits_and_prints_the_job_ids(tmp_
     assert f"probe analyze {out}: job 78" in printed
     assert [r["name"] for r in sweep_json(out)["runs"]] == NAMES and len(sweep_json(out)["jobs"]) == 1
     assert sorted(os.listdir(out)) == [".lock", "sweep.json"]  # nothing trained here
+    assert main(["sweep", "--resume", "--out", str(out), "--launcher", "submitit", "--quiet"]) == 0  # again
+    assert [len(s["runs"]) for s in sweep_json(out)["jobs"]] == [4, 4]  # nothing finished: every run again
