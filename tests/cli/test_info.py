@@ -38,6 +38,7 @@ def _train(out, lr: str, seed: str, *extra: str) -> None:
                  *extra]) == 0
 
 
+@pytest.mark.slow(seconds=8)
 def test_info_and_open_sweep_on_a_collection_of_separately_trained_runs(tmp_path, capsys):
     """A folder of runs trained one by one (no sweep.json) reads like a sweep: its runs in name order, axes lr and
     seed (and batch size, which differs between its runs) with their distinct values, the budget they share."""
@@ -66,6 +67,7 @@ def test_info_and_open_sweep_on_a_collection_of_separately_trained_runs(tmp_path
     assert text.startswith(f"collection {folder}  3 runs") and "b_lr0.2" in text
 
 
+@pytest.mark.slow(seconds=8)
 def test_a_folder_of_sweeps_and_runs_and_what_open_sweep_refuses(tmp_path, capsys):
     import probe
     from probe.errors import RunDirectoryError
