@@ -1,4 +1,5 @@
-"""``probe info``: configuration, epochs, status, sizes and divergence of a run, a sweep or a folder of sweeps."""
+"""``probe info``: configuration, epochs, status, sizes and divergence of a run, a sweep, a folder of runs (a
+collection) or a folder of sweeps."""
 
 from __future__ import annotations
 
@@ -12,22 +13,26 @@ from probe.errors import EXIT_IO_ERROR
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    """Describe a run, a sweep or a folder of sweeps. A damaged run is shown with status ``damaged`` and reported on
-    stderr, one line each, and the exit code is 1, as for ``probe verify`` (``--verify`` checks every file; without
-    it only the JSON files are read). A path that is not a run or sweep, or a single run whose own JSON cannot be
-    read, is bad input (exit code 2)."""
-    from probe.store.reader import SWEEP_JSON, open_path
+    """Describe a run, a sweep, a folder of runs (a collection: runs trained separately, no ``sweep.json``) or a folder
+    of sweeps (and runs). A damaged run is shown with status ``damaged`` and reported on stderr, one line each, and the
+    exit code is 1, as for ``probe verify`` (``--verify`` checks every file; without it only the JSON files are read).
+    A path that is none of these, or a single run whose own JSON cannot be read, is bad input (exit code 2)."""
+    from probe.store.reader import RUN_JSON, SWEEP_JSON, Collection, folder_members, open_path
 
     folder = Path(args.path)
-    children = sorted(p for p in folder.iterdir() if (p / SWEEP_JSON).is_file()) if folder.is_dir() else []
-    if children and not (folder / SWEEP_JSON).is_file() and not (folder / "run.json").is_file():
-        # a folder of sweeps, e.g. a fixed-steps sweep and its matched-budget twin
-        payloads = [_info_payload(open_path(c), verify=args.verify) for c in children]
+    sweeps, runs = ([], []) if (folder / SWEEP_JSON).is_file() or (folder / RUN_JSON).is_file() \
+        else folder_members(folder)
+    if sweeps or runs:  # e.g. a fixed-steps sweep and its matched-budget twin; runs trained one by one
+        targets = [open_path(c) for c in sweeps] + ([Collection(folder)] if runs else [])
+        payloads = [_info_payload(t, verify=args.verify) for t in targets]
         if args.json:
-            print(json.dumps({"sweeps": payloads}, indent=2))
+            document = {"sweeps": payloads[:len(sweeps)]} if sweeps else payloads[0]
+            if sweeps and runs:
+                document["collection"] = payloads[-1]
+            print(json.dumps(document, indent=2))
         else:
-            for child, payload in zip(children, payloads):
-                _info_one(open_path(child), payload)
+            for target, payload in zip(targets, payloads):
+                _info_one(target, payload)
                 print()
         return _report_damaged(*payloads)
     target = open_path(args.path)
@@ -74,9 +79,12 @@ def _run_summary(run_dir: Path, *, verify: bool) -> dict[str, Any]:
 def _info_payload(target, *, verify: bool = False) -> dict[str, Any]:
     from probe.store.reader import Sweep
 
-    if isinstance(target, Sweep):
+    if isinstance(target, Sweep):  # a Collection too
         payload: dict[str, Any] = {"runs": [_run_summary(d, verify=verify) for d in target.run_dirs()]}
-        payload["sweep"] = {k: v for k, v in target.config.items() if k != "runs"}
+        kind = "collection" if target.config.get("collection") else "sweep"
+        payload[kind] = {k: v for k, v in target.config.items() if k not in ("runs", "collection")}
+        if kind == "collection":
+            payload[kind]["path"] = str(target.path)
         return payload
     if not verify:
         return {"runs": [target.summary()]}  # a damaged run.json or manifest.json is an error (exit 2)
@@ -86,7 +94,12 @@ def _info_payload(target, *, verify: bool = False) -> dict[str, Any]:
 def _info_one(target, payload: dict[str, Any]) -> None:
     from probe.store.reader import Run, Sweep
 
-    if isinstance(target, Sweep):
+    if isinstance(target, Sweep) and target.config.get("collection"):
+        cfg = target.config
+        print(f"collection {target.path}  {len(cfg['runs'])} runs (trained separately)  budget={cfg['budget']}  "
+              "axes=" + ", ".join(f"{k}={v}" for k, v in cfg["axes"].items()))
+        print(f"  dataset={', '.join(cfg['datasets'])}  model={', '.join(cfg['models'])}")
+    elif isinstance(target, Sweep):
         cfg = target.config
         base = cfg["base_config"]
         print(f"sweep {target.path}  budget={cfg.get('budget')}  axes="
@@ -123,9 +136,10 @@ def _info_one(target, payload: dict[str, Any]) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("info", help="describe a run or sweep directory",
-                              description="Config, committed epochs, status, sizes and divergence of a run or sweep.")
-    p.add_argument("path", help="run or sweep directory")
+    p = subparsers.add_parser("info", help="describe a run, a sweep or a folder of runs",
+                              description="Config, committed epochs, status, sizes and divergence of a run, a sweep, "
+                                          "a folder of separately trained runs (a collection) or a folder of sweeps.")
+    p.add_argument("path", help="run directory, sweep directory, or a folder of runs and/or sweeps")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--verify", action="store_true",
                    help="re-hash and check every file first (as probe verify); damaged runs show status 'damaged' "

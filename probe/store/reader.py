@@ -23,7 +23,7 @@ import h5py
 import numpy as np
 import torch
 
-from probe.errors import CorruptEpochError, DamagedFileError, ProbeInputError, RunDirectoryError
+from probe.errors import CorruptEpochError, DamagedFileError, ProbeError, ProbeInputError, RunDirectoryError
 from probe.plugins import import_plugins, is_module_name
 from probe.store.atomic import read_json
 from probe.store.epoch_file import (
@@ -650,14 +650,85 @@ def open_run(path: str | os.PathLike) -> Run:
     return Run(path)
 
 
+#: Run-config fields that are axes of a collection when its runs differ in them (``lr`` and ``seed`` always are).
+COLLECTION_AXES = ("lr", "seed", "batch_size", "momentum", "weight_decay")
+
+
+def folder_members(path: str | os.PathLike) -> tuple[list[Path], list[Path]]:
+    """``(sweeps, runs)``: the sub-folders of ``path`` that hold ``sweep.json`` and those that hold ``run.json``
+    (and no ``sweep.json``), each sorted by name. How ``probe analyze``, ``probe info`` and :func:`open_sweep` read a
+    folder that is neither a run nor a sweep."""
+    p = Path(path)
+    children = sorted(c for c in p.iterdir() if c.is_dir()) if p.is_dir() else []
+    sweeps = [c for c in children if (c / SWEEP_JSON).is_file()]
+    runs = [c for c in children if (c / RUN_JSON).is_file() and not (c / SWEEP_JSON).is_file()]
+    return sweeps, runs
+
+
+class Collection(Sweep):
+    """A folder of separately trained runs (no ``sweep.json``), read like a sweep: ``runs``, ``run_dirs()``,
+    ``axes`` (``lr`` and ``seed``, and the other :data:`COLLECTION_AXES` in which its runs differ, each the sorted
+    distinct values), ``budget`` (the runs' own when they share it, else ``mixed``). ``config`` is what a
+    ``sweep.json`` would say: ``runs`` (name and axis values; only the name for a run whose ``run.json`` cannot be
+    read), ``axes``, ``budget``, ``collection: true``. Only the runs directly inside the folder belong to it."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        _, run_dirs = folder_members(self.path)
+        if not run_dirs:
+            if not self.path.exists():
+                raise RunDirectoryError(f"{self.path}: no such directory")
+            raise RunDirectoryError(f"{self.path}: neither a sweep directory ({SWEEP_JSON}) nor a folder of runs "
+                                    f"(no sub-folder holds {RUN_JSON})")
+        configs: dict[str, dict[str, Any]] = {}
+        for run_dir in run_dirs:
+            try:
+                configs[run_dir.name] = Run(run_dir).config
+            except (ProbeError, OSError, ValueError):  # a damaged run.json: listed by name, its values unknown
+                pass
+        axes = {}
+        for key in COLLECTION_AXES:
+            values = sorted({c[key] for c in configs.values() if c.get(key) is not None}, key=_sort_key)
+            if key in ("lr", "seed") or len(values) > 1:
+                axes[key] = values
+        budgets = sorted({str(c.get("budget", "fixed")) for c in configs.values()})
+        self.config = {
+            "collection": True,
+            "name": self.path.name,
+            "axes": axes,
+            "budget": budgets[0] if len(budgets) == 1 else "mixed",
+            "datasets": sorted({str(c.get("dataset")) for c in configs.values()}),
+            "models": sorted({str(c.get("model")) for c in configs.values()}),
+            "runs": [{"name": d.name, **{k: configs[d.name].get(k) for k in axes if d.name in configs}}
+                     for d in run_dirs],
+        }
+
+    def __repr__(self) -> str:
+        return f"Collection({str(self.path)!r}, runs={len(self.config['runs'])})"
+
+
+def _sort_key(value: Any) -> tuple[str, Any]:
+    return (type(value).__name__, value)
+
+
 def open_sweep(path: str | os.PathLike) -> Sweep:
-    """Open a sweep directory for reading.
+    """Open a sweep directory for reading, or a folder of separately trained runs as a :class:`Collection` (the
+    runs directly inside it; a folder that holds sweeps besides runs is refused: open each sweep).
 
     Example:
         >>> sweep = probe.open_sweep("checkpoints/sweep")                        # doctest: +SKIP
         >>> [(run.lr, run.seed, run.status) for run in sweep.runs]               # doctest: +SKIP
+        >>> runs = probe.open_sweep("checkpoints")      # a folder of runs trained one by one    # doctest: +SKIP
     """
-    return Sweep(path)
+    p = Path(path)
+    if (p / SWEEP_JSON).is_file():
+        return Sweep(p)
+    if (p / RUN_JSON).is_file():
+        raise RunDirectoryError(f"{p}: a run directory, not a sweep or a folder of runs (open it with open_run)")
+    sweeps, _ = folder_members(p)
+    if sweeps:
+        raise RunDirectoryError(f"{p}: holds sweeps ({', '.join(s.name for s in sweeps)}); open each with open_sweep")
+    return Collection(p)
 
 
 def open_path(path: str | os.PathLike) -> Run | Sweep:

@@ -337,3 +337,70 @@ def _sweep_bar(total: int, enabled: bool):
 
     return progress_bar(total, "sweep", "runs", enabled=enabled)
 
+
+
+# -- a planned sweep, trained one run at a time (job arrays) ---------------------------------------------------------
+def write_sweep_plan(base: TrainConfig, out: str | Path, axes: dict[str, Sequence[Any]], *, budget: str = "fixed",
+                     steps: int | None = None,
+                     overwrite: bool = False) -> list[tuple[str, TrainConfig, dict[str, Any]]]:
+    """Write ``<out>/sweep.json`` with every planned run and train nothing; return the plan.
+
+    Each run ``i`` of the plan (``sweep.json``'s ``runs[i]``) is then trained by :func:`train_planned_run` (``probe
+    sweep run OUT --index i``), in any order and in separate processes, or all together by ``probe sweep --resume``.
+    """
+    out = Path(out)
+    plan = plan_sweep(base, axes, budget=budget, steps=steps)
+    lock = DirectoryLock(out, "sweep")
+    take_directory(out, lock, overwrite=overwrite, kind="sweep")
+    try:
+        record = sweep_record(base, out.name, axes, budget=budget, steps=steps, plan=plan)
+        atomic_write_json(out / SWEEP_JSON, {**record, "created": now_iso()})
+    finally:
+        lock.release()
+    return plan
+
+
+def stored_plan(out: str | Path) -> list[tuple[str, TrainConfig, dict[str, Any]]]:
+    """The plan of the sweep ``<out>/sweep.json`` describes (its plugins imported), checked against the run names
+    it lists."""
+    out = Path(out)
+    stored = stored_sweep(out)
+    plan = plan_sweep(stored["base"], stored["axes"], budget=stored["budget"], steps=stored["steps"])
+    listed = [entry.get("name") for entry in read_json(out / SWEEP_JSON).get("runs", [])]
+    if listed != [name for name, _, _ in plan]:
+        raise RunDirectoryError(f"{out / SWEEP_JSON}: its runs do not match the plan its axes give")
+    return plan
+
+
+def train_planned_run(out: str | Path, index: int, *, progress: bool = False,
+                      threads: int | None = None) -> tuple[str, str, dict[str, Any] | None]:
+    """Train run ``index`` of the sweep planned in ``out`` (``sweep.json``'s ``runs[index]``); return ``(run_dir,
+    status, diverged)``.
+
+    A run not started is trained; one started before (interrupted, preempted, requeued) resumes from its last
+    committed epoch, so the result is bit-identical to an uninterrupted run; a finished run (``complete`` or
+    ``diverged``) is left as it is, with status ``already complete`` / ``already diverged``. The run's own writer lock
+    refuses a second process training the same run meanwhile (a requeued job beside a stale one), and a process
+    writing the whole sweep (``probe sweep``) refuses this one."""
+    from probe.store.lock import is_locked
+    from probe.store.reader import RUN_JSON, Run
+
+    out = Path(out)
+    if not (out / SWEEP_JSON).is_file():
+        raise RunDirectoryError(f"{out}: no {SWEEP_JSON} (plan the sweep first with probe sweep ... --plan-only)")
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise ProbeInputError(f"--index must be an integer, got {index!r}")
+    plan = stored_plan(out)
+    if not 0 <= index < len(plan):
+        raise ProbeInputError(f"--index {index}: the sweep {out} plans {len(plan)} runs (indices 0 to "
+                              f"{len(plan) - 1})")
+    if is_locked(out):
+        raise RunDirectoryError(f"{out}: another process is writing this sweep (probe sweep); run {index} is left "
+                                "to it")
+    name, cfg, _ = plan[index]
+    run_dir = out / name
+    if (run_dir / RUN_JSON).is_file():
+        run = Run(run_dir)
+        if run.status in ("complete", "diverged"):
+            return str(run_dir), f"already {run.status}", run.diverged
+    return _train_one((cfg, str(run_dir), True, progress, threads))

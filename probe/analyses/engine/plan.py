@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from probe.errors import ProbeError, ProbeInputError, RunDirectoryError
-from probe.store.reader import RUN_JSON, SWEEP_JSON, Run, Sweep, open_path
+from probe.store.reader import RUN_JSON, SWEEP_JSON, Run, Sweep, folder_members, open_path
 
 #: the "early" phase of a run is the recorded epoch whose ``lr x step`` is closest to this fraction of the distance
 #: budget (the last of ``probe.train.config.EARLY_DISTANCE_FRACTIONS``, at which sweeps record).
@@ -94,8 +94,8 @@ def resolve_sources(path: str | os.PathLike, control: str | os.PathLike | None =
     if (p / SWEEP_JSON).is_file() or (p / RUN_JSON).is_file():
         sources = [_source(open_path(p))]
     elif p.is_dir():
-        children = sorted(c for c in p.iterdir() if c.is_dir() and ((c / SWEEP_JSON).is_file()
-                                                                  or (c / RUN_JSON).is_file()))
+        sweeps, runs = folder_members(p)
+        children = sorted(sweeps + runs)
         if not children:
             raise RunDirectoryError(f"{p}: no run (run.json) or sweep (sweep.json) in it or in its sub-folders")
         sources = [_source(open_path(c)) for c in children]
