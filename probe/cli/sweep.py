@@ -187,8 +187,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from probe.train.cluster import RESOURCES  # light: no torch, no submitit
 
     p = subparsers.add_parser("sweep", help="train a learning-rate sweep, or plan it for a cluster",
-                              description="Train one run per combination of learning rate, seed (and batch size, "
-                                          "momentum, weight decay when several are given) into one sweep directory. "
+                              description="Train one run per combination of learning rate, seed and every other "
+                                          "swept axis (--axis NAME V ..., or several values of batch size, "
+                                          "momentum, weight decay) into one sweep directory. "
                                           "'probe sweep run SWEEP --index I' trains run I of a planned sweep "
                                           "(--plan-only); see docs/cluster.md.")
     p.__class__ = _SweepParser
