@@ -31,6 +31,11 @@ class RunDirectoryError(ProbeInputError):
     """A run directory is missing, incomplete, or already exists where a new one was asked for."""
 
 
+class RunStartedError(RunDirectoryError):
+    """A run directory that was to be started afresh (``overwrite="unstarted"``) holds a started run: another process
+    began it meanwhile. Resume it instead; nothing was changed."""
+
+
 class DamagedFileError(ProbeInputError):
     """A file of a run or sweep directory is damaged or not what probe wrote: truncated, bit-flipped, not JSON or
     HDF5, wrong shapes or dtypes, external links or storage. The message names the file and the reason."""

@@ -25,7 +25,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from probe.errors import RunDirectoryError, RunLockedError
+from probe.errors import RunDirectoryError, RunLockedError, RunStartedError
 from probe.store.atomic import TEMP_PREFIX
 from probe.store.lock import LOCK_NAME, DirectoryLock, is_locked
 
@@ -157,15 +157,19 @@ def make_directory(path: Path) -> None:
         raise
 
 
-def take_directory(path: Path, lock: DirectoryLock, *, overwrite: bool, kind: str) -> None:
+def take_directory(path: Path, lock: DirectoryLock, *, overwrite: bool | str, kind: str) -> None:
     """Make ``path`` a fresh ``kind`` directory held by ``lock``: check it (:func:`check_new_directory`), create it,
     take the lock, then, under the lock, clear probe's own inactive directory (``overwrite``) or refuse one that was
-    filled since the check. On any failure the lock is released again."""
+    filled since the check. ``overwrite="unstarted"`` clears only what a start that never wrote ``run.json`` left
+    behind, and raises :class:`~probe.errors.RunStartedError` for a run that another process started meanwhile (a
+    planned run trained by two jobs at once). On any failure the lock is released again."""
     path = Path(path)
-    check_new_directory(path, overwrite=overwrite, kind=kind)
+    check_new_directory(path, overwrite=bool(overwrite), kind=kind)
     make_directory(path)
     lock.acquire()
     try:
+        if overwrite == "unstarted" and (path / "run.json").exists():
+            raise RunStartedError(f"{path}: started by another process meanwhile; resume it (nothing was changed)")
         if overwrite:
             clear_directory(path, kind=kind)
         elif any(name != LOCK_NAME for name in os.listdir(path)):  # filled since the check

@@ -84,8 +84,9 @@ class RunWriter:
 
     # -- opening -------------------------------------------------------------------------------------------------
     @classmethod
-    def create(cls, run_dir: Path, run_info: dict[str, Any], *, overwrite: bool = False) -> RunWriter:
-        """Start a new run directory with ``run_info`` (config, versions ...) as ``run.json``."""
+    def create(cls, run_dir: Path, run_info: dict[str, Any], *, overwrite: bool | str = False) -> RunWriter:
+        """Start a new run directory with ``run_info`` (config, versions ...) as ``run.json``; ``overwrite`` as
+        :func:`~probe.store.ownership.take_directory` takes it."""
         run_dir = Path(run_dir)
         writer = cls(run_dir)
         take_directory(run_dir, writer._lock, overwrite=overwrite, kind="run")

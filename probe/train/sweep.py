@@ -25,7 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from probe.errors import ProbeInputError, RunDirectoryError
+from probe.errors import ProbeInputError, RunDirectoryError, RunStartedError
 from probe.plugins import import_plugins, is_module_name
 from probe.store.atomic import atomic_write_json, read_json
 from probe.store.lock import DirectoryLock
@@ -139,8 +139,13 @@ def _train_one(args: tuple[TrainConfig, str, bool, bool, int | None]) -> tuple[s
         torch.set_num_threads(threads)
     if resume and (Path(out) / "run.json").is_file():
         result = train(cfg, out, resume=True, progress=progress)
+    elif resume:  # a leftover without run.json is replaced; a run another job started meanwhile is resumed instead
+        try:
+            result = train(cfg, out, overwrite="unstarted", progress=progress)
+        except RunStartedError:
+            result = train(cfg, out, resume=True, progress=progress)
     else:
-        result = train(cfg, out, overwrite=resume, progress=progress)
+        result = train(cfg, out, progress=progress)
     return out, result.status, result.diverged
 
 

@@ -221,13 +221,13 @@ class Trainer:
                 "final_epoch": self.final_epoch,
                 "distance_budget": float(budget), "early_fractions": list(self.cfg.early_fractions)}
 
-    def fit(self, *, resume: bool = False, overwrite: bool = False) -> TrainResult:
+    def fit(self, *, resume: bool = False, overwrite: bool | str = False) -> TrainResult:
         cfg = self.cfg
         started = time.perf_counter()
         if self.device.type == "cpu":
             torch.set_flush_denormal(True)
         if not resume:
-            check_new_run_dir(self.out, overwrite=overwrite)
+            check_new_run_dir(self.out, overwrite=bool(overwrite))
         model = self._fresh_model(pretrained=not resume)
         optimizer = build_optimizer(model, cfg)
         objective = Objective.from_config(cfg)
@@ -612,12 +612,14 @@ def _progress(total: int, initial: int, enabled: bool, desc: str):
     return progress_bar(total, desc, "steps", enabled=enabled, initial=initial, leave=False)
 
 
-def train(cfg: TrainConfig, out: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,
+def train(cfg: TrainConfig, out: str | Path | None = None, *, resume: bool = False, overwrite: bool | str = False,
           progress: bool = False, dataset: SpuriousDataset | None = None) -> TrainResult:
     """Train one run into the run directory ``out`` (``probe.train(cfg, out)`` calls this function).
 
     ``resume`` continues from the last committed epoch with the configuration ``run.json`` holds; ``overwrite``
-    replaces an inactive probe run directory; ``dataset`` is a dataset built already (else it is built from ``cfg``).
+    replaces an inactive probe run directory (``"unstarted"``: only one without ``run.json``, raising
+    :class:`~probe.errors.RunStartedError` for a run another process started); ``dataset`` is a dataset built
+    already (else it is built from ``cfg``).
     Returns the status (``complete`` or ``diverged``), the committed epochs, the steps and the seconds taken.
 
     Example:

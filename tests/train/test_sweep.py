@@ -391,3 +391,41 @@ def test_plan_sweep_sets_the_distance_budget_and_early_steps_of_every_run():
         assert list(c.record_steps) == expected
     quiet = plan_sweep(replace(base, early_fractions=()), {"lr": [0.05, 0.2]})
     assert all(c.record_steps == () and c.distance_budget == pytest.approx(2.5) for _, c, _ in quiet)
+
+
+def test_a_planned_run_started_meanwhile_by_another_job_is_resumed_not_replaced(tmp_path, monkeypatch,
+                                                                               one_torch_thread):
+    """Two jobs of one planned run: the second saw no ``run.json``, then built its dataset while the first trained
+    the run to the end. Starting afresh would clear that complete run; the second job resumes it instead and every
+    file is left as it was."""
+    from probe.errors import RunStartedError
+    from probe.train import sweep as sweep_module
+    from probe.train.sweep import _train_one
+
+    cfg = probe.TrainConfig(dataset="parity", model="mlp", lr=0.1, epochs=1,
+                            dataset_options={"n_train": 64, "n_val": 16, "n_test": 16}, model_options={"width": 8})
+    run_dir = tmp_path / "run"
+    assert probe.train(cfg, run_dir).status == "complete"
+    before = tree_digest(run_dir)
+    with pytest.raises(RunStartedError):  # the fresh start refuses under the run's lock
+        probe.train(cfg, run_dir, overwrite="unstarted")
+    assert tree_digest(run_dir) == before
+
+    real_path = sweep_module.Path
+
+    class NoRunJsonYet(type(real_path())):  # the first look, before the other job wrote run.json
+        def is_file(self):
+            return False if self.name == "run.json" else super().is_file()
+
+    monkeypatch.setattr(sweep_module, "Path", NoRunJsonYet)
+    assert _train_one((cfg, str(run_dir), True, False, None))[1] == "complete"
+    assert tree_digest(run_dir) == before
+
+
+def test_a_leftover_without_run_json_is_replaced_by_a_fresh_start(tmp_path, one_torch_thread):
+    cfg = probe.TrainConfig(dataset="parity", model="mlp", lr=0.1, epochs=1,
+                            dataset_options={"n_train": 64, "n_val": 16, "n_test": 16}, model_options={"width": 8})
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / ".lock").touch()  # a start killed before it wrote run.json
+    assert probe.train(cfg, run_dir, overwrite="unstarted").status == "complete"
