@@ -33,8 +33,9 @@ of :func:`probe.analyses.claims_stats.equivalence_p` against the metric's floor.
 ``|d| < floor``) or ``cannot tell``. The combination ``dominates`` a baseline when no metric is worse, one is better
 and the others better or equivalent; ``does not`` when some metric is worse or every one is equivalent;
 ``cannot tell`` otherwise; ``not measurable`` with fewer than 2 seeds (runs with status ``ok`` and a finite value)
-in a cell. ``overall``: ``dominates`` when it dominates both baselines, ``does not`` when it fails to dominate
-either, else ``cannot tell`` (``not measurable`` when a baseline is and no other says ``does not``).
+in a cell (the largest and smallest lr are the grid's, whether or not their runs are ok). ``overall``:
+``dominates`` when it dominates both baselines, ``does not`` when it fails to dominate either, else ``cannot tell``
+(``not measurable`` when a baseline is and no other says ``does not``).
 """
 
 from __future__ import annotations
@@ -243,9 +244,10 @@ def compare_axes(run_table: Any, sources: Sequence[Mapping[str, Any]], propertie
         n_permutations, n_bootstrap: as :func:`probe.analyses.claims.evaluate_claims`.
 
     Returns:
-        ``pandas.DataFrame`` with :data:`COMPARISON_COLUMNS`: ``direction`` is the observed one (``up`` / ``down``
-        / ``flat`` by the sign of ``spearman``, empty when it is undefined); ``effect_level`` is the axis value of
-        the level the effect is taken at; the other statistics are the claims table's.
+        ``pandas.DataFrame`` with :data:`COMPARISON_COLUMNS`: ``direction`` is the observed one (``up`` /
+        ``down`` / ``flat`` by the sign of ``spearman``, or of ``slope`` with fewer than 3 runs; empty when neither
+        exists); ``effect_level`` is the axis value of the level the effect is taken at; the other statistics are
+        the claims table's.
     """
     import pandas as pd
 
@@ -262,7 +264,8 @@ def compare_axes(run_table: Any, sources: Sequence[Mapping[str, Any]], propertie
         by_column = {p.column: p for p in properties}
         for r in judged.to_dict(orient="records"):
             rho = r["spearman"]
-            direction = "" if not math.isfinite(rho) else "up" if rho > 0 else "down" if rho < 0 else "flat"
+            trend = rho if math.isfinite(rho) else r["slope"]  # the fitted slope where rho is undefined (< 3 runs)
+            direction = "" if not math.isfinite(trend) else "up" if trend > 0 else "down" if trend < 0 else "flat"
             k = r["effect_rate"]
             rows.append({
                 "sweep": label, "axis": axis, "at": at, "orientation": how.orientation,
@@ -274,7 +277,8 @@ def compare_axes(run_table: Any, sources: Sequence[Mapping[str, Any]], propertie
                 "effect_level": levels[round(math.log10(k))] if math.isfinite(k) else float("nan"),
                 "slope": r["slope"], "slope_low": r["slope_low"], "slope_high": r["slope_high"],
                 "change": r["change"], "floor": r["floor"], "equivalence_p": r["equivalence_p"],
-                "verdict": r["verdict"], "reason": _levels_text(r["reason"])})
+                "verdict": r["verdict"], "reason": _levels_text(r["reason"]) if r["n_runs"] or not r["n_excluded"]
+                else f"no run with status ok ({r['n_excluded']} left out: diverged, collapsed or incomplete)"})
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
@@ -418,18 +422,17 @@ def dominance(run_table: Any, sources: Sequence[Mapping[str, Any]],
     import pandas as pd
 
     table = with_axes(run_table, sources)
-    if "status" in table.columns:
-        table = table[table["status"] == "ok"]
+    ok = table[table["status"] == "ok"] if "status" in table.columns else table
     rows: list[dict[str, Any]] = []
     for label, axes in varying_axes(sources).items():
         penalties = [a for a in axes if orientation(a).penalty]
         if "lr" not in axes:
             continue
-        part = table[table["sweep"] == label]
+        grid, part = table[table["sweep"] == label], ok[ok["sweep"] == label]
         for axis in penalties:
             group: list[dict[str, Any]] = []
-            lrs = np.unique(part["lr"].astype(float))
-            values = np.unique(part[axis].astype(float))
+            lrs = np.unique(grid["lr"].astype(float))  # the sweep's grid; only runs with status ok are compared
+            values = np.unique(grid[axis].astype(float))
             if len(lrs) < 2:
                 continue
             large, small = float(lrs.max()), float(lrs.min())
@@ -443,8 +446,8 @@ def dominance(run_table: Any, sources: Sequence[Mapping[str, Any]],
                                "n_combination": len(combo), "n_baseline": len(base), "floor": m.floor}
                         if len(combo) < 2 or len(base) < 2:
                             row.update(outcome="not measurable", reason=(
-                                f"fewer than 2 seeds in a cell ({len(combo)} at lr={large:g}, {axis}={p:g}; "
-                                f"{len(base)} at lr={b_lr:g}, {axis}={b_value:g})"))
+                                f"fewer than 2 seeds with status ok and a value in a cell ({len(combo)} at "
+                                f"lr={large:g}, {axis}={p:g}; {len(base)} at lr={b_lr:g}, {axis}={b_value:g})"))
                         else:
                             row.update(_difference_test(combo, base, m.floor))
                         group.append(row)

@@ -393,6 +393,9 @@ def load_analysis(folder: str | Path) -> AnalysisResult:
                                ("comparison", COMPARISON_COLUMNS), ("dominance", DOMINANCE_COLUMNS)):
         if tables[attribute].empty:
             tables[attribute] = pd.DataFrame(columns=columns)
+    for column in ("at", "direction"):  # empty words ("" in the CSV): an axis alone, an undefined direction
+        if column in tables["comparison"].columns:
+            tables["comparison"][column] = tables["comparison"][column].fillna("").astype(str)
     result = AnalysisResult(out=out, errors=list(payload.get("errors") or []),
                             sources=list(payload.get("sources") or []), config=dict(payload.get("config") or {}),
                             **tables)
