@@ -54,6 +54,9 @@ def test_the_sweeps_are_compared_axis_by_axis(three_sweeps):
     # the attributions and probes did not run: said so, not judged
     assert (table[table["column"] == "final:val/probe_core"]["verdict"] == "not measurable").all()
     assert table[table["axis"] == "batch_size"]["levels"].iloc[0] == "64 16"  # read towards smaller batches
+    # the claims about the learning rate judge the lr sweep alone (4 runs), not the other sweeps' runs
+    first = result.claims.iloc[0]
+    assert first["n_runs"] + first["n_excluded"] == 4
     # large lr + penalty against either alone, both properties, both baselines
     dom = result.dominance
     assert len(dom) == 4 and set(dom["penalty"]) == {axis} and set(dom["baseline"]) == set(BASELINES)

@@ -47,6 +47,7 @@ from probe.analyses.engine.result import (
     compare_sweeps,
     error_record,
     judge_runs,
+    lr_sweeps,
     summarise_runs,
     warn,
     write_tables,
@@ -351,6 +352,9 @@ def assemble(out_dir: Path, sources: Sequence[Source], measured: Sequence[RunAna
     claims, failures = judge_runs(runs_table)
     described = [s.describe() for s in sources]
     comparison, dominance = compare_sweeps(runs_table, described, errors)
+    lr_only = lr_sweeps(described)
+    if len(comparison) and lr_only and len(runs_table):  # the claims judge the lr sweeps alone
+        claims = judge_runs(runs_table[runs_table["sweep"].isin(lr_only)])[0]
     try:
         chain, chain_runs = mechanism_chain(epochs_table, runs_table)
     except Exception as exc:  # noqa: BLE001 - the other tables stand without it
