@@ -88,7 +88,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     for name in ("report.html", "metrics.json", "runs.csv", "epochs.csv", "claims.csv",
                  *(["comparison.csv", "dominance.csv"] if len(result.comparison) else [])):
         if name in result.files:
-            print(f"  {name:13s} {result.files[name]}")
+            print(f"  {name:14s} {result.files[name]}")
     if result.errors:
         print(f"probe analyze: {len(result.errors)} analysis error(s) (listed in metrics.json and the report)",
               file=sys.stderr)

@@ -34,7 +34,7 @@ CURVE_MARKERS = ("o", "s", "^", "D")
 def _curve_label(axis: str, at: str, sweep: str, levels: list[float]) -> str:
     where = f" at {at}" if at else ""
     ends = f"{levels[0]:g} → {levels[-1]:g}" if len(levels) > 1 else f"{levels[0]:g}"
-    return f"{axis}{where} ({ends}; {sweep})"
+    return f"{axis}{where} ({ends})" if sweep == axis else f"{axis}{where} ({ends}; sweep {sweep})"
 
 
 def pareto_figure(points: pd.DataFrame, x: str = COMPRESSIBILITY, y: str = ROBUSTNESS) -> Figure:
