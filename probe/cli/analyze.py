@@ -39,6 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--control", metavar="MATCHED_SWEEP",
                    help="matched-budget sweep (probe sweep --budget matched) analysed alongside PATH; the claims "
                         "then say whether each effect survives the control")
+    p.add_argument("--compare", nargs="+", metavar="SWEEP", default=[],
+                   help="more sweeps (over batch_size, weight_decay, l2 ... at fixed or gridded lr) analysed "
+                        "alongside PATH; each property is then compared along each swept axis (comparison.csv, "
+                        "dominance.csv, the report's comparison section; see docs/compare.md)")
     p.add_argument("--epochs", nargs="+", metavar="E",
                    help="epochs of the record-level analyses: numbers, or all / last (default: all committed; each "
                         "run's early and last epochs are always included)")
@@ -72,7 +76,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         args.path, out=args.out, epochs=_epochs_arg(args.epochs, "--epochs"),
         model_epochs=_epochs_arg(args.model_epochs, "--model-epochs"), device=args.device,
         progress=not args.quiet, options=parse_options(args.option, "--option"), control=args.control,
-        analyses=args.analyses, strict=args.strict, use_cache=not args.no_cache,
+        compare=args.compare, analyses=args.analyses, strict=args.strict, use_cache=not args.no_cache,
     )
     if not args.no_report:
         grids = None if args.no_attribution_grids else attribution_grids(result, strict=args.strict)
@@ -81,9 +85,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         if len(result.errors) != errors:
             write_tables(result)  # again: metrics.json lists the figures that failed
     print(summary_text(result))
-    for name in ("report.html", "metrics.json", "runs.csv", "epochs.csv", "claims.csv"):
+    for name in ("report.html", "metrics.json", "runs.csv", "epochs.csv", "claims.csv",
+                 *(["comparison.csv", "dominance.csv"] if len(result.comparison) else [])):
         if name in result.files:
-            print(f"  {name:13s} {result.files[name]}")
+            print(f"  {name:14s} {result.files[name]}")
     if result.errors:
         print(f"probe analyze: {len(result.errors)} analysis error(s) (listed in metrics.json and the report)",
               file=sys.stderr)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from probe.report.comparison import comparison_section
 from probe.report.figcache import FigureCache, write_if_changed
 from probe.report.figures import chain_figure, claims_forest, dynamics, proposition_panels, sweep_overview
 from probe.report.html import Section, analysis_sections, glossary_section, render_page
@@ -73,7 +74,8 @@ def write_report(result: AnalysisResult, grids: AttributionGrids | None = None,
                 raise
             result.record_error(f"figure {name}", exc)
     panels: list[Section] = []
-    makers = [("representations", lambda: representation_section(result, fig_dir, cache))]
+    makers = [("comparison", lambda: comparison_section(result, fig_dir, cache)),
+              ("representations", lambda: representation_section(result, fig_dir, cache))]
     if grids is not None:
         makers.append(("attribution grids", lambda: attribution_section(
             attribution_figures(result, grids, fig_dir, cache), grids.notes)))

@@ -44,8 +44,10 @@ from probe.analyses.engine.result import (
     RUN_COLUMNS,
     STEPS_COLUMNS,
     AnalysisResult,
+    compare_sweeps,
     error_record,
     judge_runs,
+    lr_sweeps,
     summarise_runs,
     warn,
     write_tables,
@@ -348,6 +350,11 @@ def assemble(out_dir: Path, sources: Sequence[Source], measured: Sequence[RunAna
     run_rows = [m.run_row for m in measured] + list(damaged)
     runs_table = summarise_runs(pd.DataFrame(run_rows, columns=RUN_COLUMNS), epochs_table)
     claims, failures = judge_runs(runs_table)
+    described = [s.describe() for s in sources]
+    comparison, dominance = compare_sweeps(runs_table, described, errors)
+    lr_only = lr_sweeps(described)
+    if len(comparison) and lr_only and len(runs_table):  # the claims judge the lr sweeps alone
+        claims = judge_runs(runs_table[runs_table["sweep"].isin(lr_only)])[0]
     try:
         chain, chain_runs = mechanism_chain(epochs_table, runs_table)
     except Exception as exc:  # noqa: BLE001 - the other tables stand without it
@@ -363,8 +370,8 @@ def assemble(out_dir: Path, sources: Sequence[Source], measured: Sequence[RunAna
                            columns=["run", "epoch", "analysis", "cached", "seconds"])
     return AnalysisResult(out=out_dir, epochs=epochs_table, runs=runs_table, claims=claims, failures=failures,
                           ratio_curves=curves, proposition_steps=steps, chain=chain, chain_runs=chain_runs,
-                          errors=errors, timings=timings,
-                          sources=[s.describe() for s in sources], config=config)
+                          errors=errors, timings=timings, comparison=comparison, dominance=dominance,
+                          sources=described, config=config)
 
 
 # --- analyze -------------------------------------------------------------------------------------------------------
@@ -380,6 +387,7 @@ def analyze(
     options: Mapping[str, Any] | None = None,
     *,
     control: str | os.PathLike | None = None,
+    compare: Sequence[str | os.PathLike] = (),
     analyses: Sequence[str] | None = None,
     strict: bool = False,
     use_cache: bool = True,
@@ -402,6 +410,8 @@ def analyze(
             command line's strings ``{"attr_methods": "ig,saliency"}``); unknown keys and ill-typed values raise
             :class:`~probe.errors.ProbeInputError` before anything runs.
         control: a matched-budget sweep analysed alongside ``path`` (claims then say whether they survive it).
+        compare: more sweeps analysed alongside ``path``; when the sources sweep an axis besides ``lr``, each
+            property is compared along each axis (``result.comparison``, ``result.dominance``: docs/compare.md).
         analyses: names of registered analyses to run (default: all).
         strict: raise on the first failing analysis or damaged run instead of recording it.
         use_cache: reuse cached results (they are written either way).
@@ -416,7 +426,7 @@ def analyze(
     """
     selected = select_analyses(analyses, options)
     dev = resolve_device(device)
-    name, sources = resolve_sources(path, control)
+    name, sources = resolve_sources(path, control, compare)
     out_dir = Path(out) if out is not None else Path("analyses") / name
     prepare_out_dir(out_dir)
     plans, damaged = plan_runs(sources, epochs, model_epochs, strict=strict)
@@ -453,7 +463,8 @@ def analyze(
         warn(f"run {row['run']} is damaged and left out: {row['damaged_file']}: {row['damage_reason']}")
     bar.close()
 
-    config = {"path": str(Path(path)), "control": None if control is None else str(control), "out": str(out_dir),
+    config = {"path": str(Path(path)), "control": None if control is None else str(control),
+              "compare": [str(c) for c in compare], "out": str(out_dir),
               "epochs": _epochs_spec(epochs), "model_epochs": _epochs_spec(model_epochs), "device": str(dev),
               "options": selected.options, "analyses": {a.name: a.needs_model for a in selected.analyses},
               "early_fraction": EARLY_FRACTION, "setup": _setup(sources)}

@@ -54,10 +54,13 @@ class Source:
     runs: list[Run]
     kind: str  # "sweep" or "run"
     unreadable: list[UnreadableRun] = field(default_factory=list)
+    axes: dict[str, list[Any]] = field(default_factory=dict)  # sweep.json's axes (none for a single run)
+    run_axes: dict[str, dict[str, Any]] = field(default_factory=dict)  # run folder -> its value of each axis
 
     def describe(self) -> dict[str, Any]:
         return {"label": self.label, "path": str(self.path), "budget": self.budget, "kind": self.kind,
-                "runs": [r.name for r in self.runs] + [r.name for r in self.unreadable]}
+                "runs": [r.name for r in self.runs] + [r.name for r in self.unreadable],
+                "axes": self.axes, "run_axes": self.run_axes}
 
 
 def _open_sweep_runs(sweep: Sweep) -> tuple[list[Run], list[UnreadableRun]]:
@@ -80,15 +83,19 @@ def _source(target: Run | Sweep, label: str | None = None) -> Source:
     label = label or Path(os.path.normpath(os.path.abspath(target.path))).name
     if isinstance(target, Sweep):
         runs, unreadable = _open_sweep_runs(target)
-        return Source(label, target.path, target.budget, runs, "sweep", unreadable)
+        axes = {str(a): list(v) for a, v in target.axes.items()}
+        run_axes = {e["name"]: {a: e.get(a) for a in axes} for e in target.config["runs"]}
+        return Source(label, target.path, target.budget, runs, "sweep", unreadable, axes, run_axes)
     return Source(label, target.path, str(target.config.get("budget", "fixed")), [target], "run")
 
 
-def resolve_sources(path: str | os.PathLike, control: str | os.PathLike | None = None) -> tuple[str, list[Source]]:
+def resolve_sources(path: str | os.PathLike, control: str | os.PathLike | None = None,
+                    compare: Sequence[str | os.PathLike] = ()) -> tuple[str, list[Source]]:
     """The name of the analysis and what it covers.
 
     ``path`` is a run directory, a sweep directory, or a folder whose sub-folders are sweeps or runs (for example a
-    fixed-steps sweep beside its matched-budget twin). ``control`` is a matched-budget sweep analysed alongside.
+    fixed-steps sweep beside its matched-budget twin). ``control`` is a matched-budget sweep analysed alongside;
+    ``compare`` more sweeps (over other axes) analysed alongside.
     """
     p = Path(path)
     if (p / SWEEP_JSON).is_file() or (p / RUN_JSON).is_file():
@@ -108,6 +115,7 @@ def resolve_sources(path: str | os.PathLike, control: str | os.PathLike | None =
             raise ProbeInputError(f"--control {control}: budget is {ctl.budget!r}; the control must be a "
                                   "matched-budget sweep (probe sweep --budget matched)")
         sources.append(ctl)
+    sources += [_source(open_path(other)) for other in compare]
     labels = [s.label for s in sources]
     if len(set(labels)) != len(labels):
         for i, s in enumerate(sources):  # two sweeps with the same folder name: tell them apart

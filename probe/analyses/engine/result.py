@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from probe.analyses.chain import CHAIN_COLUMNS, CHAIN_RUN_COLUMNS
+from probe.analyses.comparison import COMPARISON_COLUMNS, DOMINANCE_COLUMNS
 from probe.errors import RunDirectoryError
 from probe.store.atomic import atomic_write_bytes
 
@@ -47,7 +48,8 @@ STEPS_COLUMNS = ["run", "sweep", "lr", "seed", "budget", "epoch_from", "epoch_to
 #: the tables written as CSV files, by file name.
 TABLE_FILES = {"epochs.csv": "epochs", "runs.csv": "runs", "claims.csv": "claims", "failures.csv": "failures",
                 "ratio_curves.csv": "ratio_curves", "proposition_steps.csv": "proposition_steps",
-                "chain.csv": "chain", "chain_runs.csv": "chain_runs"}
+                "chain.csv": "chain", "chain_runs.csv": "chain_runs", "comparison.csv": "comparison",
+                "dominance.csv": "dominance"}
 
 
 @dataclass
@@ -73,6 +75,10 @@ class AnalysisResult:
         chain: the mechanism chain per budget and link: counts of runs that hold / fail / cannot tell / are not
             measurable, ``p_value`` and ``verdict`` (:func:`probe.analyses.chain.mechanism_chain`).
         chain_runs: the chain per run and link: ``statistic, value, p_value, lag, resolution, verdict, reason``.
+        comparison: per sweep, swept axis and property metric, how the metric moves towards more regularisation,
+            with the claims' statistics and verdicts (:func:`probe.analyses.comparison.compare_axes`; empty unless
+            the sources sweep an axis besides ``lr``).
+        dominance: large lr + penalty against either alone (:func:`probe.analyses.comparison.dominance`).
         errors: one dict per failed (run, epoch, analysis): ``run, epoch, analysis, error, traceback``.
         timings: seconds per (run, epoch, analysis) and whether the cache answered.
         sources: the analysed sweeps / runs.
@@ -91,6 +97,8 @@ class AnalysisResult:
     proposition_steps: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=STEPS_COLUMNS))
     chain: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CHAIN_COLUMNS))
     chain_runs: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CHAIN_RUN_COLUMNS))
+    comparison: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=COMPARISON_COLUMNS))
+    dominance: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=DOMINANCE_COLUMNS))
     errors: list[dict[str, Any]] = field(default_factory=list)
     timings: pd.DataFrame = field(default_factory=pd.DataFrame)
     sources: list[dict[str, Any]] = field(default_factory=list)
@@ -198,6 +206,31 @@ def judge_runs(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     failures = failures_table(runs, axis="lr")
     damage = runs.set_index("run")[["damaged_file", "damage_reason"]]
     return evaluate_claims(runs, axis="lr"), failures.join(damage, on="run")
+
+
+def compare_sweeps(runs: pd.DataFrame, sources: list[dict[str, Any]],
+                   errors: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The comparison and dominance tables (:mod:`probe.analyses.comparison`) when the sources sweep an axis besides
+    ``lr``, else empty ones; a failure is appended to ``errors`` (the other tables stand without them)."""
+    from probe.analyses.comparison import compare_axes, dominance, has_comparison
+
+    empty = pd.DataFrame(columns=COMPARISON_COLUMNS), pd.DataFrame(columns=DOMINANCE_COLUMNS)
+    if runs.empty or not has_comparison(sources):
+        return empty
+    try:
+        return compare_axes(runs, sources), dominance(runs, sources)
+    except Exception as exc:  # noqa: BLE001
+        errors.append(error_record(exc, "comparison"))
+        warn(f"ERROR comparing the swept axes: {errors[-1]['error']}")
+        return empty
+
+
+def lr_sweeps(sources: list[dict[str, Any]]) -> list[str]:
+    """Labels of the sources that vary no axis but ``lr`` (and seeds): with sweeps over other axes beside them,
+    the claims judge these alone (a batch-size sweep's runs at one rate are not replicates of that rate)."""
+    from probe.analyses.comparison import varying_axes
+
+    return [label for label, axes in varying_axes(sources).items() if set(axes) <= {"lr"}]
 
 
 #: per-scope statistics of :func:`claims_wide`.
@@ -364,9 +397,13 @@ def load_analysis(folder: str | Path) -> AnalysisResult:
         tables["ratio_curves"] = pd.DataFrame(columns=RATIO_COLUMNS)
     if tables["proposition_steps"].empty:
         tables["proposition_steps"] = pd.DataFrame(columns=STEPS_COLUMNS)
-    for attribute, columns in (("chain", CHAIN_COLUMNS), ("chain_runs", CHAIN_RUN_COLUMNS)):
+    for attribute, columns in (("chain", CHAIN_COLUMNS), ("chain_runs", CHAIN_RUN_COLUMNS),
+                               ("comparison", COMPARISON_COLUMNS), ("dominance", DOMINANCE_COLUMNS)):
         if tables[attribute].empty:
             tables[attribute] = pd.DataFrame(columns=columns)
+    for column in ("at", "direction"):  # empty words ("" in the CSV): an axis alone, an undefined direction
+        if column in tables["comparison"].columns:
+            tables["comparison"][column] = tables["comparison"][column].fillna("").astype(str)
     result = AnalysisResult(out=out, errors=list(payload.get("errors") or []),
                             sources=list(payload.get("sources") or []), config=dict(payload.get("config") or {}),
                             **tables)
