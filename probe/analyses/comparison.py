@@ -217,6 +217,31 @@ def _units(table: Any, sources: Sequence[Mapping[str, Any]]) -> list[tuple[str, 
     return units
 
 
+def claims_runs(run_table: Any, sources: Sequence[Mapping[str, Any]]):
+    """The runs the claims about the learning rate judge when the sources sweep other axes too: the sweeps that vary
+    only ``lr``; without one, the runs at the least regularised level (:data:`ORIENTATIONS`) of every other varying
+    axis of their sweep (``l2 = 0`` of an ``lr x l2`` grid, the largest batch of an ``lr x batch_size`` grid), so that
+    levels of another axis are never pooled as replicates of a rate. ``run_table`` unchanged when nothing but ``lr``
+    varies."""
+    varying = varying_axes(sources)
+    if not any(a != "lr" for axes in varying.values() for a in axes):
+        return run_table
+    lr_only = [label for label, axes in varying.items() if set(axes) <= {"lr"}]
+    if lr_only:
+        return run_table[run_table["sweep"].isin(lr_only)]
+    table = with_axes(run_table, sources)
+    keep = np.ones(len(table), dtype=bool)
+    for label, axes in varying.items():
+        in_sweep = (table["sweep"] == label).to_numpy()
+        for axis in axes:
+            if axis == "lr":
+                continue
+            values = table.loc[in_sweep, axis].astype(np.float64)
+            least = values.max() if orientation(axis).sign < 0 else values.min()
+            keep[in_sweep] &= (values == least).to_numpy()
+    return run_table[keep]
+
+
 def oriented_positions(values: Any, sign: int) -> tuple[np.ndarray, list[Any]]:
     """``(x, levels)``: each value's grid position ``k`` in the oriented order as ``10**k`` (``k = 0`` the least
     regularised level), and the distinct levels in that order."""

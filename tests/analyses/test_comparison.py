@@ -14,6 +14,7 @@ from probe.analyses.comparison import (
     COMPARISON_COLUMNS,
     DOMINANCE_COLUMNS,
     Property,
+    claims_runs,
     compare_axes,
     comparison_points,
     dominance,
@@ -229,3 +230,20 @@ def test_one_seed_is_not_measurable_and_no_grid_gives_no_rows():
     # momentum is not a penalty: a lr x momentum grid has no dominance rows
     runs, source = sweep("m", {"lr": [0.01, 0.3], "momentum": [0.0, 0.9]}, lambda v, s: {ACC: 0.5, RET: 0.5})
     assert dominance(runs, [source]).empty
+
+
+def test_the_claims_never_pool_another_axis_levels_as_replicates_of_a_rate():
+    """An lr x l2 grid analysed alone: the claims about the rate judge the l2 = 0 runs; an lr x batch_size grid the
+    largest batch (the least regularised level); beside an lr-only sweep, that sweep alone; nothing else varying:
+    every run."""
+    flat = lambda values, seed: {ACC: 0.5}  # noqa: E731
+    grid, grid_source = sweep("grid", {"lr": [0.01, 0.1, 1.0], "l2": [0.0, 1e-4, 1e-3]}, flat, seeds=(0, 1))
+    kept = claims_runs(grid, [grid_source])
+    assert len(kept) == 6 and (kept["l2"] == 0.0).all() and sorted(set(kept["lr"])) == [0.01, 0.1, 1.0]
+    bs, bs_source = sweep("bs", {"lr": [0.01, 0.1], "batch_size": [16, 64, 256]}, flat, seeds=(0,))
+    kept = claims_runs(bs, [bs_source])
+    assert (kept["batch_size"] == 256).all() and len(kept) == 2
+    lr_only, lr_source = sweep("lr", {"lr": [0.01, 0.1, 1.0]}, flat)
+    both = pd.concat([lr_only, grid], ignore_index=True)
+    assert claims_runs(both, [lr_source, grid_source])["sweep"].eq("lr").all()
+    assert claims_runs(lr_only, [lr_source]) is lr_only

@@ -47,7 +47,6 @@ from probe.analyses.engine.result import (
     compare_sweeps,
     error_record,
     judge_runs,
-    lr_sweeps,
     summarise_runs,
     warn,
     write_tables,
@@ -345,6 +344,8 @@ def assemble(out_dir: Path, sources: Sequence[Source], measured: Sequence[RunAna
              damaged: Sequence[dict[str, Any]], errors: list[dict[str, Any]], config: dict[str, Any]) -> AnalysisResult:
     """The :class:`AnalysisResult` of the measured and damaged runs: epochs and run tables, claims and failures, the
     mechanism chain."""
+    from probe.analyses.comparison import claims_runs, has_comparison
+
     rows = [row for m in measured for row in m.rows]
     epochs_table = pd.DataFrame(rows, columns=EPOCH_COLUMNS)
     run_rows = [m.run_row for m in measured] + list(damaged)
@@ -352,9 +353,8 @@ def assemble(out_dir: Path, sources: Sequence[Source], measured: Sequence[RunAna
     claims, failures = judge_runs(runs_table)
     described = [s.describe() for s in sources]
     comparison, dominance = compare_sweeps(runs_table, described, errors)
-    lr_only = lr_sweeps(described)
-    if len(comparison) and lr_only and len(runs_table):  # the claims judge the lr sweeps alone
-        claims = judge_runs(runs_table[runs_table["sweep"].isin(lr_only)])[0]
+    if len(runs_table) and has_comparison(described):  # never pool another axis's levels as replicates of a rate
+        claims = judge_runs(claims_runs(runs_table, described))[0]
     try:
         chain, chain_runs = mechanism_chain(epochs_table, runs_table)
     except Exception as exc:  # noqa: BLE001 - the other tables stand without it

@@ -225,14 +225,6 @@ def compare_sweeps(runs: pd.DataFrame, sources: list[dict[str, Any]],
         return empty
 
 
-def lr_sweeps(sources: list[dict[str, Any]]) -> list[str]:
-    """Labels of the sources that vary no axis but ``lr`` (and seeds): with sweeps over other axes beside them,
-    the claims judge these alone (a batch-size sweep's runs at one rate are not replicates of that rate)."""
-    from probe.analyses.comparison import varying_axes
-
-    return [label for label, axes in varying_axes(sources).items() if set(axes) <= {"lr"}]
-
-
 #: per-scope statistics of :func:`claims_wide`.
 WIDE_STATS = ["verdict", "reason", "spearman", "p_value", "p_adjusted", "effect", "effect_low", "effect_high",
               "effect_interval", "effect_rate", "slope", "slope_low", "slope_high", "change", "floor", "equivalence_p",
