@@ -120,6 +120,9 @@ def _info_one(target, payload: dict[str, Any]) -> None:
                     "weight_decay", "batch_size", "epochs", "steps", "seed", "schedule", "record", "keep_weights",
                     "record_logits", "logits_dtype", "budget"):
             print(f"  {key:16s} {cfg.get(key)}")
+        for key in ("l1", "l2", "focal_gamma", "label_smoothing", "sam_rho", "sam_adaptive"):  # regularisers in use
+            if cfg.get(key):
+                print(f"  {key:16s} {cfg[key]}")
     header = (f"  {'run':28s} {'status':12s} {'lr':>8s} {'seed':>4s} {'epochs':>6s} {'weights':>7s} {'step':>7s} "
               f"{'MB':>8s} {'MB/epoch':>8s} {'resume MB':>9s}  divergence")
     print(header)

@@ -90,13 +90,19 @@ def test_sweep_help_names_every_axis_and_train_help_every_option(capsys):
                 assert name in text.split("--axis NAME [V ...]")[-1].split("recording and hardware")[0], name
 
 
-def test_a_train_run_records_its_regularisers_in_run_json(tmp_path):
+def test_a_train_run_records_its_regularisers_in_run_json(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", *DATA, "--lr", "0.1", "--epochs", "1", "--l1", "1e-4", "--l2", "0.01", "--focal-gamma", "2",
                  "--label-smoothing", "0.1", "--sam-rho", "0.05", "--sam-adaptive", "--out", str(out)]) == 0
     config = probe.open_run(out).config
     assert {k: config[k] for k in ("l1", "l2", "focal_gamma", "label_smoothing", "sam_rho", "sam_adaptive")} == \
         {"l1": 1e-4, "l2": 0.01, "focal_gamma": 2.0, "label_smoothing": 0.1, "sam_rho": 0.05, "sam_adaptive": True}
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0  # probe info lists the regularisers in use
+    lines = capsys.readouterr().out.splitlines()
+    shown = dict(line.split(None, 1) for line in lines[1:lines.index(next(x for x in lines if x.startswith("  run ")))])
+    assert {k: shown.get(k) for k in ("l1", "l2", "focal_gamma", "sam_rho", "sam_adaptive")} == \
+        {"l1": "0.0001", "l2": "0.01", "focal_gamma": "2.0", "sam_rho": "0.05", "sam_adaptive": "True"}
 
 
 def test_a_regulariser_sweep_is_the_product_of_its_axes_and_resumes(tmp_path, capsys):
