@@ -31,7 +31,7 @@ from threadpoolctl import threadpool_limits
 from probe.analyses.base import AnalysisContext, EpochMetrics, Metric, Option, register_epoch_analysis
 from probe.analyses.features import BATCH_SIZE, EpochFeatures
 from probe.analyses.groups import DEFAULT_MIN_GROUP_SIZE, MIN_GROUP_SIZE, WorstGroup, worst_group
-from probe.analyses.solvers import l1_logistic, multinomial_l2
+from probe.analyses.solvers import l1_logistic, l1_logistic_np, l2_logistic_np, multinomial_l2
 from probe.errors import ProbeInputError
 
 #: C grid of the DFR reference implementation.
@@ -42,8 +42,8 @@ PROBE_TOL = 1e-6
 #: ``torch`` (:mod:`probe.analyses.solvers`: the same objectives, batched). On the CPU scikit-learn's are faster at
 #: the demo's size (``benchmarks/bench_solvers.py``): they are the default; the torch ones batch every fit of a DFR
 #: call into two solves, for accelerators.
-SOLVERS = ("sklearn", "torch")
-DEFAULT_SOLVER = "sklearn"
+SOLVERS = ("numpy", "sklearn", "torch")
+DEFAULT_SOLVER = "numpy"
 #: Tolerance of DFR's L1 fits: the relative duality gap (:func:`l1_logistic`).
 DFR_TOL = 1e-5
 
@@ -71,6 +71,22 @@ def _as_features(features, name: str = "features") -> np.ndarray:
     if not np.isfinite(x).all():
         raise ProbeInputError(f"{name} contain non-finite values")
     return x
+
+
+def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean, scale)`` of the columns of ``x``, as scikit-learn's ``StandardScaler``: the standard deviation
+    (ddof 0), 1 for a constant column."""
+    mean = x.mean(0)
+    scale = x.std(0)
+    return mean, np.where(scale > 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0), scale, 1.0)
+
+
+def balanced_accuracy(target: np.ndarray, predicted: np.ndarray) -> float:
+    """Mean over the values present in ``target`` of the recall of that value (scikit-learn's
+    ``balanced_accuracy_score``)."""
+    values, index = np.unique(target, return_inverse=True)
+    hits = np.bincount(index, weights=(predicted == target).astype(np.float64), minlength=len(values))
+    return float(np.mean(hits / np.bincount(index, minlength=len(values))))
 
 
 def _group_ids(y: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -129,29 +145,32 @@ def linear_probe(features, target, fit_idx, score_idx, *, C: float = 1.0, max_it
         raise ProbeInputError("the probe's score set is empty")
     if not C > 0:
         raise ProbeInputError(f"C must be > 0, got {C}")
-    from sklearn.metrics import balanced_accuracy_score  # scikit-learn loads only when a probe is fit
-    from sklearn.preprocessing import StandardScaler
-
-    if _solver(solver) == "sklearn":
-        from sklearn.exceptions import ConvergenceWarning
+    solver = _solver(solver)
+    if solver == "sklearn":
+        from sklearn.exceptions import ConvergenceWarning  # scikit-learn loads only for this solver
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
 
         model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
         with warnings.catch_warnings(), one_blas_thread():
             warnings.simplefilter("ignore", ConvergenceWarning)
             model.fit(x[fit_idx], t[fit_idx])
             predicted = model.predict(x[score_idx])
-        return float(balanced_accuracy_score(t[score_idx], predicted))
-    scaler = StandardScaler().fit(x[fit_idx])
+        return balanced_accuracy(t[score_idx], predicted)
+    mean, scale = _standardise(x[fit_idx])
+    x_fit, x_score = (x[fit_idx] - mean) / scale, (x[score_idx] - mean) / scale
     values, fit_labels = np.unique(t[fit_idx], return_inverse=True)
     with one_blas_thread():
-        fit = multinomial_l2(torch.from_numpy(scaler.transform(x[fit_idx])), torch.from_numpy(fit_labels), C,
-                             tol=PROBE_TOL, max_iter=max_iter)
-        scores = torch.from_numpy(scaler.transform(x[score_idx])) @ fit.coef.T + fit.intercept
-    index = (scores[:, 0] > 0).long() if len(values) == 2 else scores.argmax(1)
-    predicted = values[index.numpy()]
-    return float(balanced_accuracy_score(t[score_idx], predicted))
+        if solver == "numpy":
+            fit = l2_logistic_np(x_fit, fit_labels, C, tol=PROBE_TOL, max_iter=max_iter)
+            scores = x_score @ fit.coef.T + fit.intercept
+        else:
+            fit = multinomial_l2(torch.from_numpy(x_fit), torch.from_numpy(fit_labels), C, tol=PROBE_TOL,
+                                 max_iter=max_iter)
+            scores = (torch.from_numpy(x_score) @ fit.coef.T + fit.intercept).numpy()
+    index = (scores[:, 0] > 0).astype(np.int64) if len(values) == 2 else scores.argmax(1)
+    return balanced_accuracy(t[score_idx], values[index])
 
 
 def probe_core(features, y, a, seed: int = 0) -> float:
@@ -216,8 +235,19 @@ def _fit_l1_batch(x: np.ndarray, y: np.ndarray, classes: np.ndarray, Cs: Sequenc
 
     ``x``: ``(n, F)`` with ``y`` ``(n,)``, or ``(G, n, F)`` with ``y`` ``(G, n)`` (G fit sets of equal size).
     Returns ``coef`` ``(G?, len(Cs), R, F)`` and ``intercept`` ``(G?, len(Cs), R)`` (no G axis for 2-d ``x``)."""
-    if _solver(solver) == "sklearn":
+    solver = _solver(solver)
+    if solver == "sklearn":
         return _fit_l1_liblinear(x, y, classes, Cs)
+    if solver == "numpy" and x.ndim == 2:
+        targets = _l1_targets(y, classes)  # (R, n)
+        with one_blas_thread():
+            start = None if init is None else (np.tile(init[0], (len(Cs), 1)), np.tile(init[1], len(Cs)))
+            fit = l1_logistic_np(x, np.tile(targets, (len(Cs), 1)),
+                                 np.repeat(np.asarray(Cs, dtype=np.float64), len(targets)), tol=DFR_TOL, init=start)
+        return fit.coef.reshape(len(Cs), len(targets), -1), fit.intercept.reshape(len(Cs), len(targets))
+    if solver == "numpy":
+        parts = [_fit_l1_batch(x[g], y[g], classes, Cs, solver="numpy") for g in range(len(x))]
+        return np.stack([p[0] for p in parts]), np.stack([p[1] for p in parts])
     targets = _l1_targets(y, classes)  # (G?, R, n)
     batch = targets.shape[:-2] + (len(Cs),) + targets.shape[-2:]
     targets = np.broadcast_to(targets[..., None, :, :], batch)
@@ -310,8 +340,6 @@ def dfr_last_layer(
         seed: seed of every draw.
         solver: ``sklearn`` (liblinear) or ``torch`` (batched); None: :data:`DEFAULT_SOLVER`.
     """
-    from sklearn.preprocessing import StandardScaler
-
     x = _as_features(features)
     y = _as_labels(y, len(x), "y")
     groups = _as_labels(groups, len(x), "groups")
@@ -331,8 +359,8 @@ def dfr_last_layer(
         order = rng.permutation(len(x))
         score_half, fit_half = order[: len(x) // 2], order[len(x) // 2 :]
         fit_half = fit_half[_balanced_subsample(groups[fit_half], rng)]
-        scaler = StandardScaler().fit(x[fit_half])
-        x_fit, x_score = scaler.transform(x[fit_half]), scaler.transform(x[score_half])
+        tune_mean, tune_scale = _standardise(x[fit_half])
+        x_fit, x_score = (x[fit_half] - tune_mean) / tune_scale, (x[score_half] - tune_mean) / tune_scale
         coefs, intercepts = _fit_l1_batch(x_fit, y[fit_half], classes, c_grid, solver=solver)
         for i, C in enumerate(c_grid):
             layer = DFRLastLayer(C, classes, np.zeros(x.shape[1]), np.ones(x.shape[1]), coefs[i], intercepts[i])
@@ -342,12 +370,37 @@ def dfr_last_layer(
 
     # final layer: standardise with the whole held-out split, average weights over balanced resamples (all at once,
     # started from the tuning fit at the chosen C); the resamples all have the same size
-    scaler = StandardScaler().fit(x)
-    xs = scaler.transform(x)
+    mean, scale = _standardise(x)
+    xs = (x - mean) / scale
     draws = np.stack([_balanced_subsample(groups, rng) for _ in range(num_retrains)])
-    coefs, intercepts = _fit_l1_batch(xs[draws], y[draws], classes, [best_c], init=(coefs[best], intercepts[best]),
-                                      solver=solver)
-    return DFRLastLayer(best_c, classes, scaler.mean_, scaler.scale_, coefs[:, 0].mean(0), intercepts[:, 0].mean(0))
+    # the tuning fit in these coordinates: w.(x - m1)/s1 = (w s2/s1).(x - m2)/s2 + w.(m2 - m1)/s1
+    init = (coefs[best] * scale / tune_scale, intercepts[best] + (coefs[best] / tune_scale) @ (mean - tune_mean))
+    if solver == "numpy":
+        coefs, intercepts = _fit_l1_resamples(xs, y, classes, best_c, draws, init)
+    else:
+        coefs, intercepts = _fit_l1_batch(xs[draws], y[draws], classes, [best_c], init=init, solver=solver)
+        coefs, intercepts = coefs[:, 0], intercepts[:, 0]
+    return DFRLastLayer(best_c, classes, mean, scale, coefs.mean(0), intercepts.mean(0))
+
+
+def _fit_l1_resamples(xs: np.ndarray, y: np.ndarray, classes: np.ndarray, C: float, draws: np.ndarray,
+                      init: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The L1 fits of every resample ``draws[g]`` (rows of ``xs``) and target at ``C`` by
+    :func:`probe.analyses.solvers.l1_logistic_np` over the shared ``xs`` (a resample is a 0/1 sample weight): first
+    the targets on the mean weights of the resamples (from ``init``), then every resample from there with one
+    curvature matrix per target (the resamples of a target are nearly the same problem). Each fit stops at its own
+    relative duality gap ``DFR_TOL``. Returns ``coef`` ``(G, R, F)``, ``intercept`` ``(G, R)``."""
+    targets = _l1_targets(y, classes)  # (R, n)
+    rows = len(targets)
+    masks = np.zeros((len(draws), len(xs)))
+    masks[np.arange(len(draws))[:, None], draws] = 1.0
+    _l1_targets(np.where(masks > 0, y, y[draws[:, :1]]), classes)  # every resample holds every class
+    with one_blas_thread():
+        center = l1_logistic_np(xs, targets, C, sample_weight=masks.mean(0), tol=DFR_TOL, init=init)
+        fit = l1_logistic_np(xs, np.tile(targets, (len(draws), 1)), C, sample_weight=np.repeat(masks, rows, axis=0),
+                             curvature_groups=np.tile(np.arange(rows), len(draws)), tol=DFR_TOL,
+                             init=(np.tile(center.coef, (len(draws), 1)), np.tile(center.intercept, len(draws))))
+    return fit.coef.reshape(len(draws), rows, -1), fit.intercept.reshape(len(draws), rows)
 
 
 def dfr_worst_group(
@@ -403,7 +456,7 @@ _DFR = "metrics-representations.md#deep-feature-reweighting-dfr_wga"
 @register_epoch_analysis(
     "probes",
     needs_model=True,
-    version=3,
+    version=4,
     options=(
         Option("probe_seed", "int", 0, "seed of the group-balanced probe split and of the DFR subsamples"),
         Option("dfr_retrains", "int", 20, "group-balanced subsamples whose DFR last layers are averaged (0: no DFR, "

@@ -12,7 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from probe.analyses.solvers import l1_logistic, multinomial_l2
+from probe.analyses.solvers import l1_logistic, l1_logistic_np, l2_logistic_np, multinomial_l2
 from probe.errors import ProbeInputError
 
 
@@ -91,7 +91,7 @@ def test_multinomial_l2_with_sample_weights_matches_sklearn():
     weight = np.random.default_rng(0).uniform(0.2, 2.0, len(y))
     ref = LogisticRegression(C=0.5, tol=1e-10, max_iter=100000).fit(x, y, sample_weight=weight)
     fit = multinomial_l2(torch.from_numpy(x), torch.from_numpy(y), 0.5, sample_weight=torch.from_numpy(weight),
-                         tol=1e-9)
+                         tol=1e-8)
     assert np.abs(fit.coef.numpy() - ref.coef_).max() < 1e-5
 
 
@@ -200,3 +200,60 @@ def test_bad_inputs_raise_probe_input_error():
         multinomial_l2(xt[:, 0], yt)
     with pytest.raises(ProbeInputError):
         l1_logistic(xt, tt, 1.0, sample_weight=-torch.ones(50))
+
+
+# -- numpy solvers ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["digits", "binary"])
+@pytest.mark.parametrize("C", [0.05, 1.0])
+def test_l2_logistic_np_matches_sklearn_lbfgs(case, C):
+    x, y = _digits(classes=4, n=400) if case == "digits" else _breast_cancer()
+    fit = l2_logistic_np(x, y, C, tol=1e-8)
+    ref = LogisticRegression(C=C, tol=1e-12, max_iter=100000).fit(x, y)
+    assert fit.all_converged
+    ours = _softmax_objective(x, y, C, fit.coef, fit.intercept)
+    theirs = _softmax_objective(x, y, C, ref.coef_, ref.intercept_)
+    assert ours <= theirs * (1 + 1e-8)
+    assert np.abs(fit.coef - ref.coef_).max() < 1e-3
+
+
+@pytest.mark.parametrize("C", [0.01, 0.1, 1.0])
+def test_l1_logistic_np_matches_sklearn_liblinear(C):
+    x, y = _breast_cancer()
+    t = y == 1
+    fit = l1_logistic_np(x, t[None], C, tol=1e-8)
+    coef, intercept = _sklearn_l1(x, t, C)
+    assert fit.all_converged
+    ours = _l1_objective(x, t, C, fit.coef[0], fit.intercept[0])
+    assert ours == pytest.approx(_l1_objective(x, t, C, coef, intercept), rel=1e-7)
+    assert np.abs(fit.coef[0] - coef).max() < 1e-3 * max(1.0, np.abs(coef).max())
+
+
+def test_l1_logistic_np_shared_curvature_and_weights_match_single_fits():
+    """Resamples as 0/1 weights with one curvature matrix per target reach each resample's own liblinear optimum."""
+    x, y = _digits(classes=3, n=450)
+    rng = np.random.default_rng(0)
+    masks = (rng.random((4, len(x))) < 0.8).astype(np.float64)
+    targets = np.stack([y == c for c in range(3)])
+    fit = l1_logistic_np(x, np.tile(targets, (4, 1)), 0.3, sample_weight=np.repeat(masks, 3, axis=0),
+                         curvature_groups=np.tile(np.arange(3), 4), tol=1e-6)
+    assert fit.all_converged
+    for p in range(12):
+        keep = masks[p // 3] > 0
+        t = targets[p % 3][keep]
+        coef, intercept = _sklearn_l1(x[keep], t, 0.3)
+        ours = _l1_objective(x[keep], t, 0.3, fit.coef[p], fit.intercept[p])
+        assert ours == pytest.approx(_l1_objective(x[keep], t, 0.3, coef, intercept), rel=1e-6)
+
+
+def test_numpy_solvers_reject_bad_inputs():
+    x, y = _breast_cancer()
+    with pytest.raises(ProbeInputError, match="both classes"):
+        l1_logistic_np(x, np.zeros((1, len(x)), dtype=bool), 1.0)
+    with pytest.raises(ProbeInputError, match="C must be"):
+        l1_logistic_np(x, (y == 1)[None], -1.0)
+    with pytest.raises(ProbeInputError, match="curvature_groups"):
+        l1_logistic_np(x, (y == 1)[None], 1.0, curvature_groups=[0, 1])
+    with pytest.raises(ProbeInputError, match="non-finite"):
+        l2_logistic_np(np.full((3, 2), np.nan), [0, 1, 0])
