@@ -127,9 +127,10 @@ def balanced_probe_split(y, a, seed: int = 0, *, min_group_size: int = 2) -> tup
 def linear_probe(features, target, fit_idx, score_idx, *, C: float = 1.0, max_iter: int = 2000,
                  solver: str | None = None) -> float:
     """Balanced accuracy on ``score_idx`` of a standardised L2 logistic regression fit on ``fit_idx``: scikit-learn's
-    ``StandardScaler + LogisticRegression(C)`` (multinomial, lbfgs), or with ``solver="torch"`` the same objective
-    solved by :func:`probe.analyses.solvers.multinomial_l2` to ``PROBE_TOL`` (at most ``max_iter`` iterations);
-    ``solver`` None: :data:`DEFAULT_SOLVER`.
+    ``StandardScaler + LogisticRegression(C)`` (multinomial, lbfgs), the same objective solved in numpy
+    (``solver="numpy"``, :func:`probe.analyses.solvers.l2_logistic_np`) or in torch (``solver="torch"``,
+    :func:`probe.analyses.solvers.multinomial_l2`), both to ``PROBE_TOL`` (at most ``max_iter`` iterations);
+    ``solver`` None: :data:`DEFAULT_SOLVER` (numpy).
 
     Balanced accuracy = mean over the target values present in the score set of the recall of that value
     (``sklearn.metrics.balanced_accuracy_score``); chance is ``1 / #values``.
