@@ -125,7 +125,7 @@ SAMPLE_FIELDS = ("positions", "index", "y", "a", "is_bc", "inputs", "core_mask",
 
 class _GridSamples:
     """The dataset of a source's runs (built on first use) and the arrays of the grid's samples, cached under
-    ``grids/samples_<samples><n>/`` keyed by the dataset's name, options and plugins, the samples, ``n``, the seed
+    ``grid_samples/<samples><n>/`` keyed by the dataset's name, options and plugins, the samples, ``n``, the seed
     and probe's version (the build is deterministic given them)."""
 
     def __init__(self, run: Run, samples: str, n: int, cache: FileCache):
@@ -137,7 +137,7 @@ class _GridSamples:
             "dataset": config.get("dataset"), "dataset_options": config.get("dataset_options", {}),
             "plugins": run.plugins, "split": "test", "samples": samples, "n": int(n), "seed": 0,
             "probe": __version__, "format": SAMPLES_CACHE_FORMAT}, sort_keys=True, default=str))
-        self.folder = Path("grids") / f"samples_{samples}{n}"
+        self.folder = Path("grid_samples") / f"{samples}{n}"
         self._arrays: dict[str, np.ndarray | None] | None = None
 
     def dataset(self) -> Any:
