@@ -143,8 +143,6 @@ class _GridSamples:
     def dataset(self) -> Any:
         if self._dataset is None:
             self._dataset = self.run.dataset()
-        else:
-            self.run.load_plugins()
         return self._dataset
 
     def arrays(self) -> dict[str, np.ndarray | None] | None:
