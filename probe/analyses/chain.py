@@ -178,16 +178,24 @@ def spearman_permutation_p(x: Any, y: Any, alternative: str = "greater", n_resam
     return p_up if alternative == "greater" else p_down
 
 
+def _permutation_ps(x: Any, y: Any) -> tuple[float, float]:
+    """``(p greater, p less)`` of :func:`spearman_permutation_p`, from one pass over the permutations."""
+    from probe.analyses.claims_stats import rank_correlation_test
+
+    x, y = _pair(x, y)
+    _, p_up, p_down = rank_correlation_test(x, y, n_permutations=N_PERMUTATIONS, seed=RESAMPLING_SEED)
+    return p_up, p_down
+
+
 def sign_test_p(n_hold: int, n_fail: int) -> float:
-    """One-sided sign test: ``P(X >= n_hold)`` for ``X ~ Binomial(n_hold + n_fail, 1/2)``; NaN when both are 0."""
+    """One-sided sign test: ``P(X >= n_hold) = sum_{i >= n_hold} C(n, i) / 2^n`` for ``X ~ Binomial(n, 1/2)``,
+    ``n = n_hold + n_fail``, summed exactly in integers (no scipy); NaN when both are 0."""
     if n_hold < 0 or n_fail < 0:
         raise ProbeInputError(f"counts must be >= 0, got {n_hold} and {n_fail}")
-    n = n_hold + n_fail
+    n = int(n_hold) + int(n_fail)
     if n == 0:
         return float("nan")
-    from scipy.stats import binom
-
-    return float(binom.sf(n_hold - 1, n, 0.5))
+    return sum(math.comb(n, i) for i in range(int(n_hold), n + 1)) / 2**n
 
 
 @dataclass(frozen=True)
@@ -304,14 +312,17 @@ class _RunCurves:
         return self.curves.get(key, (empty, empty, empty))
 
 
-def _run_curves(rows: pd.DataFrame, lr: float) -> _RunCurves:
-    """The four curves of one run's epochs-table rows, each sorted by distance (module doc: where sgd values sit)."""
-    steps = rows.drop_duplicates("epoch").set_index("epoch")["step"].astype(np.float64).sort_index()
+def _run_curves(rows: pd.DataFrame, lr: float, steps: pd.Series | None = None) -> _RunCurves:
+    """The four curves of one run's epochs-table rows, each sorted by distance (module doc: where sgd values sit).
+    ``steps``: the run's step per epoch (index: epoch, sorted), when ``rows`` holds only some of its rows."""
+    if steps is None:
+        steps = _epoch_steps(rows)
     trained = steps[steps.index > 0]
     per_epoch = float(trained.iloc[0] / trained.index[0]) if len(trained) else float("nan")
     curves = {}
+    split_of, metric_of = rows["split"].to_numpy(), rows["metric"].to_numpy()
     for key, split, metric in CURVES:
-        part = rows[(rows["split"] == split) & (rows["metric"] == metric)].drop_duplicates("epoch").sort_values("epoch")
+        part = rows[(split_of == split) & (metric_of == metric)].drop_duplicates("epoch").sort_values("epoch")
         part = part[np.isfinite(part["value"].to_numpy(dtype=np.float64))]
         epoch = part["epoch"].to_numpy(dtype=np.int64)
         step = part["step"].to_numpy(dtype=np.float64)
@@ -321,6 +332,29 @@ def _run_curves(rows: pd.DataFrame, lr: float) -> _RunCurves:
         curves[key] = (lr * step, part["value"].to_numpy(dtype=np.float64), epoch)
     final = float(lr * steps.iloc[-1]) if len(steps) else float("nan")
     return _RunCurves(lr, curves, final)
+
+
+def _epoch_steps(rows: pd.DataFrame) -> pd.Series:
+    """One run's step per epoch (the first row of each epoch), sorted by epoch, as float64."""
+    return rows.drop_duplicates("epoch").set_index("epoch")["step"].astype(np.float64).sort_index()
+
+
+def _by_run(epochs: pd.DataFrame) -> tuple[dict[Any, pd.DataFrame], dict[Any, pd.Series]]:
+    """Per run: its rows of the chain's curves and of train ``n_bc`` (in table order), and its step per epoch
+    (:func:`_epoch_steps` of all its rows). Filtering first keeps the per-run work to the few rows the chain reads."""
+    if not len(epochs):
+        return {}, {}
+    first = epochs.drop_duplicates(["run", "epoch"])[["run", "epoch", "step"]]
+    steps = {run: part.set_index("epoch")["step"].astype(np.float64).sort_index()
+             for run, part in first.groupby("run", sort=False)}
+    split, metric = epochs["split"].to_numpy(), epochs["metric"].to_numpy()
+    wanted = np.zeros(len(epochs), dtype=bool)
+    for _, s, m in (*CURVES, ("n_bc", "train", "n_bc")):
+        wanted |= (split == s) & (metric == m)
+    needed = epochs[wanted]
+    by_run = dict(tuple(needed.groupby("run", sort=False)))
+    empty = needed.iloc[:0]
+    return {run: by_run.get(run, empty) for run in steps}, steps
 
 
 def _row(link: int, statistic: str, **values: Any) -> dict[str, Any]:
@@ -379,7 +413,7 @@ def _link2(rc: _RunCurves) -> dict[str, Any]:
         return _row(2, stat, **common, reason=f"{what} is constant ({float((y if np.ptp(y) == 0 else x)[0]):.3g}) "
                     f"{where}")
     rho = spearman_rho(x, y)
-    p_up, p_down = spearman_permutation_p(x, y, "greater"), spearman_permutation_p(x, y, "less")
+    p_up, p_down = _permutation_ps(x, y)
     return _row(2, stat, **common, value=rho, p_value=p_up, verdict=_correlation_verdict(rho, p_up, p_down),
                 reason=f"rho {rho:.3g}, one-sided p {p_up:.3g} over {both.size} points {where}")
 
@@ -444,11 +478,11 @@ def chain_run_table(epochs: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     verdict ``excluded``, its statistic still computed and its own verdict in ``reason``."""
     epochs, runs = _check_tables(epochs, runs)
     targets = {}
-    by_run = dict(tuple(epochs.groupby("run", sort=False))) if len(epochs) else {}
+    by_run, steps = _by_run(epochs)
     curves = {}
     for _, r in runs.iterrows():
         rows = by_run.get(r["run"])
-        curves[r["run"]] = _run_curves(rows, float(r["lr"])) if rows is not None else None
+        curves[r["run"]] = _run_curves(rows, float(r["lr"]), steps[r["run"]]) if rows is not None else None
     for budget, part in runs.groupby("budget", sort=False):
         finals = [curves[name].final_distance for name in part.loc[part["status"] == "ok", "run"]
                   if curves[name] is not None]
@@ -525,7 +559,7 @@ def _sweep_link1(ok: pd.DataFrame) -> dict[str, Any]:
     rho = spearman_rho(lr, g)
     if not math.isfinite(rho):
         return {**row, "verdict": "cannot tell"}
-    p_up, p_down = spearman_permutation_p(lr, g, "greater"), spearman_permutation_p(lr, g, "less")
+    p_up, p_down = _permutation_ps(lr, g)
     return {**row, "value": rho, "p_value": p_up, "verdict": _correlation_verdict(rho, p_up, p_down)}
 
 
@@ -560,12 +594,12 @@ def chain_curves(epochs: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """
     epochs, runs = _check_tables(epochs, runs)
     parts = []
-    by_run = dict(tuple(epochs.groupby("run", sort=False))) if len(epochs) else {}
+    by_run, steps = _by_run(epochs)
     for _, r in runs[runs["status"] == "ok"].iterrows():
         rows = by_run.get(r["run"])
         if rows is None:
             continue
-        rc = _run_curves(rows, float(r["lr"]))
+        rc = _run_curves(rows, float(r["lr"]), steps[r["run"]])
         for key, split, metric in CURVES:
             d, c, _ = rc.get(key)
             if c.size == 0 or np.ptp(c) == 0:

@@ -68,10 +68,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_analyze(args: argparse.Namespace) -> int:
     """Validate, :func:`probe.analyses.engine.analyze`, the attribution grids, :func:`probe.report.write_report`,
     the summary."""
+    import gc
+
     from probe.analyses.engine import analyze, attribution_grids, summary_text, write_tables
     from probe.cli.options import parse_options
     from probe.report import write_report
 
+    # the objects of the imports above (torch, pandas ...) live as long as the process: out of the collector's
+    # reach, its full passes over the hundred thousand rows of the epochs table no longer re-scan them
+    gc.freeze()
     result = analyze(
         args.path, out=args.out, epochs=_epochs_arg(args.epochs, "--epochs"),
         model_epochs=_epochs_arg(args.model_epochs, "--model-epochs"), device=args.device,

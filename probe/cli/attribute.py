@@ -11,10 +11,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
-from probe.analyses.attribution_methods import METHODS, check_method
 from probe.errors import ProbeInputError
+
+#: the attribution methods, for the help text: :data:`probe.analyses.attribution_methods.METHODS` (which imports
+#: torch; a test keeps the two equal).
+METHODS: tuple[str, ...] = ("ig", "saliency", "input_x_gradient", "deeplift", "gradient_shap", "gradcam")
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -53,6 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def spread_epochs(epochs: list[int], k: int = 6) -> list[int]:
     """Up to ``k`` evenly spaced entries of ``epochs``, first and last included."""
+    import numpy as np
+
     if len(epochs) <= k:
         return list(epochs)
     picks = np.unique(np.round(np.linspace(0, len(epochs) - 1, k)).astype(int))
@@ -61,6 +64,7 @@ def spread_epochs(epochs: list[int], k: int = 6) -> list[int]:
 
 def cmd_attribute(args: argparse.Namespace) -> int:
     from probe.analyses.attribution import attribute_run, attribute_sweep
+    from probe.analyses.attribution_methods import check_method
     from probe.device import resolve_device
     from probe.store.reader import Run, open_path
 

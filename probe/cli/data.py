@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from probe.data.base import SpuriousDataset
-from probe.data.registry import build_dataset, dataset_names, dataset_options
 from probe.errors import ProbeInputError
+
+if TYPE_CHECKING:  # the commands import torch and the datasets, so that building the parser stays light
+    from probe.data.base import SpuriousDataset
 
 
 def dataset_from_args(args: argparse.Namespace) -> SpuriousDataset:
     """Build the dataset named by ``args.name`` with ``--data-root``, ``--rho``, ``--image-size``, ``--seed`` and
     every ``--data-option``."""
     from probe.cli.options import parse_options  # the same key=value reading as ``probe train``
+    from probe.data.registry import build_dataset
 
     options: dict[str, Any] = parse_options(args.data_option, "--data-option")
     for key in ("data_root", "rho", "image_size", "seed"):
@@ -32,7 +32,7 @@ def dataset_from_args(args: argparse.Namespace) -> SpuriousDataset:
 
 
 def _add_dataset_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", help=f"dataset name: {', '.join(dataset_names())}")
+    p.add_argument("name", help="dataset name (probe data list prints them with their options)")
     p.add_argument("--data-root", help="folder holding the dataset's files (default: $PROBE_DATA)")
     p.add_argument("--rho", type=float, help="fraction of bias-aligned training samples")
     p.add_argument("--image-size", type=int, help="image side length")
@@ -42,6 +42,8 @@ def _add_dataset_arguments(p: argparse.ArgumentParser) -> None:
 
 def check_command(args: argparse.Namespace) -> int:
     """Build the dataset, decode one sample per split and print what was found."""
+    import torch
+
     ds = dataset_from_args(args)
     info = ds.describe()
     print(f"{ds.name}: {ds.source}")
@@ -71,6 +73,8 @@ def check_command(args: argparse.Namespace) -> int:
 
 def _check_official_waterbirds(ds: SpuriousDataset) -> int:
     """Print the official-count table of Waterbirds; 0 when every count matches, 1 otherwise."""
+    import torch
+
     from probe.data.waterbirds import compare_with_official
 
     counts = {name: torch.bincount((2 * s.y + s.a).cpu(), minlength=4).tolist() for name, s in ds.splits.items()}
@@ -99,6 +103,8 @@ def show_command(args: argparse.Namespace) -> int:
 
 def list_command(args: argparse.Namespace) -> int:
     """Print every dataset with its options and defaults."""
+    from probe.data.registry import dataset_names, dataset_options
+
     for name in dataset_names():
         opts = ", ".join(f"{k}={v!r}" for k, v in dataset_options(name).items())
         print(f"{name}: {opts}")

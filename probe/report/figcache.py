@@ -59,8 +59,14 @@ def _update(h: Any, value: Any) -> None:
         _update(h, [str(c) for c in value.columns])
         _update(h, [str(t) for t in value.dtypes])
         _update(h, value.index)
+        numeric = _numeric_columns(value)
         for column in range(value.shape[1]):
-            _update(h, value.iloc[:, column])
+            if column in numeric:  # the bytes _update(h, value.iloc[:, column]) feeds, without a Series per column
+                h.update(b"series")
+                _update(h, str(value.columns[column]))
+                _update(h, numeric[column])
+            else:
+                _update(h, value.iloc[:, column])
     elif isinstance(value, pd.Index):
         h.update(b"index")
         _update(h, value.to_numpy())
@@ -97,6 +103,20 @@ def _update(h: Any, value: Any) -> None:
         _update(h, str(value))
     else:
         raise TypeError(f"cannot key a figure on a {type(value).__name__}")
+
+
+def _numeric_columns(frame: Any) -> dict[int, np.ndarray]:
+    """Position -> values of each column of ``frame`` with a plain numpy dtype (not object), as ``to_numpy`` gives
+    them, taken one dtype at a time (one 2-D copy per dtype instead of a Series per column: wide tables such as the
+    run table have hundreds of columns)."""
+    dtypes = list(frame.dtypes)
+    numeric = [i for i, t in enumerate(dtypes) if isinstance(t, np.dtype) and t.kind != "O"]
+    out: dict[int, np.ndarray] = {}
+    for dtype in dict.fromkeys(dtypes[i] for i in numeric):
+        positions = [i for i in numeric if dtypes[i] == dtype]
+        block = frame.iloc[:, positions].to_numpy(dtype=dtype)
+        out.update(zip(positions, block.T))
+    return out
 
 
 def _typed(item: Any) -> dict[str, str]:

@@ -17,6 +17,7 @@ import pandas as pd
 from probe.report.figcache import FigureCache, write_if_changed
 from probe.report.figures import lr_colours
 from probe.report.html import Section, table_html
+from probe.report.tables import starts_with
 
 #: metrics of the representation table, in display order (test split unless noted in the column name).
 REPRESENTATION_COLUMNS = (
@@ -38,7 +39,7 @@ def _final_rows(result: Any, prefix: str, split: str) -> pd.DataFrame:
     ep = result.epochs
     if ep.empty:
         return ep
-    rows = ep[(ep["split"] == split) & ep["metric"].astype(str).str.startswith(prefix)]
+    rows = ep[(ep["split"] == split).to_numpy(dtype=bool) & starts_with(ep["metric"], prefix)]
     finals = result.runs[["run", "final_epoch", "status"]]
     rows = rows.merge(finals, on="run")
     return rows[rows["epoch"] == rows["final_epoch"]]

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from probe.analyses.groups import DEFAULT_MIN_GROUP_SIZE
-from probe.report.tables import table_html
+from probe.report.tables import starts_with, table_html
 
 if TYPE_CHECKING:
     from probe.analyses.engine.result import AnalysisResult
@@ -48,7 +48,7 @@ def final_counts(result: AnalysisResult) -> pd.DataFrame:
         return pd.DataFrame(columns=keys)
     finals = finals.assign(epoch=finals["epoch"].astype(int))
     metric = epochs["metric"].astype(str)
-    wanted = epochs[metric.isin(COUNT_COLUMNS) | metric.str.startswith(_GROUP_PREFIX)]
+    wanted = epochs[metric.isin(COUNT_COLUMNS).to_numpy(dtype=bool) | starts_with(metric, _GROUP_PREFIX)]
     rows = wanted.merge(finals, on=["run", "epoch"])
     if rows.empty:
         return pd.DataFrame(columns=keys)

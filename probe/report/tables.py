@@ -15,6 +15,14 @@ from probe.report.glossary import glossary_key, metric_link
 __all__ = ["badge", "fmt", "table_html"]
 
 
+def starts_with(values: pd.Series, prefix: str) -> np.ndarray:
+    """``values.astype(str).str.startswith(prefix)`` as a bool array, testing each distinct value once (the epochs
+    table repeats a few hundred metric names over its rows)."""
+    distinct = pd.unique(values.to_numpy())
+    hits = [v for v in distinct if str(v).startswith(prefix)]
+    return values.isin(hits).to_numpy(dtype=bool)
+
+
 def fmt(value: Any, digits: int = 3) -> str:
     """A number with ``digits`` decimals (``–`` for None / NaN, 2 significant digits when very large or small) or
     escaped text."""

@@ -137,3 +137,31 @@ def test_key_follows_function_version_and_data(monkeypatch):
     assert key != FigureCache.key(sweep_overview, (frame.assign(a=2.0),), {})
     monkeypatch.setitem(report_writer.FigureCache.key.__globals__["FIGURE_VERSIONS"], "sweep_overview", 99)
     assert key != FigureCache.key(sweep_overview, (frame,), {})
+
+
+def test_a_tables_key_is_the_encoding_of_its_columns_one_by_one():
+    """The digest of a table equals feeding each column as a Series (what the figure keys always were)."""
+    import hashlib
+
+    from probe.report import figcache
+
+    frame = pd.DataFrame({"a": [1.0, np.nan, -0.0], "b": pd.array(["x", None, "z"], dtype="string"), "c": [1, 2, 3],
+                          "a2": [4.0, 5.0, 6.0], "d": [True, False, True], "e": np.array([1, 2, 3], dtype=np.int32),
+                          "f": pd.array([1, None, 3], dtype="Int64"), "o": ["p", 1, None],
+                          "t": pd.to_datetime(["2020-01-01", "2021-01-01", "2022-01-01"])}).iloc[[2, 0, 1]]
+    by_series = hashlib.sha256()
+    by_series.update(b"frame")
+    for part in ([str(c) for c in frame.columns], [str(t) for t in frame.dtypes], frame.index):
+        figcache._update(by_series, part)
+    for column in range(frame.shape[1]):
+        figcache._update(by_series, frame.iloc[:, column])
+    assert figcache.data_digest(frame) == by_series.hexdigest()
+    assert figcache.data_digest(frame.assign(a2=[4.0, 5.0, 6.5])) != figcache.data_digest(frame)
+
+
+def test_starts_with_equals_pandas_str_startswith():
+    from probe.report.tables import starts_with
+
+    metric = pd.Series(["n_group/0", "acc", "n_group/12", "n_groupx", "acc"] * 3, dtype="string")
+    np.testing.assert_array_equal(starts_with(metric, "n_group/"),
+                                  metric.astype(str).str.startswith("n_group/").to_numpy(dtype=bool))

@@ -288,9 +288,8 @@ def _analyse_epoch(epoch: int, wanted: Sequence[str], valid: dict, stored: dict,
             changed = True
         out.timings.append({"run": rid, "epoch": int(epoch), "analysis": analysis, "cached": hit,
                             "seconds": time.perf_counter() - started})
-        for split, metric, value in valid[analysis]["metrics"]:
-            out.rows.append((rid, ident["sweep"], ident["lr"], ident["seed"], ident["budget"], int(epoch),
-                             int(step), analysis, split, metric, float(value)))
+        head = (rid, ident["sweep"], ident["lr"], ident["seed"], ident["budget"], int(epoch), int(step), analysis)
+        out.rows.extend([(*head, split, metric, float(value)) for split, metric, value in valid[analysis]["metrics"]])
     return changed
 
 def proposition_tables(ctx: AnalysisContext, ident: dict[str, Any], plan: RunPlan, *,

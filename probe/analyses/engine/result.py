@@ -15,6 +15,8 @@ The tables (:class:`AnalysisResult`):
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
 import sys
@@ -30,7 +32,7 @@ import pandas as pd
 from probe.analyses.chain import CHAIN_COLUMNS, CHAIN_RUN_COLUMNS
 from probe.analyses.comparison import COMPARISON_COLUMNS, DOMINANCE_COLUMNS
 from probe.errors import RunDirectoryError
-from probe.store.atomic import atomic_write_bytes
+from probe.store.atomic import atomic_write_bytes, sha256_file
 
 #: identity columns of the epochs table.
 EPOCH_COLUMNS = ["run", "sweep", "lr", "seed", "budget", "epoch", "step", "analysis", "split", "metric", "value"]
@@ -286,8 +288,16 @@ def summary_text(result: AnalysisResult) -> str:
 # --- files ----------------------------------------------------------------------------------------------------------
 
 
+_PLAIN = (str, int, bool, type(None))
+
+
 def _clean(value: Any) -> Any:
     """JSON-safe: NaN / inf -> None, numpy scalars -> Python, recursively."""
+    kind = type(value)
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind in _PLAIN:
+        return value
     if isinstance(value, dict):
         return {str(k): _clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -307,18 +317,38 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [_clean(r) for r in frame.to_dict(orient="records")]
 
 
+def _per_epoch(epochs: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """``{run: {str(epoch): {"step", "metrics": {split: {metric: value}}}}}`` of the epochs table, runs and epochs
+    in sorted order, the first row of a repeated (split, metric) kept, non-finite values as None. One stable sort of
+    the table, then one pass over plain Python lists (no per-group pandas work)."""
+    if epochs.empty:
+        return {}
+    ordered = epochs.sort_values(["run", "epoch", "step"], kind="stable")  # stable: rows keep their order
+    columns = [ordered[c].tolist() for c in ("run", "epoch", "step", "split", "metric")]
+    values = ordered["value"].to_numpy(dtype=np.float64)
+    values = np.where(np.isfinite(values), values, np.nan).tolist()
+    per_epoch: dict[str, dict[str, Any]] = {}
+    last = None
+    nested: dict[str, dict[str, Any]] = {}
+    for run, epoch, step, split, metric, value in zip(*columns, values):
+        if (run, epoch, step) != last:
+            last = (run, epoch, step)
+            nested = {}
+            per_epoch.setdefault(str(run), {})[str(epoch)] = {"step": int(step), "metrics": nested}
+        into = nested.get(split)
+        if into is None:
+            into = nested[split] = {}
+        if metric not in into:
+            into[metric] = None if value != value else value
+    return per_epoch
+
+
 def metrics_payload(result: AnalysisResult) -> dict[str, Any]:
     """Everything of ``result`` as one JSON-safe dict (the content of ``metrics.json``)."""
     from probe import __version__
 
-    per_epoch: dict[str, dict[str, Any]] = {}
-    for (run, epoch, step), part in result.epochs.groupby(["run", "epoch", "step"], sort=True):
-        nested: dict[str, dict[str, float]] = {}
-        for split, metric, value in zip(part["split"], part["metric"], part["value"]):
-            nested.setdefault(split, {}).setdefault(metric, value)
-        per_epoch.setdefault(run, {})[str(epoch)] = {"step": int(step), "metrics": nested}
     statuses = dict(zip(result.runs["run"], result.runs["status"])) if len(result.runs) else {}
-    return _clean({
+    payload = _clean({
         "probe_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "config": result.config,
@@ -328,22 +358,76 @@ def metrics_payload(result: AnalysisResult) -> dict[str, Any]:
         "failures": _records(result.failures),
         "claims": _records(result.claims),
         "proposition": _records(result.proposition),
-        "epochs": per_epoch,
+        "epochs": {},
         "errors": result.errors,
     })
+    payload["epochs"] = _per_epoch(result.epochs)
+    return payload
 
 
 def write_tables(result: AnalysisResult) -> None:
     """``epochs.csv``, ``runs.csv``, ``claims.csv``, ``failures.csv``, ``ratio_curves.csv``,
     ``proposition_steps.csv``, ``chain.csv``, ``chain_runs.csv`` and ``metrics.json``."""
     out = result.out
+    written = _read_table_digests(out)
+    digests = {}
     for name, attribute in TABLE_FILES.items():
-        getattr(result, attribute).to_csv(out / name, index=False)
+        digests[name] = _write_table(out / name, getattr(result, attribute), written.get(name))
         result.files[name] = out / name
+    _store_table_digests(out, digests, written)
     path = out / "metrics.json"
     # one line: json's C encoder (an indented dump goes through the pure-Python one, about 10x slower)
     atomic_write_bytes(path, json.dumps(metrics_payload(result), allow_nan=False).encode())
     result.files["metrics.json"] = path
+
+
+#: where :func:`write_tables` keeps the digest of each table it wrote (``<out>/cache/tables.json``).
+TABLE_DIGESTS = Path("cache") / "tables.json"
+
+
+def frame_digest(frame: pd.DataFrame) -> str:
+    """sha256 (hex) of what ``frame.to_csv(index=False)`` writes: pandas' version, the frame's length, column names,
+    dtypes and every value (numpy numbers by their bytes, other columns by the JSON of their values, non-JSON values
+    by ``repr``)."""
+    h = hashlib.sha256(json.dumps([pd.__version__, len(frame), [str(c) for c in frame.columns],
+                                   [str(t) for t in frame.dtypes]]).encode())
+    for column in range(frame.shape[1]):
+        values = frame.iloc[:, column]
+        if isinstance(values.dtype, np.dtype) and values.dtype.kind in "biufcmM":
+            h.update(b"array" + np.ascontiguousarray(values.to_numpy()).tobytes())
+        else:
+            h.update(b"json" + json.dumps(values.tolist(), default=repr).encode())
+    return h.hexdigest()
+
+
+def _read_table_digests(out: Path) -> dict[str, Any]:
+    from probe.errors import ProbeError
+    from probe.store.atomic import read_json
+
+    try:
+        document = read_json(out / TABLE_DIGESTS)
+    except (OSError, ProbeError):
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def _store_table_digests(out: Path, digests: dict[str, Any], before: dict[str, Any]) -> None:
+    if digests != before and (out / TABLE_DIGESTS.parent).is_dir():
+        atomic_write_bytes(out / TABLE_DIGESTS, json.dumps(digests, sort_keys=True).encode())
+
+
+def _write_table(path: Path, frame: pd.DataFrame, before: Any) -> dict[str, Any]:
+    """Write ``frame`` as CSV to ``path`` unless the file there is the one written before from an equal frame
+    (``before``: the digest of that frame and the file's size and sha256, both checked); returns the new record.
+    Rendering a large table costs far more than its digest and the file's hash."""
+    digest = frame_digest(frame)
+    if isinstance(before, dict) and before.get("frame") == digest:
+        with contextlib.suppress(OSError):
+            if path.stat().st_size == before.get("size") and sha256_file(path) == before.get("sha256"):
+                return before
+    data = frame.to_csv(index=False).encode()
+    atomic_write_bytes(path, data)
+    return {"frame": digest, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def load_analysis(folder: str | Path) -> AnalysisResult:
