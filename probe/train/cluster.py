@@ -15,9 +15,6 @@ from typing import Any
 
 from probe.errors import ProbeError, ProbeInputError
 from probe.store.atomic import atomic_write_json, read_json
-from probe.store.reader import RUN_JSON, SWEEP_JSON, Run
-from probe.store.writer import now_iso
-from probe.train.sweep import stored_plan
 
 
 @dataclass
@@ -89,6 +86,9 @@ def default_log_folder(sweep: str | Path) -> Path:
 
 def unfinished_indices(sweep: str | Path) -> list[int]:
     """Indices of the planned runs of ``sweep`` that are neither complete nor diverged."""
+    from probe.store.reader import RUN_JSON, Run
+    from probe.train.sweep import stored_plan
+
     sweep = Path(sweep)
     indices = []
     for i, (name, _, _) in enumerate(stored_plan(sweep)):
@@ -112,6 +112,9 @@ def submit_sweep(sweep: str | Path, *, resources: dict[str, Any] | None = None, 
     resumes its run. ``then = (function, args)`` is submitted after the array, on Slurm as a job depending on it
     (``afterok``); executors without dependencies (local, debug) wait for the array's jobs first and submit it only
     when every one succeeded. ``executor`` replaces the submitit executor (tests)."""
+    from probe.store.writer import now_iso
+    from probe.train.sweep import stored_plan
+
     sweep = Path(sweep)
     plan = stored_plan(sweep)  # the plan's errors first, before submitit is even imported
     params = executor_parameters(resources or {})
@@ -166,6 +169,8 @@ def _submit_after(executor: Any, jobs: list[Any], then: tuple[Callable[..., Any]
 
 def _record_submission(sweep: Path, record: dict[str, Any]) -> None:
     """Append ``record`` to ``sweep.json``'s ``jobs`` (an atomic rewrite; the jobs never write ``sweep.json``)."""
+    from probe.store.reader import SWEEP_JSON
+
     stored = read_json(sweep / SWEEP_JSON)
     stored.setdefault("jobs", []).append(record)
     atomic_write_json(sweep / SWEEP_JSON, stored)
