@@ -31,6 +31,10 @@ REPRESENTATION_COLUMNS = (
     "final:test/retention@0.9",
     "final:test/max_sparsity@0.95",
     "final:model/norm_compressibility@0.1",
+    "final:test/shape_reliance",
+    "final:test/texture_reliance",
+    "final:test/border_reliance",
+    "final:test/background_reliance",
 )
 
 
