@@ -10,8 +10,7 @@ import time
 from torch import nn
 
 import probe
-
-PACE_ENV = "PROBE_TEST_PACE_S"
+from tests.train.pace import PACE_ENV
 
 
 class Pace(nn.Module):

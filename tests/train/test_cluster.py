@@ -21,13 +21,26 @@ from probe.cli import main
 from tests.conftest import REPO
 from tests.store.snapshot import tree_digest
 from tests.store.test_commit_and_crash import assert_runs_identical
-from tests.train.cluster_plugin import PACE_ENV
+from tests.train.pace import PACE_ENV
 
 PLUGIN = "tests.train.cluster_plugin"
 DATA = ["--plugin", PLUGIN, "--dataset", "parity", "--data-option", "n_train=64", "--data-option", "n_val=16",
         "--data-option", "n_test=16", "--model", "paced-mlp", "--batch-size", "32"]
 SWEEP = ["sweep", *DATA, "--lr", "0.1", "0.3", "--seeds", "0", "1", "--epochs", "6", "--threads", "1", "--quiet"]
 NAMES = ["lr0.1_seed0", "lr0.1_seed1", "lr0.3_seed0", "lr0.3_seed1"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def models_registry_restored():
+    """The in-process ``--plugin`` registers ``paced-mlp``: this module's tests (and fixtures) register it into a copy
+    of the model registry, and the other test modules' registry never holds it."""
+    from probe import models
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(models, "_MODELS", dict(models._MODELS))
+        patch.delitem(sys.modules, PLUGIN, raising=False)
+        yield
+    sys.modules.pop(PLUGIN, None)
 
 
 @contextmanager
