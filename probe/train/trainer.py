@@ -288,6 +288,10 @@ class Trainer:
                 buffers = _SgdBuffers()
                 step_losses = torch.zeros(steps_this_pass, device=self.device)
                 checked = begin  # step_losses[:checked] of this pass are known finite
+                if not train.in_memory and cfg.workers > 0:
+                    # the loader forks its workers: never while the commit thread may hold a lock (h5py's,
+                    # logging's) that a forked child or the fork itself would wait on forever
+                    self._committer.wait()
                 for i, (positions, xb) in enumerate(
                     train.batches(cfg.batch_size, order=order[begin * cfg.batch_size:], device=self.device,
                                   num_workers=cfg.workers), start=begin
