@@ -44,7 +44,9 @@ def add_train_arguments(p: argparse.ArgumentParser, *, sweep: bool) -> None:
         g.add_argument("--budget", choices=["fixed", "matched"], default="fixed",
                        help="fixed: every rate trains --steps/--epochs; matched: rate x steps held fixed, the "
                             "largest rate trains --steps")
-        g.add_argument("--jobs", type=int, default=1, help="runs trained at once in separate processes (default: 1)")
+        g.add_argument("--jobs", type=int, default=1,
+                       help="runs trained at once in separate processes (default: 1); each gets cores / JOBS torch "
+                            "threads unless --threads says otherwise")
     else:
         g.add_argument("--lr", type=float, help="learning rate (required unless --resume)")
         g.add_argument("--seed", type=int, default=None,

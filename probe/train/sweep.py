@@ -236,7 +236,8 @@ def run_sweep(base: TrainConfig, out: str | Path, axes: dict[str, Sequence[Any]]
     """Train every run of the sweep into ``out``; a diverged run does not stop the others.
 
     Returns ``(run_dir, status, diverged)`` per run. ``jobs > 1`` trains that many runs at once in separate processes,
-    which die with this one; ``threads`` sets torch's CPU threads in each of them. The sweep holds ``<out>/.lock``
+    which die with this one; ``threads`` sets torch's CPU threads in each of them (default with ``jobs > 1``:
+    :func:`threads_per_job`, the cores shared out). The sweep holds ``<out>/.lock``
     from start to end, so a second sweep into ``out`` (or an ``overwrite`` of it) is refused meanwhile.
 
     ``resume`` continues the sweep ``out/sweep.json`` describes and refuses other arguments (listing the
@@ -274,8 +275,17 @@ def run_sweep(base: TrainConfig, out: str | Path, axes: dict[str, Sequence[Any]]
         lock.release()
 
 
+def threads_per_job(jobs: int, cores: int | None = None) -> int:
+    """torch's CPU threads in each of ``jobs`` runs trained at once: the cores shared out, at least 1. Left at torch's
+    default (one per core) in every job, the jobs' threads outnumber the cores and spin-wait on each other: on 2 cores,
+    two jobs of 2 threads each trained an MLP about 10x slower than two jobs of 1 thread."""
+    return max(1, (cores or os.cpu_count() or 1) // jobs)
+
+
 def _train_all(out: Path, plan: list[tuple[str, TrainConfig, dict[str, Any]]], *, resume: bool, jobs: int,
                progress: bool, threads: int | None) -> list[tuple[str, str, dict[str, Any] | None]]:
+    if jobs > 1 and threads is None:
+        threads = threads_per_job(jobs)
     tasks = [(cfg, str(out / name), resume, progress and jobs == 1, threads) for name, cfg, _ in plan]
     results: list[tuple[str, str, dict[str, Any] | None]] = []
     bar = _sweep_bar(len(tasks), progress)

@@ -429,3 +429,40 @@ def test_a_leftover_without_run_json_is_replaced_by_a_fresh_start(tmp_path, one_
     run_dir.mkdir()
     (run_dir / ".lock").touch()  # a start killed before it wrote run.json
     assert probe.train(cfg, run_dir, overwrite="unstarted").status == "complete"
+
+
+def test_parallel_jobs_share_the_cores_out_as_torch_threads(tmp_path, monkeypatch):
+    """Each of ``jobs`` runs gets cores // jobs torch threads (at least 1) unless ``threads`` is given: jobs left at
+    one thread per core each oversubscribe the cores."""
+    from concurrent.futures import Future
+
+    from probe.train import sweep as sweep_module
+    from probe.train.sweep import threads_per_job
+
+    assert [threads_per_job(j, cores=2) for j in (1, 2, 3)] == [2, 1, 1]
+    assert threads_per_job(4, cores=16) == 4
+    seen = []
+
+    class Inline:  # the process pool, run in this process: records each task's threads
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def submit(self, fn, task):
+            seen.append(task[-1])
+            future = Future()
+            future.set_result((task[1], "complete", None))
+            return future
+
+    monkeypatch.setattr(sweep_module, "ProcessPoolExecutor", Inline)
+    monkeypatch.setattr(sweep_module.os, "cpu_count", lambda: 8)
+    cfg = probe.TrainConfig(dataset="parity", model="mlp", lr=0.1, epochs=1)
+    plan = [("a", cfg, {}), ("b", cfg, {})]
+    sweep_module._train_all(tmp_path, plan, resume=False, jobs=2, progress=False, threads=None)
+    sweep_module._train_all(tmp_path, plan, resume=False, jobs=2, progress=False, threads=3)
+    assert seen == [4, 4, 3, 3]
