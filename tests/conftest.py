@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,19 @@ def tiny_colored_sweep(tmp_path_factory) -> Path:
                        model="mlp", model_options={"width": 64}, lr=0.01, epochs=2, batch_size=64, early_fractions=())
     run_sweep(base, out, {"lr": [0.01, 0.3], "seed": [0, 1]})
     return out
+
+
+@contextmanager
+def torch_threads(n: int):
+    """torch's CPU threads set to ``n`` inside the block, restored after it."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:

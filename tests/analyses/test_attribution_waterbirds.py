@@ -10,21 +10,15 @@ from torch import nn
 
 from probe.analyses.attribution import attr_shares
 from probe.analyses.attribution_methods import METHODS, attribute
-from probe.data.waterbirds import waterbirds
 from probe.report.heatmaps import heatmap_grid, save_grid
-from tests.data.probe_data_fixtures import write_waterbirds
+from tests.data.probe_data_fixtures import waterbirds_test_split
 
 CROP, RESIZE = 24, 28
 
 
 @pytest.fixture(scope="module")
 def birds(tmp_path_factory):
-    root = tmp_path_factory.mktemp("wb")
-    written = write_waterbirds(root, h=40, w=32)
-    ds = waterbirds(image_size=CROP, resize=RESIZE, normalize=False, segmentation_root=str(written["segmentations"]),
-                    data_root=str(root))
-    s = ds.split("test")
-    pos = torch.arange(len(s))
+    s, pos = waterbirds_test_split(tmp_path_factory.mktemp("wb"), CROP, RESIZE)
     return s.inputs(pos), s.y[pos], s.masks(pos, "core"), s.masks(pos, "spurious")
 
 

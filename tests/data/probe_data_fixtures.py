@@ -196,6 +196,20 @@ def write_waterbirds(root: Path, h: int = 40, w: int = 32, segmentations: bool =
 CELEBA_ATTRS = ["5_o_Clock_Shadow", "Bald", "Blond_Hair", "Male", "Smiling"]
 
 
+def waterbirds_test_split(root: Path, crop: int = 24, resize: int = 28):
+    """``(split, positions)``: the test split of a Waterbirds release written under ``root`` (40 x 32 images with bird
+    segmentations), read unnormalised at ``crop`` after resizing to ``resize``, and all of its positions."""
+    import torch
+
+    from probe.data.waterbirds import waterbirds
+
+    written = write_waterbirds(root, h=40, w=32)
+    ds = waterbirds(image_size=crop, resize=resize, normalize=False, segmentation_root=str(written["segmentations"]),
+                    data_root=str(root))
+    split = ds.split("test")
+    return split, torch.arange(len(split))
+
+
 def celeba_table(n: int = 24) -> list[tuple[str, list[int], int]]:
     """Rows ``(file, attribute values in {-1, 1}, partition)``: every (Blond_Hair, Male) group in every split."""
     rows = []

@@ -18,7 +18,7 @@ import pytest
 
 import probe
 from probe.cli import main
-from tests.conftest import REPO
+from tests.conftest import REPO, torch_threads
 from tests.store.snapshot import tree_digest
 from tests.store.test_commit_and_crash import assert_runs_identical
 from tests.train.pace import PACE_ENV
@@ -41,18 +41,6 @@ def models_registry_restored():
         patch.delitem(sys.modules, PLUGIN, raising=False)
         yield
     sys.modules.pop(PLUGIN, None)
-
-
-@contextmanager
-def torch_threads(n: int):
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

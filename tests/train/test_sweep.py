@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,24 +18,12 @@ import probe
 from probe.cli import main
 from probe.store.lock import is_locked
 from tests.conftest import PARITY_ARGS as PARITY
-from tests.conftest import REPO
+from tests.conftest import REPO, torch_threads
 from tests.store.snapshot import tree_digest
 
 DATA = ["--dataset", "parity", "--data-option", "n_train=64", "--data-option", "n_val=16", "--data-option",
         "n_test=16", "--model-option", "width=8"]
 SWEEP = ["sweep", *DATA, "--lr", "0.1", "0.2", "--seeds", "0", "--epochs", "1", "--quiet"]
-
-
-@contextmanager
-def torch_threads(n: int):
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture
