@@ -131,11 +131,12 @@ class Objective:
         """The per-sample data term ``l_i`` (:func:`focal_loss`)."""
         return focal_loss(logits, y, self.focal_gamma, self.label_smoothing)
 
-    def penalty(self, model: nn.Module) -> torch.Tensor | None:
-        """The weight penalty of ``model`` (:func:`weight_penalty`), None without ``l1`` and ``l2``."""
+    def penalty(self, weights: Iterable[torch.Tensor]) -> torch.Tensor | None:
+        """The weight penalty (:func:`weight_penalty`) of ``weights``, a model's :func:`penalised_weights` (found
+        once per run: training changes their values, not which tensors they are); None without ``l1`` and ``l2``."""
         if not self.l1 and not self.l2:
             return None
-        return weight_penalty(penalised_weights(model), self.l1, self.l2)
+        return weight_penalty(weights, self.l1, self.l2)
 
 
 class SAM:

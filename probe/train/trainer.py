@@ -50,7 +50,7 @@ from probe.store.logit_records import encode_logits, parse_record_logits
 from probe.store.reader import Run
 from probe.store.writer import RunWriter, check_new_run_dir
 from probe.train.config import TrainConfig
-from probe.train.regularisers import SAM, Objective, batchnorm_stats_frozen
+from probe.train.regularisers import SAM, Objective, batchnorm_stats_frozen, penalised_weights
 from probe.train.schedule import final_epoch_number, lr_at, recorded_epochs, weight_epochs
 
 #: ``probe train`` exit code for a run whose loss became non-finite.
@@ -231,6 +231,7 @@ class Trainer:
         model = self._fresh_model(pretrained=not resume)
         optimizer = build_optimizer(model, cfg)
         objective = Objective.from_config(cfg)
+        penalised = penalised_weights(model)
         sam = None if cfg.sam_rho is None else SAM([p for g in optimizer.param_groups for p in g["params"]],
                                                    cfg.sam_rho, adaptive=cfg.sam_adaptive)
         shuffle = torch.Generator().manual_seed(cfg.seed)
@@ -316,7 +317,7 @@ class Trainer:
                         loss.backward()
                     else:
                         logits, loss_vec, loss = self._regularised_backward(model, optimizer, xb, y_train[positions],
-                                                                            objective, sam)
+                                                                            objective, sam, penalised)
                     optimizer.step()
                     if keep:
                         buffers.add(positions, loss_vec.detach(), logits.detach() if cfg.sgd_logits else None,
@@ -385,8 +386,8 @@ class Trainer:
             self._committer.close()
             writer.close()
 
-    def _regularised_backward(self, model, optimizer, xb, yb, objective: Objective,
-                              sam: SAM | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _regularised_backward(self, model, optimizer, xb, yb, objective: Objective, sam: SAM | None,
+                              penalised: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Leave the gradient of the training objective (:mod:`probe.train.regularisers`) in the parameters' grads:
         the data term's (focal loss, smoothed targets) at ``w`` or, with ``sam``, at SAM's ``w + e``, plus the weight
         penalty's at ``w``. Returns the logits at ``w``, their per-sample cross-entropy (what probe records) and the
@@ -410,7 +411,7 @@ class Trainer:
             objective.sample_losses(perturbed.float(), yb).mean().backward()
             sam.descend()
             data = data.detach()
-        penalty = objective.penalty(model)
+        penalty = objective.penalty(penalised)
         loss = data if penalty is None else data + penalty
         if sam is None:
             loss.backward()

@@ -68,7 +68,7 @@ def test_penalty_gradient_is_l1_sign_plus_l2_w_on_linear_and_conv_weights_and_ze
     w = [t.detach().double().numpy() for t in weights]
     value = sum(l1 * np.abs(a).sum() + 0.5 * l2 * (a ** 2).sum() for a in w)
     assert math.isclose(float(weight_penalty(weights, l1, l2).detach()), value, rel_tol=1e-6)
-    assert Objective().penalty(net) is None and float(weight_penalty(weights)) == 0.0
+    assert Objective().penalty(weights) is None and float(weight_penalty(weights)) == 0.0
 
 
 def _focal_loop(logits: np.ndarray, y: np.ndarray, gamma: float, s: float) -> list[float]:
