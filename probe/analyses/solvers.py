@@ -611,9 +611,10 @@ def l1_logistic_np(x, targets, C, *, sample_weight=None, curvature_groups=None, 
     violation, then an Armijo line search on ``P_p``. ``H`` is the exact Hessian ``X^T diag(C s p (1 - p)) X`` of
     each problem, or, for problems given the same ``curvature_groups`` label, the Hessian of their mean weights
     ``C s p (1 - p)``: one ``(D, D)`` matrix per group instead of one per problem. Nearly equal problems (resamples
-    of one data set, warm-started near their solution) keep a fast linear rate so; the line search keeps every step
-    a descent, and the stopping rule, the relative duality gap of the module docstring ``<= tol``, is exact per
-    problem either way.
+    of one data set, warm-started near their solution) keep a fast linear rate so; once at most two problems per
+    group are left unconverged, each gets its own exact Hessian. The line search keeps every step a descent, and the
+    stopping rule, the relative duality gap of the module docstring ``<= tol``, is exact per problem either way;
+    converged problems leave the batch.
 
     Args:
         x: ``(n, F)`` features. targets: ``(P, n)`` booleans. C: a number or ``(P,)``.
@@ -676,26 +677,33 @@ def l1_logistic_np(x, targets, C, *, sample_weight=None, curvature_groups=None, 
     done = np.zeros(problems, dtype=bool)
     iteration = 0
     while True:
-        grad = (-cw * signs * sig) @ xa
+        act = np.flatnonzero(~done)
+        grad_a = (-cw[act] * signs[act] * sig[act]) @ xa
         # relative duality gap, dual point alpha_i = r C s_i sigmoid(-t_i z_i), r = min(1, 1 / ||grad||_inf)
-        q = sig / np.maximum(np.abs(grad).max(1), 1.0)[:, None]
+        q = sig[act] / np.maximum(np.abs(grad_a).max(1), 1.0)[:, None]
         entropy = -(q * np.log(np.where(q > 0, q, 1)) + (1 - q) * np.log(np.where(q < 1, 1 - q, 1)))
-        gap = np.where(done, gap, (obj - (cw * entropy).sum(1)) / obj)
-        done |= gap <= tol
+        gap[act] = (obj[act] - (cw[act] * entropy).sum(1)) / obj[act]
+        done[act] = gap[act] <= tol
         if done.all() or iteration >= max_iter:
             break
         iteration += 1
-        act = np.flatnonzero(~done)
-        g_a, w_a = grad[act], w[act]
+        keep = ~done[act]
+        act, g_a = act[keep], grad_a[keep]
+        w_a = w[act]
         shrunk = np.sign(g_a) * np.maximum(np.abs(g_a) - 1, 0)
         violation = np.abs(np.where(w_a != 0, g_a + np.sign(w_a), shrunk)).max(1)
         in_set = ((w_a != 0) | (np.abs(g_a) >= 1 - 1e-3)).any(0)
         in_set[-1] = True
         ws = usable[in_set[usable]]
-        # curvature: one Hessian per group of the active problems, from the group's mean weights
+        # curvature: one Hessian per group of the active problems, from the group's mean weights; once no more than
+        # two problems per group are left, each its own (the slow tail of a shared curvature)
         curv = cw[act] * sig[act] * (1 - sig[act])
         act_groups, act_group_of = np.unique(group_of[act], return_inverse=True)
-        mean_curv = (members[act_groups][:, act] / members[act_groups][:, act].sum(1, keepdims=True)) @ curv
+        if len(act) <= 2 * len(act_groups):
+            mean_curv, act_group_of = curv, np.arange(len(act))
+        else:
+            share = members[act_groups][:, act]
+            mean_curv = (share / share.sum(1, keepdims=True)) @ curv
         cols = xa[:, ws]
         hess = (cols.T[None] * mean_curv[:, None, :]) @ cols  # (groups, k, k)
         hess += 1e-12 * (1 + np.trace(hess, axis1=1, axis2=2))[:, None, None] * np.eye(len(ws))
@@ -729,43 +737,55 @@ def l1_logistic_np(x, targets, C, *, sample_weight=None, curvature_groups=None, 
 
 def _l1_quadratic_cd(hess: np.ndarray, group_of: np.ndarray, grad: np.ndarray, w: np.ndarray, target: np.ndarray,
                      rounds: int = 20, sweeps: int = 4) -> np.ndarray:
-    """``argmin_u g.(u - w) + (u - w).H (u - w) / 2 + ||u||_1`` per row (``H = hess[group_of[row]]``): rounds of a
-    few cyclic coordinate-descent sweeps (vectorised over the rows) that find the support and signs, each followed
-    by the exact solve on that support, ``H_SS (u_S - w_S) = -(g + H_S,~S (0 - w_~S))_S - sign(u_S)``, kept where
-    it leaves the signs as they were. Stops when every row's KKT violation is at most ``target``."""
-    h = hess[group_of]  # (P, k, k), symmetric: row j is column j
-    diag = np.diagonal(h, axis1=1, axis2=2).copy()
-    eye = np.eye(w.shape[1])
+    """``argmin_u g.(u - w) + (u - w).H (u - w) / 2 + ||u||_1`` per row (``H = hess[group_of[row]]``): rounds of an
+    exact solve on a support with fixed signs, ``H_SS (u_S - w_S) = -(g + H_S,~S (0 - w_~S))_S - sign(u_S)``, kept up to
+    the first sign change, each round after the first preceded by a few cyclic coordinate-descent sweeps (vectorised
+    over the rows) that find the support and signs. The first round solves on the support and signs of ``w``, which a
+    warm-started Newton step usually keeps. A row stops when its KKT violation is at most ``target``."""
     u = w.copy()
-    hd = np.zeros_like(w)  # H (u - w)
-    for _ in range(rounds):
-        for _ in range(sweeps):
-            for j in range(u.shape[1]):
-                a = diag[:, j]
-                v = u[:, j] - (grad[:, j] + hd[:, j]) / a
-                new = np.sign(v) * np.maximum(np.abs(v) - 1 / a, 0)
-                delta = new - u[:, j]
-                u[:, j] = new
-                hd += delta[:, None] * h[:, j]
-        # exact solve on the support found: with d = u - w and u = 0 off the support S
-        support = u != 0
-        sign = np.sign(u)
-        both = support[:, :, None] & support[:, None, :]
-        d_off = np.where(support, 0.0, -w)  # the fixed part of d off the support
-        rhs = -(grad + (h @ d_off[..., None])[..., 0] + sign)
-        system = np.where(both, h, eye)
-        d_on = np.linalg.solve(system, np.where(support, rhs, 0.0)[..., None])[..., 0]
-        polished = np.where(support, w + d_on, 0.0)
-        # move toward it up to the first sign change on the support (that weight becomes 0), as feature-sign search
-        step = polished - u
-        crossing = support & (np.sign(polished) != sign)
-        ratio = np.where(crossing, u / np.where(crossing, -step, 1.0), np.inf)
-        alpha = np.minimum(ratio.min(1), 1.0)
-        u = u + alpha[:, None] * step
-        u[crossing & (ratio <= alpha[:, None])] = 0.0
-        hd = ((h @ (u - w)[..., None])[..., 0])
-        g_u = grad + hd
+    rows = np.arange(len(w))
+    for round_ in range(rounds):
+        h = hess[group_of[rows]]  # (p, k, k), symmetric: row j is column j
+        g, w_r, u_r = grad[rows], w[rows], u[rows]
+        if round_ > 0:
+            diag = np.diagonal(h, axis1=1, axis2=2)
+            hd = (h @ (u_r - w_r)[..., None])[..., 0]  # H (u - w)
+            for _ in range(sweeps):
+                for j in range(u_r.shape[1]):
+                    a = diag[:, j]
+                    v = u_r[:, j] - (g[:, j] + hd[:, j]) / a
+                    new = np.sign(v) * np.maximum(np.abs(v) - 1 / a, 0)
+                    delta = new - u_r[:, j]
+                    u_r[:, j] = new
+                    hd += delta[:, None] * h[:, j]
+        u_r = _l1_support_step(h, g, w_r, u_r)
+        u[rows] = u_r
+        g_u = g + (h @ (u_r - w_r)[..., None])[..., 0]
         shrunk = np.sign(g_u) * np.maximum(np.abs(g_u) - 1, 0)
-        if (np.abs(np.where(u != 0, g_u + np.sign(u), shrunk)).max(1) <= target).all():
+        violation = np.abs(np.where(u_r != 0, g_u + np.sign(u_r), shrunk)).max(1)
+        rows = rows[violation > target[rows]]
+        if len(rows) == 0:
             break
+    return u
+
+
+def _l1_support_step(h: np.ndarray, grad: np.ndarray, w: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """From ``u``, toward the minimiser of the quadratic model of :func:`_l1_quadratic_cd` on the support of ``u``
+    with its signs (``u = 0`` off the support), up to the first sign change on the support (that weight becomes 0),
+    as in feature-sign search."""
+    eye = np.eye(w.shape[1])
+    support = u != 0
+    sign = np.sign(u)
+    both = support[:, :, None] & support[:, None, :]
+    d_off = np.where(support, 0.0, -w)  # the fixed part of d = u - w off the support
+    rhs = -(grad + (h @ d_off[..., None])[..., 0] + sign)
+    system = np.where(both, h, eye)
+    d_on = np.linalg.solve(system, np.where(support, rhs, 0.0)[..., None])[..., 0]
+    polished = np.where(support, w + d_on, 0.0)
+    step = polished - u
+    crossing = support & (np.sign(polished) != sign)
+    ratio = np.where(crossing, u / np.where(crossing, -step, 1.0), np.inf)
+    alpha = np.minimum(ratio.min(1), 1.0)
+    u = u + alpha[:, None] * step
+    u[crossing & (ratio <= alpha[:, None])] = 0.0
     return u
