@@ -607,8 +607,8 @@ def l1_logistic_np(x, targets, C, *, sample_weight=None, curvature_groups=None, 
 
     solved by proximal (quasi-)Newton: at each step the quadratic model ``g.d + d.H d / 2 + ||w + d||_1`` on a
     working set (every coordinate non-zero, or with ``|g_j| >= 1 - 1e-3``, in some problem; constant-zero features
-    never enter) is minimised by cyclic coordinate descent (vectorised over the problems) to a tenth of the KKT
-    violation, then an Armijo line search on ``P_p``. ``H`` is the exact Hessian ``X^T diag(C s p (1 - p)) X`` of
+    never enter) is minimised (:func:`_l1_quadratic_cd`: exact solves on a support with fixed signs, coordinate
+    descent to find it) to a hundredth of the KKT violation, then an Armijo line search on ``P_p``. ``H`` is the exact Hessian ``X^T diag(C s p (1 - p)) X`` of
     each problem, or, for problems given the same ``curvature_groups`` label, the Hessian of their mean weights
     ``C s p (1 - p)``: one ``(D, D)`` matrix per group instead of one per problem. Nearly equal problems (resamples
     of one data set, warm-started near their solution) keep a fast linear rate so; once at most two problems per
