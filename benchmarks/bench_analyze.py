@@ -10,6 +10,8 @@ one run, each ratio beside its target with PASS / MISS:
     :func:`probe.analyses.engine.analyze` (cache off), over reading that epoch file (target <= 10);
 (b) probes + DFR on the last epoch of one run (features extracted, not cached), over one forward pass of the same model
     over the split the probes fit on (target <= 30); run in a subprocess cut off after ``--probe-timeout`` seconds;
+    beside it the cost of one gradient of all of DFR's resample fits at once, in forward passes, and the Newton
+    steps the solver took over them;
 (c) a cached ``probe analyze`` of the sweep (default model epochs), end to end in a fresh process, report included
     (target <= 5 s), after an in-process ``analyze`` filled the analyses' cache and a first ``probe analyze`` drew the
     report (filling the figure and attribution-grid caches): the best wall time of ``--cached-repeats`` runs (3),
@@ -71,6 +73,29 @@ with run.reading_epoch(epoch):
     start = time.perf_counter()
     registry["probes"].fn(fresh, epoch)
     print(json.dumps({"probes": time.perf_counter() - start}), flush=True)
+    # the floor of DFR's resample fits: one gradient of all of them at once (scores and their gradient, two products
+    # of the shared features with the (fits, F + 1) weights), and the Newton steps the solver took
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+    from probe.analyses import probes
+    steps, solve = [], probes.l1_logistic_np
+    def counted(*args, **kwargs):
+        fit = solve(*args, **kwargs)
+        steps.append([len(args[1]), fit.n_iter])
+        return fit
+    probes.l1_logistic_np = counted
+    feats = probes.EpochFeatures(fresh, epoch)["val"]
+    split = ctx.dataset.split("val")
+    probes.dfr_last_layer(feats, split.y.numpy(), split.group.numpy(), num_retrains=options["dfr_retrains"])
+    xa = np.hstack([feats, np.ones((len(feats), 1))]).astype(np.float64)
+    weights = np.random.default_rng(0).normal(size=(steps[-1][0], xa.shape[1]))
+    with threadpool_limits(1, "blas"):
+        best = float("inf")
+        for _ in range(5):
+            start = time.perf_counter()
+            (weights @ xa.T) @ xa
+            best = min(best, time.perf_counter() - start)
+    print(json.dumps({"resample_fits": steps[-1][0], "resample_steps": steps[-1][1], "gradient": best}), flush=True)
 """
 
 
@@ -171,6 +196,14 @@ def main() -> None:
             ratio_b = float("inf")
             b_text = f"> {args.probe_timeout / forward:.0f} (cut off after {args.probe_timeout:.0f} s)"
         b_split = f"{found.get('split', '?')} split, {found.get('n', '?')} samples"
+        if "gradient" in found:
+            floor = found["gradient"] / forward
+            b_floor = (f"    (b)'s floor: one gradient of DFR's {found['resample_fits']} resample fits at once takes "
+                       f"{found['gradient'] * 1e3:.1f} ms = {floor:.1f} forward passes; the solver took "
+                       f"{found['resample_steps']} Newton steps over them, each at least one gradient and one "
+                       f"line-search evaluation: >= {2 * floor * found['resample_steps']:.0f} forward passes")
+        else:
+            b_floor = "    (b)'s floor: not measured (the run was cut off)"
 
         out = root / "analysis_a"  # its cache holds (a)'s results; the fill adds the other default model epochs
         scope = None if finished else [n for n in registry if n != "probes"]
@@ -200,6 +233,7 @@ def main() -> None:
               f"{verdict(ratio_a, TARGET_MODEL)}")
         print(f"{'(b) probes + DFR / one forward pass (' + b_split + ')':64s} {b_text:>40s} {'<= 30':>8s}  "
               f"{verdict(ratio_b, TARGET_PROBES)}")
+        print(b_floor)
         print(f"{'(c) cached probe analyze, report included, fresh process':64s} "
               f"{f'{cached:.1f} s (median {statistics.median(walls):.1f} s)':>40s} {'<= 5 s':>8s}  "
               f"{verdict(cached, TARGET_CACHED)}")
