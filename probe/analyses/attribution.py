@@ -432,6 +432,9 @@ def attribute_sweep(sweep: Sweep, epoch: int | None = None, method: str = "ig", 
     runs = sorted((r for r in sweep.runs if r.epochs), key=lambda r: (r.lr, r.seed))
     if not runs:
         raise ProbeInputError(f"sweep {sweep.name!r} has no run with a committed epoch")
+    datasets = {(r.config["dataset"], repr(sorted(r.config.get("dataset_options", {}).items()))) for r in runs}
+    if len(datasets) > 1:  # a folder of runs trained one by one may mix them
+        raise ProbeInputError(f"{sweep.name!r}: its runs were trained on different datasets; attribute each run")
     dataset = options.pop("dataset", None) or runs[0].dataset()
     return [attribute_run(r, epoch if epoch is None or epoch in r.epochs else r.epochs[-1], method,
                           dataset=dataset, **options) for r in runs]

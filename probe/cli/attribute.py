@@ -27,8 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                     "epochs of a run, each over its image with the core mask outlined. Writes PNG grids and a CSV of "
                     "core/spurious attribution shares.",
     )
-    p.add_argument("path", metavar="RUN_OR_SWEEP", help="run directory (rows = epochs) or sweep directory "
-                                                        "(rows = learning rates)")
+    p.add_argument("path", metavar="RUN_OR_SWEEP", help="run directory (rows = epochs), sweep directory or "
+                   "folder of runs trained one by one (rows = runs by learning rate and seed)")
     p.add_argument("--method", nargs="+", default=["ig"], metavar="M",
                    help=f"attribution method(s): {', '.join(METHODS)} (default: ig); one grid per method")
     p.add_argument("--samples", default="bc", help="which samples: bc, ba, all or group:<g> (default: bc)")

@@ -75,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Export a run or sweep: --weights DIR writes DIR/<run>/epoch_NNNNN.safetensors for every epoch "
                     "that keeps weights; --to tensorboard DIR writes one TensorBoard run per probe run; --to mlflow "
                     "DIR one MLflow run per probe run in the file store DIR. See docs/import-export.md.")
-    p.add_argument("path", help="run or sweep directory")
+    p.add_argument("path", help="run or sweep directory, or a folder of runs trained one by one")
     p.add_argument("--weights", metavar="DIR", help="folder to write the .safetensors files into")
     p.add_argument("--to", nargs=2, metavar=("TRACKER", "DIR"), help="tensorboard DIR or mlflow DIR")
     p.add_argument("--analysis", metavar="FOLDER",

@@ -732,7 +732,9 @@ def open_sweep(path: str | os.PathLike) -> Sweep:
 
 
 def open_path(path: str | os.PathLike) -> Run | Sweep:
-    """A :class:`Sweep` if ``path`` holds ``sweep.json``, a :class:`Run` if it holds ``run.json``."""
+    """A :class:`Sweep` if ``path`` holds ``sweep.json``, a :class:`Run` if it holds ``run.json``, a
+    :class:`Collection` if it is a folder of separately trained runs (as :func:`open_sweep`: a folder that holds
+    sweeps besides runs is refused)."""
     p = Path(path)
     if (p / SWEEP_JSON).is_file():
         return Sweep(p)
@@ -740,4 +742,10 @@ def open_path(path: str | os.PathLike) -> Run | Sweep:
         return Run(p)
     if not p.exists():
         raise RunDirectoryError(f"{p}: no such directory")
-    raise RunDirectoryError(f"{p}: neither a run directory (run.json) nor a sweep directory (sweep.json)")
+    sweeps, runs = folder_members(p)
+    if sweeps:
+        raise RunDirectoryError(f"{p}: holds sweeps ({', '.join(s.name for s in sweeps)}); name one of them")
+    if runs:
+        return Collection(p)
+    raise RunDirectoryError(f"{p}: neither a run directory (run.json), a sweep directory (sweep.json) nor a folder of "
+                            f"runs")

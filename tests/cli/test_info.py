@@ -65,6 +65,18 @@ def test_info_and_open_sweep_on_a_collection_of_separately_trained_runs(tmp_path
     assert main(["info", str(folder)]) == 0
     text = capsys.readouterr().out
     assert text.startswith(f"collection {folder}  3 runs") and "b_lr0.2" in text
+    # the commands that take a run or a sweep take the folder too: every run's weights, each run's attributions
+    assert main(["export", str(folder), "--weights", str(tmp_path / "weights")]) == 0
+    for run in collection.runs:
+        exported = sorted(p.name for p in (tmp_path / "weights" / run.name).iterdir())
+        assert exported == [f"epoch_{e:05d}.safetensors" for e in run.weight_epochs]
+    capsys.readouterr()
+    assert main(["attribute", str(folder), "--method", "saliency", "--n", "4", "--out", str(tmp_path / "attr")]) == 0
+    table = next((tmp_path / "attr").glob("*.csv")).read_text().splitlines()
+    assert [line.split(",")[0] for line in table[1:]] == ["a_lr0.1", "c_lr0.1", "b_lr0.2"]  # by (lr, seed)
+    _train(folder / "d_other_data", "0.1", "2", "--data-seed", "7")  # another draw of the data: not comparable
+    assert main(["attribute", str(folder), "--method", "saliency", "--n", "4", "--out", str(tmp_path / "a2")]) == 2
+    assert "trained on different datasets" in capsys.readouterr().err and not (tmp_path / "a2").exists()
 
 
 @pytest.mark.slow(seconds=8)
