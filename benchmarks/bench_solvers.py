@@ -1,17 +1,21 @@
-"""The torch solvers of the linear probes and DFR against the scikit-learn fits they replace, in the same run.
+"""probe's solvers of the linear probes and DFR (numpy, the default, and torch) against the scikit-learn fits, in the
+same run.
 
 On synthetic demo-size features (ReLU features of a latent holding a 10-class label and a 4-valued attribute,
 2300 held-out x 256 features, groups ``y * 4 + a``), times
 
-- ``linear_probe``: :func:`probe.analyses.probes.linear_probe` (``multinomial_l2``) against the former
-  ``StandardScaler + LogisticRegression(C=1, lbfgs)``, predicting ``y`` (10 values) and ``a`` (4 values);
-- DFR: :func:`probe.analyses.probes.dfr_last_layer` (7 C values x 10 one-vs-rest problems in one batched solve, then
-  20 retrains x 10 problems in another) against the former loop of liblinear fits (the same subsamples);
+- ``linear_probe``: :func:`probe.analyses.probes.linear_probe` with ``solver="numpy"`` (``l2_logistic_np``) and
+  ``solver="torch"`` (``multinomial_l2``) against ``StandardScaler + LogisticRegression(C=1, lbfgs)``, predicting
+  ``y`` (10 values) and ``a`` (4 values);
+- DFR: :func:`probe.analyses.probes.dfr_last_layer` with ``solver="numpy"`` (``l1_logistic_np``: 7 C values x 10
+  one-vs-rest problems in one batched solve, then 20 retrains x 10 problems as 0/1 sample weights) and
+  ``solver="torch"`` (``l1_logistic``) against a loop of liblinear fits (the same subsamples);
 
-and prints the seconds of each (best of ``--repeats``, alternating), their ratio, and the agreement: the largest
-absolute difference of the coefficients (the probe's on the same standardised fit set; DFR's averaged last layer),
-the difference of the probe's balanced accuracy, of DFR's chosen C and of its worst-group test accuracy. Not part of
-the test suite; about two minutes on 2 CPU cores (the liblinear loop dominates).
+and prints the seconds of each (best of ``--repeats``, alternating), the ratio sklearn / solver, and the agreement
+with scikit-learn: the largest absolute difference of the coefficients (the probe's against an lbfgs fit on the same
+standardised fit set; DFR's averaged last layer), the difference of the probe's balanced accuracy, of DFR's chosen C
+and of its worst-group test accuracy. Not part of the test suite; about two minutes on 2 CPU cores (the liblinear
+loop dominates).
 
     python benchmarks/bench_solvers.py [--repeats 1] [--n 2300] [--features 256]
 """
@@ -40,9 +44,10 @@ from probe.analyses.probes import (
     one_blas_thread,
     worst_group_accuracy,
 )
-from probe.analyses.solvers import multinomial_l2
+from probe.analyses.solvers import l2_logistic_np, multinomial_l2
 
 CLASSES, ATTRS = 10, 4
+SOLVERS = ("numpy", "torch")  # probe's; scikit-learn's is the reference
 
 
 def demo_features(n: int, num_features: int, seed: int, latent: int = 32) -> tuple[np.ndarray, ...]:
@@ -124,36 +129,42 @@ def main() -> None:
     x, y, a, groups = demo_features(args.n, args.features, seed=1)
     test_x, test_y, _, test_groups = demo_features(args.n, args.features, seed=2)
     fit_idx, score_idx = balanced_probe_split(y, a)
-    linear_probe(x, y, fit_idx, score_idx)  # torch's first call pays its start-up once
+    linear_probe(x, y, fit_idx, score_idx, solver="torch")  # torch's first call pays its start-up once
 
     print(f"{args.n} x {args.features} features, {CLASSES} classes x {ATTRS} attribute values, "
           f"torch {torch.__version__} ({torch.get_num_threads()} thread), best of {args.repeats}")
-    print(f"{'fit':<26} {'sklearn (s)':>11} {'torch (s)':>10} {'ratio':>7} {'max |coef diff|':>16} {'score diff':>11}")
+    print(f"{'fit':<26} {'solver':<7} {'seconds':>8} {'sklearn / it':>12} {'max |coef diff|':>16} {'score diff':>11}")
     for name, t in (("linear_probe y (10)", y), ("linear_probe a (4)", a)):
         seconds, results = best_of(args.repeats, {
             "sklearn": lambda t=t: sklearn_probe(x, t, fit_idx, score_idx),
-            "torch": lambda t=t: linear_probe(x, t, fit_idx, score_idx),
+            **{solver: (lambda t=t, solver=solver: linear_probe(x, t, fit_idx, score_idx, solver=solver))
+               for solver in SOLVERS},
         })
         xs = StandardScaler().fit_transform(x[fit_idx])
-        coef = multinomial_l2(torch.from_numpy(xs), torch.from_numpy(np.unique(t[fit_idx], return_inverse=True)[1]),
-                              tol=1e-6).coef.numpy()
-        coef_diff = np.abs(coef - results["sklearn"][1]).max()
-        score_diff = results["torch"] - results["sklearn"][0]
-        print(f"{name:<26} {seconds['sklearn']:>11.3f} {seconds['torch']:>10.3f} "
-              f"{seconds['sklearn'] / seconds['torch']:>7.1f} {coef_diff:>16.2e} {score_diff:>+11.4f}")
+        labels = np.unique(t[fit_idx], return_inverse=True)[1]
+        coefs = {"numpy": l2_logistic_np(xs, labels, tol=1e-6).coef,
+                 "torch": multinomial_l2(torch.from_numpy(xs), torch.from_numpy(labels), tol=1e-6).coef.numpy()}
+        print(f"{name:<26} {'sklearn':<7} {seconds['sklearn']:>8.3f}")
+        for solver in SOLVERS:
+            coef_diff = np.abs(coefs[solver] - results["sklearn"][1]).max()
+            print(f"{'':<26} {solver:<7} {seconds[solver]:>8.3f} {seconds['sklearn'] / seconds[solver]:>12.1f} "
+                  f"{coef_diff:>16.2e} {results[solver] - results['sklearn'][0]:>+11.4f}")
 
     seconds, results = best_of(args.repeats, {
         "sklearn": lambda: sklearn_dfr(x, y, groups),
-        "torch": lambda: dfr_last_layer(x, y, groups),
+        **{solver: (lambda solver=solver: dfr_last_layer(x, y, groups, solver=solver)) for solver in SOLVERS},
     })
-    ref, new = results["sklearn"], results["torch"]
-    coef_diff = np.abs(ref.coef_ - new.coef_).max() if ref.C == new.C else float("nan")
+    ref = results["sklearn"]
     wga = {k: worst_group_accuracy(layer.predict(test_x), test_y, test_groups) for k, layer in results.items()}
-    print(f"{'dfr_last_layer (7 C, 20)':<26} {seconds['sklearn']:>11.3f} {seconds['torch']:>10.3f} "
-          f"{seconds['sklearn'] / seconds['torch']:>7.1f} {coef_diff:>16.2e} {wga['torch'] - wga['sklearn']:>+11.4f}")
-    print(f"DFR chosen C: sklearn {ref.C}, torch {new.C}; worst-group test accuracy: sklearn {wga['sklearn']:.4f}, "
-          f"torch {wga['torch']:.4f}; max |coef| {np.abs(ref.coef_).max():.3f}")
-
+    print(f"{'dfr_last_layer (7 C, 20)':<26} {'sklearn':<7} {seconds['sklearn']:>8.3f}")
+    for solver in SOLVERS:
+        new = results[solver]
+        coef_diff = np.abs(ref.coef_ - new.coef_).max() if ref.C == new.C else float("nan")
+        print(f"{'':<26} {solver:<7} {seconds[solver]:>8.3f} {seconds['sklearn'] / seconds[solver]:>12.1f} "
+              f"{coef_diff:>16.2e} {wga[solver] - wga['sklearn']:>+11.4f}")
+    print("DFR chosen C: " + ", ".join(f"{k} {layer.C}" for k, layer in results.items())
+          + "; worst-group test accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in wga.items())
+          + f"; max |coef| {np.abs(ref.coef_).max():.3f}")
 
 if __name__ == "__main__":
     main()
