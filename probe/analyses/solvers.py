@@ -606,15 +606,17 @@ def l1_logistic_np(x, targets, C, *, sample_weight=None, curvature_groups=None, 
         ``P_p(w, b) = sum_i C_p s_pi log(1 + exp(-t_pi (x_i @ w + b))) + ||w||_1 + |b|``,
 
     solved by proximal (quasi-)Newton: at each step the quadratic model ``g.d + d.H d / 2 + ||w + d||_1`` on a
-    working set (every coordinate non-zero, or with ``|g_j| >= 1 - 1e-3``, in some problem; constant-zero features
-    never enter) is minimised (:func:`_l1_quadratic_cd`: exact solves on a support with fixed signs, coordinate
-    descent to find it) to a hundredth of the KKT violation, then an Armijo line search on ``P_p``. ``H`` is the exact Hessian ``X^T diag(C s p (1 - p)) X`` of
-    each problem, or, for problems given the same ``curvature_groups`` label, the Hessian of their mean weights
-    ``C s p (1 - p)``: one ``(D, D)`` matrix per group instead of one per problem. Nearly equal problems (resamples
-    of one data set, warm-started near their solution) keep a fast linear rate so; once at most two problems per
-    group are left unconverged, each gets its own exact Hessian. The line search keeps every step a descent, and the
-    stopping rule, the relative duality gap of the module docstring ``<= tol``, is exact per problem either way;
-    converged problems leave the batch.
+    working set (:func:`_working_set`: the non-zero coordinates and the largest violators at zero) is minimised
+    (:func:`_l1_quadratic_cd`: exact solves on a support with fixed signs, coordinate descent to find it) to a
+    hundredth of the KKT violation, then an Armijo line search on ``P_p``. ``H`` is the exact Hessian
+    ``X^T diag(C s p (1 - p)) X`` of each problem, or, for problems given the same ``curvature_groups`` label, the
+    Hessian of their mean weights ``C s p (1 - p)``: one matrix per group instead of one per problem, on the union of
+    its problems' working sets. Nearly equal problems (resamples of one data set, warm-started near their solution)
+    keep a fast linear rate so; a problem whose step cut its KKT violation by less than
+    :data:`SHARED_CURVATURE_RATE` gets its own exact Hessian from then on. A matrix is ``k x k`` for a working set of
+    ``k`` coordinates, not ``F x F``: sparse solutions on wide features stay cheap. The line search keeps every step a
+    descent, and the stopping rule, the relative duality gap of the module docstring ``<= tol`` over every
+    coordinate, is exact per problem either way; converged problems leave the batch.
 
     Args:
         x: ``(n, F)`` features. targets: ``(P, n)`` booleans. C: a number or ``(P,)``.
@@ -652,14 +654,14 @@ def l1_logistic_np(x, targets, C, *, sample_weight=None, curvature_groups=None, 
     groups = np.arange(problems) if curvature_groups is None else np.asarray(curvature_groups).reshape(-1)
     if groups.shape != (problems,) or groups.dtype.kind not in "iu":
         raise ProbeInputError(f"curvature_groups must be {problems} integer labels")
-    group_ids, group_of = np.unique(groups, return_inverse=True)
-    members = np.zeros((len(group_ids), problems))
-    members[group_of, np.arange(problems)] = 1
-    members /= members.sum(1, keepdims=True)
+    group_of = np.unique(groups, return_inverse=True)[1]
+    own = np.bincount(group_of)[group_of] == 1  # a problem alone in its group
+    last_violation = np.full(problems, np.inf)
 
     dims = num_features + 1
     xa = np.hstack([x, np.ones((n, 1))])
-    usable = np.flatnonzero(np.abs(xa).max(0) > 0)  # an all-zero feature keeps weight 0
+    usable = np.abs(xa).max(0) > 0  # an all-zero feature keeps weight 0
+    xa_pad = np.hstack([xa, np.zeros((n, 1))])  # column dims: the working sets' padding
     cw = C[:, None] * weight
     signs = np.where(targets, 1.0, -1.0)
     w = np.zeros((problems, dims))
@@ -692,26 +694,19 @@ def l1_logistic_np(x, targets, C, *, sample_weight=None, curvature_groups=None, 
         w_a = w[act]
         shrunk = np.sign(g_a) * np.maximum(np.abs(g_a) - 1, 0)
         violation = np.abs(np.where(w_a != 0, g_a + np.sign(w_a), shrunk)).max(1)
-        in_set = ((w_a != 0) | (np.abs(g_a) >= 1 - 1e-3)).any(0)
-        in_set[-1] = True
-        ws = usable[in_set[usable]]
-        # curvature: one Hessian per group of the active problems, from the group's mean weights; once no more than
-        # two problems per group are left, each its own (the slow tail of a shared curvature)
+        # curvature: one Hessian per group of the active problems, from the group's mean weights; a problem whose
+        # last step on it did not cut its KKT violation threefold gets its own from then on
+        own[act] |= violation > SHARED_CURVATURE_RATE * last_violation[act]
+        last_violation[act] = violation
         curv = cw[act] * sig[act] * (1 - sig[act])
-        act_groups, act_group_of = np.unique(group_of[act], return_inverse=True)
-        if len(act) <= 2 * len(act_groups):
-            mean_curv, act_group_of = curv, np.arange(len(act))
-        else:
-            share = members[act_groups][:, act]
-            mean_curv = (share / share.sum(1, keepdims=True)) @ curv
-        cols = xa[:, ws]
-        hess = (cols.T[None] * mean_curv[:, None, :]) @ cols  # (groups, k, k)
-        hess += 1e-12 * (1 + np.trace(hess, axis1=1, axis2=2))[:, None, None] * np.eye(len(ws))
-        u = _l1_quadratic_cd(hess, act_group_of, g_a[:, ws], w_a[:, ws], 0.01 * violation)
         direction = np.zeros_like(w_a)
-        direction[:, ws] = u - w_a[:, ws]
+        for part in (np.flatnonzero(~own[act]), np.flatnonzero(own[act])):  # shared (wide) and own working sets
+            if len(part):
+                keys = np.where(own[act[part]], part, group_of[act[part]])
+                direction[part] = _newton_directions(xa_pad, w_a[part], g_a[part], curv[part], keys, usable,
+                                                     0.01 * violation[part])
         decrease = (g_a * direction).sum(1) + np.abs(w_a + direction).sum(1) - np.abs(w_a).sum(1)
-        dz = direction[:, ws] @ cols.T
+        dz = direction @ xa.T
         t = np.ones(len(act))
         accepted = decrease >= 0  # no descent left: the floating-point floor
         stalled = accepted.copy()
@@ -733,6 +728,71 @@ def l1_logistic_np(x, targets, C, *, sample_weight=None, curvature_groups=None, 
         w[act], z[act], sig[act], obj[act] = w_a, z_a, sig_a, obj_a
         done[act[stalled]] = True  # stops, not converged (gap > tol)
     return NumpyFit(w[:, :num_features], w[:, num_features], obj, gap, gap <= tol, iteration)
+
+
+def _newton_directions(xa_pad: np.ndarray, w: np.ndarray, grad: np.ndarray, curv: np.ndarray, keys: np.ndarray,
+                       usable: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The proximal Newton directions of :func:`l1_logistic_np` for problems with weights ``w`` and gradients ``grad``
+    ``(p, dims)``: problems with the same ``keys`` share one Hessian ``X^T diag(mean curv) X`` on the union of their
+    working sets (:func:`_working_set`; ``xa_pad`` is ``[x, 1, 0]``), and each problem's subproblem is solved on its
+    own working set to KKT violation ``target`` (:func:`_l1_quadratic_cd`)."""
+    problems, dims = w.shape
+    key_ids, key_of = np.unique(keys, return_inverse=True)
+    share = (key_of[None, :] == np.arange(len(key_ids))[:, None]).astype(np.float64)
+    mean_curv = (share / share.sum(1, keepdims=True)) @ curv
+    member = _working_set(w, grad, usable)
+    union = np.zeros((len(key_ids), dims), dtype=bool)
+    np.logical_or.at(union, key_of, member)
+    idx, own_idx = _padded_indices(union), _padded_indices(member)  # padded with dims: the zero column
+    cols = xa_pad[:, idx].transpose(1, 0, 2)  # (keys, n, k)
+    k = idx.shape[1]
+    hess = np.zeros((len(key_ids), k + 1, k + 1))  # slot k: the padding of the problems' own working sets
+    hess[:, :k, :k] = (cols.transpose(0, 2, 1) * mean_curv[:, None, :]) @ cols
+    hess[:, :k, :k] += (1e-12 * (1 + np.trace(hess, axis1=1, axis2=2))[:, None, None]
+                        + (idx == dims)[:, :, None]) * np.eye(k)  # padding: a unit diagonal, zero gradient
+    hess[:, k, k] = 1.0
+    position = np.full((len(key_ids), dims + 1), k)
+    position[np.arange(len(key_ids))[:, None], idx] = np.arange(k)
+    position[:, dims] = k
+    slots = position[key_of[:, None], own_idx]  # (problems, k_own): each own coordinate's slot in its key's Hessian
+    h = hess[key_of[:, None, None], slots[:, :, None], slots[:, None, :]]
+    g_k = np.take_along_axis(np.hstack([grad, np.zeros((problems, 1))]), own_idx, 1)
+    w_k = np.take_along_axis(np.hstack([w, np.zeros((problems, 1))]), own_idx, 1)
+    u = _l1_quadratic_cd(h, np.arange(problems), g_k, w_k, target)
+    direction = np.zeros((problems, dims + 1))
+    np.put_along_axis(direction, own_idx, u - w_k, 1)
+    return direction[:, :dims]
+
+
+#: A problem sharing a curvature group's Hessian gets its own once a step cuts its KKT violation by less than this
+#: factor (:func:`l1_logistic_np`).
+SHARED_CURVATURE_RATE = 1 / 3
+
+#: Coordinates a working set may add per Newton step beyond the non-zero ones: the largest gradients, at least this
+#: many, and as many as the non-zero coordinates.
+WORKING_SET_GROWTH = 32
+
+
+def _working_set(w: np.ndarray, grad: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """``(p, dims)`` booleans: each problem's working set for one Newton step of :func:`l1_logistic_np`: its non-zero
+    coordinates, the intercept (last), and of the coordinates that violate optimality at zero (``|g_j| >= 1 - 1e-3``)
+    the largest ``max(WORKING_SET_GROWTH, non-zeros)``. Features that are zero everywhere (not ``usable``) never
+    enter. The stopping rule sees every coordinate, so a capped working set only delays a coordinate to a later
+    step."""
+    nonzero = (w != 0) & usable
+    score = np.where(usable & (np.abs(grad) >= 1 - 1e-3) & ~nonzero, np.abs(grad), -np.inf)
+    growth = np.maximum(WORKING_SET_GROWTH, nonzero.sum(1))
+    rank = np.argsort(np.argsort(-score, axis=1, kind="stable"), axis=1, kind="stable")
+    member = nonzero | ((rank < growth[:, None]) & np.isfinite(score))
+    member[:, -1] = True
+    return member
+
+
+def _padded_indices(member: np.ndarray) -> np.ndarray:
+    """``(rows, k)`` the column indices of each row's ``True`` entries, in order, padded with ``member.shape[1]``."""
+    sizes = member.sum(1)
+    order = np.argsort(~member, axis=1, kind="stable")[:, : sizes.max()]
+    return np.where(np.arange(sizes.max())[None] < sizes[:, None], order, member.shape[1])
 
 
 def _l1_quadratic_cd(hess: np.ndarray, group_of: np.ndarray, grad: np.ndarray, w: np.ndarray, target: np.ndarray,

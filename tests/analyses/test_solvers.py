@@ -50,10 +50,10 @@ def _l1_objective(x, t, C, coef, intercept):
     return C * np.sum(np.logaddexp(0, -margins)) + np.abs(coef).sum() + abs(intercept)
 
 
-def _sklearn_l1(x, t, C):
+def _sklearn_l1(x, t, C, tol=1e-12):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = LogisticRegression(l1_ratio=1.0, C=C, solver="liblinear", tol=1e-12, max_iter=100000)
+        clf = LogisticRegression(l1_ratio=1.0, C=C, solver="liblinear", tol=tol, max_iter=100000)
         clf.fit(x, t.astype(np.int64))
     return clf.coef_[0], clf.intercept_[0]
 
@@ -246,6 +246,39 @@ def test_l1_logistic_np_shared_curvature_and_weights_match_single_fits():
         ours = _l1_objective(x[keep], t, 0.3, fit.coef[p], fit.intercept[p])
         assert ours == pytest.approx(_l1_objective(x[keep], t, 0.3, coef, intercept), rel=1e-6)
 
+
+
+def test_l1_logistic_np_on_wide_features_keeps_its_matrices_to_the_working_sets(monkeypatch):
+    """600 features, 6 of them informative: single fits and resamples sharing a curvature reach liblinear's optimum,
+    and no Newton step solves a system much wider than the sparse solutions (never 600 x 600)."""
+    from probe.analyses import solvers
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, 600))
+    y = (x[:, :6] @ np.array([2.0, -2.0, 1.5, -1.5, 1.0, 1.0]) + 0.5 * rng.normal(size=300)) > 0
+    widths = []
+    solve = solvers._l1_quadratic_cd
+
+    def recorded(hess, group_of, grad, w, target, **kwargs):
+        widths.append(hess.shape[-1])
+        return solve(hess, group_of, grad, w, target, **kwargs)
+
+    monkeypatch.setattr(solvers, "_l1_quadratic_cd", recorded)
+    masks = (rng.random((5, len(x))) < 0.7).astype(np.float64)
+    for C in (0.05, 0.3):  # 6 and 62 non-zero weights (liblinear at tol 1e-8: at 1e-12 it takes a minute here)
+        single = l1_logistic_np(x, y[None], C, tol=1e-8)
+        resampled = l1_logistic_np(x, np.tile(y, (5, 1)), C, sample_weight=masks, curvature_groups=np.zeros(5, int),
+                                   tol=1e-7)
+        assert single.all_converged and resampled.all_converged
+        coef, intercept = _sklearn_l1(x, y, C, tol=1e-8)
+        assert np.array_equal(single.coef[0] != 0, coef != 0)
+        assert np.abs(single.coef[0] - coef).max() < 1e-3 * max(1.0, np.abs(coef).max())
+        for p in range(5):
+            keep = masks[p] > 0
+            coef, intercept = _sklearn_l1(x[keep], y[keep], C, tol=1e-8)
+            ours = _l1_objective(x[keep], y[keep], C, resampled.coef[p], resampled.intercept[p])
+            assert ours <= _l1_objective(x[keep], y[keep], C, coef, intercept) * (1 + 1e-6)
+    assert max(widths) < 200
 
 def test_numpy_solvers_reject_bad_inputs():
     x, y = _breast_cancer()
