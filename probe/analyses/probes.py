@@ -14,9 +14,9 @@
 - ``n_probe_eval``: the number of samples the linear probes are scored on (the score subset).
 
 The fits are :mod:`probe.analyses.solvers` in numpy (float64, the default :data:`DEFAULT_SOLVER`): the probes' L2
-fits by L-BFGS to ``PROBE_TOL``, DFR's L1 fits by proximal Newton (the retrains as 0/1 sample weights sharing one
-curvature matrix per class) to ``DFR_TOL``; ``solver="sklearn"`` and ``solver="torch"`` fit the same objectives. They
-run inside :func:`one_blas_thread`, which limits numpy's BLAS.
+fits by L-BFGS to ``PROBE_TOL``, DFR's L1 fits by proximal Newton on working sets (the retrains as 0/1 sample
+weights sharing one curvature matrix per class) to ``DFR_TOL``; ``solver="sklearn"`` and ``solver="torch"`` fit the
+same objectives. They run inside :func:`one_blas_thread`, which limits numpy's BLAS.
 """
 
 from __future__ import annotations
@@ -42,8 +42,7 @@ PROBE_TOL = 1e-6
 #: the fits' solvers: ``numpy`` (:func:`~probe.analyses.solvers.l2_logistic_np`,
 #: :func:`~probe.analyses.solvers.l1_logistic_np`; the default, no scikit-learn import), ``sklearn`` (lbfgs for the
 #: probes, one liblinear fit per C, class and retrain for DFR) or ``torch`` (the same objectives batched, for
-#: accelerators). On 2 CPU cores numpy's DFR took 3.3 s where liblinear took about 250 s (bench_analyze (b)), and 41 s
-#: against 87 s on 256-wide features, with the same ``dfr_wga`` (docs/benchmarks.md).
+#: accelerators). Timings side by side: ``benchmarks/bench_solvers.py`` (docs/benchmarks.md).
 SOLVERS = ("numpy", "sklearn", "torch")
 DEFAULT_SOLVER = "numpy"
 #: Tolerance of DFR's L1 fits: the relative duality gap (:func:`l1_logistic`).
@@ -391,7 +390,8 @@ def _fit_l1_resamples(xs: np.ndarray, y: np.ndarray, classes: np.ndarray, C: flo
     """The L1 fits of every resample ``draws[g]`` (rows of ``xs``) and target at ``C`` by
     :func:`probe.analyses.solvers.l1_logistic_np` over the shared ``xs`` (a resample is a 0/1 sample weight): first
     the targets on the mean weights of the resamples (from ``init``), then every resample from there with one
-    curvature matrix per target (the resamples of a target are nearly the same problem). Each fit stops at its own
+    curvature matrix per target (the resamples of a target are nearly the same problem; a resample it serves slowly
+    gets its own, :data:`probe.analyses.solvers.SHARED_CURVATURE_RATE`). Each fit stops at its own
     relative duality gap ``DFR_TOL``. Returns ``coef`` ``(G, R, F)``, ``intercept`` ``(G, R)``."""
     targets = _l1_targets(y, classes)  # (R, n)
     rows = len(targets)
