@@ -14,6 +14,27 @@ from probe.train import TrainConfig, run_sweep, train
 
 REPO = Path(__file__).resolve().parents[1]
 
+#: Environment variables that cap the CPU threads of torch (OpenMP) and numpy's BLAS in the processes tests start.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def pytest_configure(config):
+    """In a pytest-xdist worker: one CPU thread for torch and BLAS, here and (through the environment) in the processes
+    the tests start, unless the environment already says otherwise. The workers share the cores: each at several
+    threads oversubscribes them, and small tensors run several times slower (their threads wait on each other)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    for name in THREAD_VARIABLES:
+        os.environ.setdefault(name, "1")
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # scikit-learn's dependency; without it numpy's BLAS keeps its threads
+        return
+    threadpool_limits(int(os.environ["OPENBLAS_NUM_THREADS"]))
+
 
 #: ``probe train`` / ``probe sweep`` arguments of a tiny parity run (MLP width 16, 128 training samples).
 PARITY_ARGS = ["--dataset", "parity", "--data-option", "n_train=128", "--data-option", "n_val=32",
