@@ -106,7 +106,12 @@ def test_ctrl_c_marks_the_run_interrupted_and_resume_completes_it(tmp_path, caps
         return commit(self, *args, epoch=epoch, **kwargs)
 
     monkeypatch.setattr(Trainer, "_commit", press_ctrl_c_after_epoch_0)
-    assert main(args) == 130
+    # Python's own SIGINT handler, as in a terminal (a test worker may have inherited or been left SIGINT ignored)
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert main(args) == 130
+    finally:
+        signal.signal(signal.SIGINT, handler)
     monkeypatch.setattr(Trainer, "_commit", commit)
     assert "interrupted" in capsys.readouterr().err
     assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
