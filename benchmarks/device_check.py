@@ -19,7 +19,7 @@ depends on the machine's load, not on correctness). Needs no captum.
 
 Usage: python benchmarks/device_check.py [--device cuda] [--out /tmp/probe_device_check] [--quick]
 About 3-5 minutes on one GPU (most of it writing the images and ResNet-50's first steps); ``--device cpu --quick``:
-32 px images and a ResNet-50 of width 8.
+32 px images, a ResNet-50 of width 8 and one torch thread (in this process and in the ``probe`` commands).
 """
 
 from __future__ import annotations
@@ -50,12 +50,13 @@ CUDA_WEIGHT_TOLERANCE = 2e-2
 
 
 def sizes(quick: bool) -> dict:
-    """Image side, model options, batch size, waterbirds fraction, epochs of the kill check, throughput steps."""
+    """Image side, model options, batch size, waterbirds fraction, epochs of the kill check, throughput steps, torch
+    CPU threads (None: torch's own choice)."""
     if quick:
         return dict(image=32, model_options=["--model-option", "width=8"], model_kw={"width": 8}, batch=8,
-                    fraction=0.004, epochs=3, bench_batch=8, bench_steps=(2, 10), bench_n=16)
+                    fraction=0.004, epochs=3, bench_batch=8, bench_steps=(2, 10), bench_n=16, threads=1)
     return dict(image=224, model_options=[], model_kw={}, batch=32, fraction=0.02, epochs=4, bench_batch=64,
-                bench_steps=(20, 120), bench_n=640)
+                bench_steps=(20, 120), bench_n=640, threads=None)
 
 
 def cli(*args: str, **kw) -> subprocess.CompletedProcess:
@@ -183,9 +184,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--out", default="/tmp/probe_device_check")
-    ap.add_argument("--quick", action="store_true", help="tiny sizes (32 px, ResNet-50 of width 8): for CPU tests")
+    ap.add_argument("--quick", action="store_true",
+                    help="tiny sizes (32 px, ResNet-50 of width 8, one CPU thread): for CPU tests")
     args = ap.parse_args()
     size = sizes(args.quick)
+    threads = [] if size["threads"] is None else ["--threads", str(size["threads"])]
+    if size["threads"] is not None:  # tensors this small run fastest on one thread, above all on a busy machine
+        torch.set_num_threads(size["threads"])
     cuda = args.device.startswith("cuda")
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
@@ -208,7 +213,7 @@ def main() -> int:
         return 1
     data = ["--dataset", "waterbirds", "--data-root", str(out / "wb"), "--image-size", str(size["image"]),
             "--model", "resnet50", *size["model_options"], "--batch-size", str(size["batch"]),
-            "--device", args.device, "--workers", "2" if args.quick else "8", "--quiet", *amp]
+            "--device", args.device, "--workers", "2" if args.quick else "8", "--quiet", *threads, *amp]
 
     # 2. a sweep of two rates
     t = time.perf_counter()
@@ -234,7 +239,7 @@ def main() -> int:
     t = time.perf_counter()
     res_full = cli(*common, "--out", str(full))
     rc, killed = kill_after_first_epoch([*common, "--out", str(part)], part)
-    resumed = cli("train", "--resume", "--out", str(part), "--quiet")
+    resumed = cli("train", "--resume", "--out", str(part), "--quiet", *threads)
     ok = res_full.returncode == 0 and killed and rc == -signal.SIGKILL and resumed.returncode == 0
     if ok:
         a, b = probe.open_run(full), probe.open_run(part)

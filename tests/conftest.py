@@ -14,6 +14,36 @@ from probe.train import TrainConfig, run_sweep, train
 
 REPO = Path(__file__).resolve().parents[1]
 
+#: Environment variables that cap the CPU threads of torch (OpenMP) and numpy's BLAS in the processes tests start.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def _xdist_worker() -> bool:
+    return bool(os.environ.get("PYTEST_XDIST_WORKER"))
+
+
+def pytest_configure(config):
+    """In pytest-xdist's controller: the test files go to the workers in the order of
+    :func:`pytest_collection_modifyitems` (xdist would otherwise hand out the files with the most tests first, and the
+    longest tests, alone in their files, would start last). In a worker: one CPU thread for torch and BLAS, here and
+    (through the environment) in the processes the tests start, unless the environment already says otherwise. The
+    workers share the cores: each at several threads oversubscribes them, and small tensors run several times slower
+    (their threads wait on each other)."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+    if not _xdist_worker():
+        return
+    for name in THREAD_VARIABLES:
+        os.environ.setdefault(name, "1")
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # scikit-learn's dependency; without it numpy's BLAS keeps its threads
+        return
+    threadpool_limits(int(os.environ["OPENBLAS_NUM_THREADS"]))
+
 
 #: ``probe train`` / ``probe sweep`` arguments of a tiny parity run (MLP width 16, 128 training samples).
 PARITY_ARGS = ["--dataset", "parity", "--data-option", "n_train=128", "--data-option", "n_val=32",
@@ -44,6 +74,18 @@ def tiny_colored_sweep(tmp_path_factory) -> Path:
                        model="mlp", model_options={"width": 64}, lr=0.01, epochs=2, batch_size=64, early_fractions=())
     run_sweep(base, out, {"lr": [0.01, 0.3], "seed": [0, 1]})
     return out
+
+
+@pytest.fixture(autouse=True)
+def _worker_torch_threads():
+    """In a pytest-xdist worker, torch's threads back to the worker's setting after each test (some tests, like the
+    command line's ``--threads``, set them and leave them)."""
+    yield
+    torch = sys.modules.get("torch")
+    if _xdist_worker() and torch is not None:
+        threads = int(os.environ["OMP_NUM_THREADS"])
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
 
 
 @contextmanager

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "device_check.py"
 
 
-@pytest.mark.slow(seconds=200)
+@pytest.mark.slow(seconds=60)
 def test_quick_cpu_check_passes_without_captum(tmp_path):
     blocked = tmp_path / "no_captum" / "captum"
     blocked.mkdir(parents=True)

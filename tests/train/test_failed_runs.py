@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import threading
 import time
 
 import pytest
@@ -86,20 +85,34 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-def test_ctrl_c_marks_the_run_interrupted_and_resume_completes_it(tmp_path, capsys, one_torch_thread):
-    """A real SIGINT once epoch 0 is committed: ``run.json`` says ``interrupted`` (written, not inferred)."""
+def test_ctrl_c_marks_the_run_interrupted_and_resume_completes_it(tmp_path, capsys, one_torch_thread, monkeypatch):
+    """A real SIGINT once epoch 0 is committed: ``run.json`` says ``interrupted`` (written, not inferred). The signal
+    is sent mid-training, as the run reaches its next recorded epoch with epoch 0's file on disk (the commits are
+    written in the background: a watcher of the file alone can see it only once the run has ended)."""
+    from probe.train.trainer import Trainer
+
     out = tmp_path / "run"
     args = ["train", "--dataset", "parity", "--data-option", "n_train=1024", "--data-option", "n_val=64",
             "--data-option", "n_test=64", "--model-option", "width=16", "--lr", "0.05", "--epochs", "10",
             "--batch-size", "32", "--record", "every:5", "--quiet", "--out", str(out)]
+    commit = Trainer._commit
 
-    def press_ctrl_c_after_epoch_0():
-        while not (out / "epoch_00000.h5").exists():
-            time.sleep(0.005)
-        os.kill(os.getpid(), signal.SIGINT)
+    def press_ctrl_c_after_epoch_0(self, *args, epoch, **kwargs):
+        if epoch > 0:
+            deadline = time.monotonic() + 60
+            while not (out / "epoch_00000.h5").exists() and time.monotonic() < deadline:
+                time.sleep(0.005)
+            os.kill(os.getpid(), signal.SIGINT)
+        return commit(self, *args, epoch=epoch, **kwargs)
 
-    threading.Thread(target=press_ctrl_c_after_epoch_0, daemon=True).start()
-    assert main(args) == 130
+    monkeypatch.setattr(Trainer, "_commit", press_ctrl_c_after_epoch_0)
+    # Python's own SIGINT handler, as in a terminal (a test worker may have inherited or been left SIGINT ignored)
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert main(args) == 130
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    monkeypatch.setattr(Trainer, "_commit", commit)
     assert "interrupted" in capsys.readouterr().err
     assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
     assert probe.open_run(out).epochs[0] == 0
