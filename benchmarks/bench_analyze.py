@@ -10,8 +10,8 @@ one run, each ratio beside its target with PASS / MISS:
     :func:`probe.analyses.engine.analyze` (cache off), over reading that epoch file (target <= 10);
 (b) probes + DFR on the last epoch of one run (features extracted, not cached), over one forward pass of the same model
     over the split the probes fit on (target <= 30); run in a subprocess cut off after ``--probe-timeout`` seconds;
-    beside it the cost of one gradient of all of DFR's resample fits at once, in forward passes, and the Newton
-    steps the solver took over them;
+    beside it the linear probes alone, and the cost of one gradient of all of DFR's resample fits at once, in
+    forward passes, and the Newton steps the solver took over them;
 (c) a cached ``probe analyze`` of the sweep (default model epochs), end to end in a fresh process, report included
     (target <= 5 s), after an in-process ``analyze`` filled the analyses' cache and a first ``probe analyze`` drew the
     report (filling the figure and attribution-grid caches): the best wall time of ``--cached-repeats`` runs (3),
@@ -73,6 +73,11 @@ with run.reading_epoch(epoch):
     start = time.perf_counter()
     registry["probes"].fn(fresh, epoch)
     print(json.dumps({"probes": time.perf_counter() - start}), flush=True)
+    alone = AnalysisContext(run, options={**options, "dfr_retrains": 0})  # the two linear probes without DFR
+    alone.dataset = ctx.dataset
+    start = time.perf_counter()
+    registry["probes"].fn(alone, epoch)
+    print(json.dumps({"probes_alone": time.perf_counter() - start}), flush=True)
     # the floor of DFR's resample fits: one gradient of all of them at once (scores and their gradient, two products
     # of the shared features with the (fits, F + 1) weights), and the Newton steps the solver took
     import numpy as np
@@ -198,7 +203,9 @@ def main() -> None:
         b_split = f"{found.get('split', '?')} split, {found.get('n', '?')} samples"
         if "gradient" in found:
             floor = found["gradient"] / forward
-            b_floor = (f"    (b)'s floor: one gradient of DFR's {found['resample_fits']} resample fits at once takes "
+            b_floor = (f"    (b) without DFR (the two linear probes, features extracted): "
+                       f"{found['probes_alone'] / forward:.0f} forward passes ({found['probes_alone']:.2f} s)\n"
+                       f"    (b)'s floor: one gradient of DFR's {found['resample_fits']} resample fits at once takes "
                        f"{found['gradient'] * 1e3:.1f} ms = {floor:.1f} forward passes; the solver took "
                        f"{found['resample_steps']} Newton steps over them, each at least one gradient and one "
                        f"line-search evaluation: >= {2 * floor * found['resample_steps']:.0f} forward passes")
