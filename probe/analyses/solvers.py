@@ -744,10 +744,12 @@ def _newton_directions(xa_pad: np.ndarray, w: np.ndarray, grad: np.ndarray, curv
     union = np.zeros((len(key_ids), dims), dtype=bool)
     np.logical_or.at(union, key_of, member)
     idx, own_idx = _padded_indices(union), _padded_indices(member)  # padded with dims: the zero column
-    cols = xa_pad[:, idx].transpose(1, 0, 2)  # (keys, n, k)
-    k = idx.shape[1]
+    n, k = len(xa_pad), idx.shape[1]
     hess = np.zeros((len(key_ids), k + 1, k + 1))  # slot k: the padding of the problems' own working sets
-    hess[:, :k, :k] = (cols.transpose(0, 2, 1) * mean_curv[:, None, :]) @ cols
+    chunk = max(1, HESSIAN_CHUNK_BYTES // (16 * n * k))  # keys per pass: the gathered columns and their scaled copy
+    for start in range(0, len(key_ids), chunk):
+        cols = xa_pad[:, idx[start : start + chunk]].transpose(1, 0, 2)  # (keys, n, k)
+        hess[start : start + chunk, :k, :k] = (cols.transpose(0, 2, 1) * mean_curv[start : start + chunk, None]) @ cols
     hess[:, :k, :k] += (1e-12 * (1 + np.trace(hess, axis1=1, axis2=2))[:, None, None]
                         + (idx == dims)[:, :, None]) * np.eye(k)  # padding: a unit diagonal, zero gradient
     hess[:, k, k] = 1.0
@@ -763,6 +765,9 @@ def _newton_directions(xa_pad: np.ndarray, w: np.ndarray, grad: np.ndarray, curv
     np.put_along_axis(direction, own_idx, u - w_k, 1)
     return direction[:, :dims]
 
+
+#: Memory the Hessians of one Newton step of :func:`l1_logistic_np` gather their columns in, at most (bytes).
+HESSIAN_CHUNK_BYTES = 256 * 2**20
 
 #: A problem sharing a curvature group's Hessian gets its own once a step cuts its KKT violation by less than this
 #: factor (:func:`l1_logistic_np`).

@@ -290,3 +290,25 @@ def test_numpy_solvers_reject_bad_inputs():
         l1_logistic_np(x, (y == 1)[None], 1.0, curvature_groups=[0, 1])
     with pytest.raises(ProbeInputError, match="non-finite"):
         l2_logistic_np(np.full((3, 2), np.nan), [0, 1, 0])
+
+
+def test_l1_logistic_np_hessians_in_chunks_give_the_same_fit(monkeypatch):
+    """A memory bound that forms one Hessian at a time changes no result."""
+    from probe.analyses import solvers
+
+    x, y = _digits(classes=3, n=300)
+    rng = np.random.default_rng(1)
+    masks = (rng.random((4, len(x))) < 0.8).astype(np.float64)
+    targets = np.tile(np.stack([y == c for c in range(3)]), (4, 1))
+    weights = np.repeat(masks, 3, axis=0)
+
+    def fit():
+        return l1_logistic_np(x, targets, 0.3, sample_weight=weights, curvature_groups=np.tile(np.arange(3), 4),
+                              tol=1e-7)
+
+    whole = fit()
+    monkeypatch.setattr(solvers, "HESSIAN_CHUNK_BYTES", 1)  # one curvature key per pass
+    chunked = fit()
+    assert whole.all_converged and chunked.all_converged
+    np.testing.assert_allclose(chunked.coef, whole.coef, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(chunked.intercept, whole.intercept, rtol=0, atol=1e-10)
