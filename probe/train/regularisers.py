@@ -20,11 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from probe.train.config import TrainConfig
 
 #: Layers whose ``weight`` the L1 and L2 penalties cover.
 PENALISED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -93,50 +96,34 @@ def focal_loss(logits: torch.Tensor, y: torch.Tensor, gamma: float = 0.0,
     return -(q * (-log_p.expm1()).clamp_min(tiny).pow(gamma) * log_p).sum(dim=1)
 
 
-@dataclass(frozen=True)
 class Objective:
-    """What the optimiser minimises besides the mean cross-entropy (see the module docstring).
+    """What the optimiser minimises besides the mean cross-entropy (see the module docstring), as the regulariser
+    fields of ``cfg`` (a :class:`~probe.train.config.TrainConfig`, which documents and validates them) set it:
+    ``l1``, ``l2``, ``focal_gamma``, ``label_smoothing``, ``sam_rho``."""
 
-    Attributes:
-        l1, l2: penalty strengths on :func:`penalised_weights` (>= 0).
-        focal_gamma: focal loss exponent (>= 0; 0 is cross-entropy).
-        label_smoothing: target smoothing ``s`` in ``[0, 1)``.
-        sam_rho: SAM's radius (> 0), None for plain steps; ``sam_adaptive``: ASAM's scaled perturbation.
-    """
-
-    l1: float = 0.0
-    l2: float = 0.0
-    focal_gamma: float = 0.0
-    label_smoothing: float = 0.0
-    sam_rho: float | None = None
-    sam_adaptive: bool = False
-
-    @classmethod
-    def from_config(cls, cfg) -> Objective:
-        return cls(l1=cfg.l1, l2=cfg.l2, focal_gamma=cfg.focal_gamma, label_smoothing=cfg.label_smoothing,
-                   sam_rho=cfg.sam_rho, sam_adaptive=cfg.sam_adaptive)
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
 
     @property
     def plain(self) -> bool:
         """True when the objective is the mean cross-entropy and the step an ordinary one."""
-        return (not self.l1 and not self.l2 and not self.focal_gamma and not self.label_smoothing
-                and self.sam_rho is None)
+        return self.plain_loss and not self.cfg.l1 and not self.cfg.l2 and self.cfg.sam_rho is None
 
     @property
     def plain_loss(self) -> bool:
         """True when the per-sample data term is the plain cross-entropy (no focal loss, no smoothing)."""
-        return not self.focal_gamma and not self.label_smoothing
+        return not self.cfg.focal_gamma and not self.cfg.label_smoothing
 
     def sample_losses(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The per-sample data term ``l_i`` (:func:`focal_loss`)."""
-        return focal_loss(logits, y, self.focal_gamma, self.label_smoothing)
+        return focal_loss(logits, y, self.cfg.focal_gamma, self.cfg.label_smoothing)
 
     def penalty(self, weights: Iterable[torch.Tensor]) -> torch.Tensor | None:
         """The weight penalty (:func:`weight_penalty`) of ``weights``, a model's :func:`penalised_weights` (found
         once per run: training changes their values, not which tensors they are); None without ``l1`` and ``l2``."""
-        if not self.l1 and not self.l2:
+        if not self.cfg.l1 and not self.cfg.l2:
             return None
-        return weight_penalty(weights, self.l1, self.l2)
+        return weight_penalty(weights, self.cfg.l1, self.cfg.l2)
 
 
 class SAM:

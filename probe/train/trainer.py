@@ -230,7 +230,7 @@ class Trainer:
             check_new_run_dir(self.out, overwrite=bool(overwrite))
         model = self._fresh_model(pretrained=not resume)
         optimizer = build_optimizer(model, cfg)
-        objective = Objective.from_config(cfg)
+        objective = Objective(cfg)
         penalised = penalised_weights(model)
         sam = None if cfg.sam_rho is None else SAM([p for g in optimizer.param_groups for p in g["params"]],
                                                    cfg.sam_rho, adaptive=cfg.sam_adaptive)

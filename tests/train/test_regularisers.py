@@ -68,7 +68,8 @@ def test_penalty_gradient_is_l1_sign_plus_l2_w_on_linear_and_conv_weights_and_ze
     w = [t.detach().double().numpy() for t in weights]
     value = sum(l1 * np.abs(a).sum() + 0.5 * l2 * (a ** 2).sum() for a in w)
     assert math.isclose(float(weight_penalty(weights, l1, l2).detach()), value, rel_tol=1e-6)
-    assert Objective().penalty(weights) is None and float(weight_penalty(weights)) == 0.0
+    plain = Objective(tiny_parity_config())
+    assert plain.penalty(weights) is None and float(weight_penalty(weights)) == 0.0
 
 
 def _focal_loop(logits: np.ndarray, y: np.ndarray, gamma: float, s: float) -> list[float]:
@@ -180,10 +181,10 @@ def test_batchnorm_running_statistics_are_kept_inside_the_frozen_block():
 
 
 def test_the_default_objective_is_plain_and_any_option_is_not():
-    assert Objective.from_config(tiny_parity_config()).plain
+    assert Objective(tiny_parity_config()).plain
     for change in (dict(l1=1e-4), dict(l2=1e-4), dict(focal_gamma=1.0), dict(label_smoothing=0.1),
                    dict(sam_rho=0.05)):
-        assert not Objective.from_config(tiny_parity_config(**change)).plain, change
+        assert not Objective(tiny_parity_config(**change)).plain, change
 
 
 @pytest.mark.parametrize(
