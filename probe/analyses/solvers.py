@@ -760,7 +760,7 @@ def _newton_directions(xa_pad: np.ndarray, w: np.ndarray, grad: np.ndarray, curv
     h = hess[key_of[:, None, None], slots[:, :, None], slots[:, None, :]]
     g_k = np.take_along_axis(np.hstack([grad, np.zeros((problems, 1))]), own_idx, 1)
     w_k = np.take_along_axis(np.hstack([w, np.zeros((problems, 1))]), own_idx, 1)
-    u = _l1_quadratic_cd(h, np.arange(problems), g_k, w_k, target)
+    u = _l1_quadratic_cd(h, g_k, w_k, target)
     direction = np.zeros((problems, dims + 1))
     np.put_along_axis(direction, own_idx, u - w_k, 1)
     return direction[:, :dims]
@@ -800,18 +800,17 @@ def _padded_indices(member: np.ndarray) -> np.ndarray:
     return np.where(np.arange(sizes.max())[None] < sizes[:, None], order, member.shape[1])
 
 
-def _l1_quadratic_cd(hess: np.ndarray, group_of: np.ndarray, grad: np.ndarray, w: np.ndarray, target: np.ndarray,
-                     rounds: int = 20, sweeps: int = 4) -> np.ndarray:
-    """``argmin_u g.(u - w) + (u - w).H (u - w) / 2 + ||u||_1`` per row (``H = hess[group_of[row]]``): rounds of an
+def _l1_quadratic_cd(hess: np.ndarray, grad: np.ndarray, w: np.ndarray, target: np.ndarray, rounds: int = 20,
+                     sweeps: int = 4) -> np.ndarray:
+    """``argmin_u g.(u - w) + (u - w).H (u - w) / 2 + ||u||_1`` per row (``H = hess[row]``, symmetric): rounds of an
     exact solve on a support with fixed signs, ``H_SS (u_S - w_S) = -(g + H_S,~S (0 - w_~S))_S - sign(u_S)``, kept up to
     the first sign change, each round after the first preceded by a few cyclic coordinate-descent sweeps (vectorised
     over the rows) that find the support and signs. The first round solves on the support and signs of ``w``, which a
     warm-started Newton step usually keeps. A row stops when its KKT violation is at most ``target``."""
     u = w.copy()
     rows = np.arange(len(w))
+    h, g, w_r, u_r = hess, grad, w, u.copy()  # the rows still going
     for round_ in range(rounds):
-        h = hess[group_of[rows]]  # (p, k, k), symmetric: row j is column j
-        g, w_r, u_r = grad[rows], w[rows], u[rows]
         if round_ > 0:
             diag = np.diagonal(h, axis1=1, axis2=2)
             hd = (h @ (u_r - w_r)[..., None])[..., 0]  # H (u - w)
@@ -822,15 +821,16 @@ def _l1_quadratic_cd(hess: np.ndarray, group_of: np.ndarray, grad: np.ndarray, w
                     new = np.sign(v) * np.maximum(np.abs(v) - 1 / a, 0)
                     delta = new - u_r[:, j]
                     u_r[:, j] = new
-                    hd += delta[:, None] * h[:, j]
+                    hd += delta[:, None] * h[:, j]  # row j of H is its column j
         u_r = _l1_support_step(h, g, w_r, u_r)
         u[rows] = u_r
         g_u = g + (h @ (u_r - w_r)[..., None])[..., 0]
         shrunk = np.sign(g_u) * np.maximum(np.abs(g_u) - 1, 0)
-        violation = np.abs(np.where(u_r != 0, g_u + np.sign(u_r), shrunk)).max(1)
-        rows = rows[violation > target[rows]]
-        if len(rows) == 0:
+        going = np.abs(np.where(u_r != 0, g_u + np.sign(u_r), shrunk)).max(1) > target[rows]
+        if not going.any():
             break
+        if not going.all():
+            rows, h, g, w_r, u_r = rows[going], h[going], g[going], w_r[going], u_r[going]
     return u
 
 

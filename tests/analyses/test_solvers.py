@@ -259,9 +259,9 @@ def test_l1_logistic_np_on_wide_features_keeps_its_matrices_to_the_working_sets(
     widths = []
     solve = solvers._l1_quadratic_cd
 
-    def recorded(hess, group_of, grad, w, target, **kwargs):
+    def recorded(hess, grad, w, target, **kwargs):
         widths.append(hess.shape[-1])
-        return solve(hess, group_of, grad, w, target, **kwargs)
+        return solve(hess, grad, w, target, **kwargs)
 
     monkeypatch.setattr(solvers, "_l1_quadratic_cd", recorded)
     masks = (rng.random((5, len(x))) < 0.7).astype(np.float64)
